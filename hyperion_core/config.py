@@ -1,0 +1,356 @@
+"""Gateway configuration: pydantic models, YAML loading, ``${ENV}`` interpolation, readable errors.
+
+A deployment names its model as ``<provider>/<model>``. ``<provider>`` is either a key of
+``providers:`` (an account: kind, credentials, base URL) or a provider kind used with its defaults
+(``openai``, ``anthropic``, ``gemini``, ``ollama``, ``vllm`` or any litellm provider such as ``bedrock``).
+Every error names its place and, where it can, the fix::
+
+    routes.chat.deployments[1].model: unknown provider 'opnai' (did you mean 'openai'?)
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import ConfigError
+
+#: provider kinds served by a native adapter, with their wire format and defaults
+NATIVE_KINDS: dict[str, dict[str, str | None]] = {
+    "openai": {"wire": "openai", "base_url": "https://api.openai.com/v1", "key_env": "OPENAI_API_KEY"},
+    "openai_compatible": {"wire": "openai", "base_url": None, "key_env": None},
+    "vllm": {"wire": "openai", "base_url": "http://localhost:8000/v1", "key_env": None},
+    "ollama": {"wire": "openai", "base_url": "http://localhost:11434/v1", "key_env": None},
+    "anthropic": {
+        "wire": "anthropic",
+        "base_url": "https://api.anthropic.com",
+        "key_env": "ANTHROPIC_API_KEY",
+    },
+    "gemini": {
+        "wire": "gemini",
+        "base_url": "https://generativelanguage.googleapis.com",
+        "key_env": "GEMINI_API_KEY",
+    },
+}
+
+Strategy = Literal["failover", "weighted", "lowest_latency", "lowest_cost"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PricingConfig(_Strict):
+    """Overrides litellm's price map for one deployment. Units: USD per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    #: prompt-cache reads; defaults to the input price
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    #: prompt-cache writes; defaults to the input price
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
+
+
+class ProviderConfig(_Strict):
+    """A provider account. ``kind`` picks the adapter: a native kind or any litellm provider."""
+
+    kind: str
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: extra keyword arguments for litellm deployments (e.g. ``aws_region_name``)
+    litellm_params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeploymentConfig(_Strict):
+    #: ``<provider>/<model>``, e.g. ``openai/gpt-4o-mini``
+    model: str
+    #: unique within the route; defaults to ``model``
+    name: str | None = None
+    #: ``auto`` uses the native adapter when the provider kind has one, else litellm
+    adapter: Literal["auto", "native", "litellm"] = "auto"
+    #: relative share for the ``weighted`` strategy (0 keeps it as a fallback only)
+    weight: float = Field(default=1.0, ge=0)
+    #: per-attempt timeout in seconds; defaults to the route's ``attempt_timeout``
+    timeout: float | None = Field(default=None, gt=0)
+    pricing: PricingConfig | None = None
+    #: context window override in tokens (else litellm's map)
+    max_input_tokens: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    #: default request parameters for this deployment (a request's own values win)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model")
+    @classmethod
+    def _has_provider(cls, v: str) -> str:
+        provider, sep, model = v.partition("/")
+        if not sep or not provider or not model:
+            raise ValueError(f"'{v}' must look like '<provider>/<model>', e.g. 'openai/gpt-4o-mini'")
+        return v
+
+    @property
+    def provider(self) -> str:
+        return self.model.partition("/")[0]
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model.partition("/")[2]
+
+    @property
+    def id(self) -> str:
+        return self.name or self.model
+
+
+class BreakerConfig(_Strict):
+    """Per-deployment circuit breaker: closed -> open -> half-open (one probe) -> closed."""
+
+    enabled: bool = True
+    #: consecutive failures (of errors that fail over) that open the breaker; >= 1
+    failure_threshold: int = Field(default=5, ge=1)
+    #: seconds the breaker stays open before a half-open probe; a longer Retry-After wins
+    cooldown: float = Field(default=30.0, ge=0)
+
+
+class RetryConfig(_Strict):
+    """Retries of one deployment before failing over. Backoff: ``min(max, base * 2**n)``, full jitter."""
+
+    #: extra attempts on the same deployment for retryable errors (0 = none)
+    attempts: int = Field(default=1, ge=0, le=10)
+    #: seconds
+    backoff_base: float = Field(default=0.2, ge=0)
+    #: seconds
+    backoff_max: float = Field(default=5.0, ge=0)
+
+
+class RouteConfig(_Strict):
+    kind: Literal["chat", "embedding"] = "chat"
+    strategy: Strategy = "failover"
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    #: total deadline in seconds for a request, across retries and failover
+    timeout: float = Field(default=60.0, gt=0)
+    #: seconds per attempt (a deployment's ``timeout`` wins); default: the remaining deadline
+    attempt_timeout: float | None = Field(default=None, gt=0)
+    #: streams: seconds to the first chunk before the attempt counts as failed
+    first_token_timeout: float | None = Field(default=None, gt=0)
+    #: streams: seconds of silence between chunks after the first that count as a cut stream
+    stream_idle_timeout: float = Field(default=60.0, gt=0)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    #: continue a stream cut after its first chunk on the next deployment (one seamless stream)
+    stream_resume: bool = False
+    #: route to use when a request exceeds this route's context window
+    context_window_fallback: str | None = None
+    #: EWMA smoothing for ``lowest_latency`` (weight of the newest sample, 0 < alpha <= 1)
+    latency_alpha: float = Field(default=0.3, gt=0, le=1)
+
+
+class GatewayConfig(_Strict):
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    routes: dict[str, RouteConfig] = Field(min_length=1)
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any] | GatewayConfig, *, env: Mapping[str, str] | None = None):
+        """Validate a mapping (as read from YAML). Raises :class:`ConfigError` listing every problem."""
+        if isinstance(data, GatewayConfig):
+            return data
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
+        problems: list[str] = []
+        data = _interpolate(data, env if env is not None else os.environ, "", problems)
+        if problems:
+            raise _config_error(problems)
+        try:
+            cfg = cls.model_validate(data)
+        except ValidationError as exc:
+            raise _config_error([_format_pydantic(e) for e in exc.errors()]) from None
+        problems = _cross_check(cfg)
+        if problems:
+            raise _config_error(problems)
+        return cfg
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None):
+        import yaml  # config loading is not a hot path
+
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+            raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        return cls.load(data or {}, env=env)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    if isinstance(node, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(
+                f"{path or '<root>'}: environment variable {name} is not set "
+                f"(set it, or write ${{{name}:-default}})"
+            )
+            return ""
+
+        return _ENV.sub(sub, node)
+    if isinstance(node, Mapping):
+        return {k: _interpolate(v, env, _join(path, k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, env, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    return node
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out = f"{out}.{part}" if out else str(part)
+    return out
+
+
+def _format_pydantic(err: Mapping[str, Any]) -> str:
+    loc = _format_loc(tuple(err["loc"]))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent, _, key = loc.rpartition(".")
+        return f"{loc}: unknown key '{key}'" + suggest(key, _all_field_names())
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if kind == "literal_error":
+        msg = f"{msg}, got {err.get('input')!r}"
+    return f"{loc}: {msg}"
+
+
+def _all_field_names() -> set[str]:
+    models = (GatewayConfig, RouteConfig, DeploymentConfig, ProviderConfig, PricingConfig, BreakerConfig)
+    return {f for m in (*models, RetryConfig) for f in m.model_fields}
+
+
+def _config_error(problems: list[str]) -> ConfigError:
+    head = problems[0] if len(problems) == 1 else f"{len(problems)} problems in config:\n  " + "\n  ".join(
+        problems
+    )
+    return ConfigError(head, problems)
+
+
+def suggest(word: str, options: list[str] | set[str]) -> str:
+    match = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+_litellm_providers: frozenset[str] | None = None
+
+
+def litellm_providers() -> frozenset[str]:
+    """litellm's provider names, read from its own data file (no ``import litellm``: it costs ~2 s)."""
+    global _litellm_providers
+    if _litellm_providers is None:
+        import importlib.util
+
+        import orjson
+
+        names: set[str] = set()
+        spec = importlib.util.find_spec("litellm")
+        if spec and spec.submodule_search_locations:
+            f = Path(next(iter(spec.submodule_search_locations))) / "provider_endpoints_support_backup.json"
+            try:
+                names = set(orjson.loads(f.read_bytes()).get("providers", {}))
+            except (OSError, ValueError):
+                names = set()
+        _litellm_providers = frozenset(names)
+    return _litellm_providers
+
+
+def provider_kind(cfg: GatewayConfig, provider: str) -> str | None:
+    """The kind behind a deployment's provider prefix, or ``None`` if nothing knows the name."""
+    if provider in cfg.providers:
+        return cfg.providers[provider].kind
+    if provider in NATIVE_KINDS or provider in litellm_providers():
+        return provider
+    return None
+
+
+def _cross_check(cfg: GatewayConfig) -> list[str]:
+    problems: list[str] = []
+    for name, prov in cfg.providers.items():
+        if prov.kind not in NATIVE_KINDS and prov.kind not in litellm_providers():
+            problems.append(
+                f"providers.{name}.kind: unknown provider kind '{prov.kind}'"
+                + suggest(prov.kind, set(NATIVE_KINDS) | litellm_providers())
+            )
+        elif prov.kind == "openai_compatible" and not prov.base_url:
+            problems.append(f"providers.{name}.base_url: required for kind 'openai_compatible'")
+    for rname, route in cfg.routes.items():
+        seen: set[str] = set()
+        for i, dep in enumerate(route.deployments):
+            where = f"routes.{rname}.deployments[{i}]"
+            if provider_kind(cfg, dep.provider) is None:
+                known = set(cfg.providers) | set(NATIVE_KINDS)
+                problems.append(
+                    f"{where}.model: unknown provider '{dep.provider}'"
+                    + (suggest(dep.provider, known) or suggest(dep.provider, litellm_providers()))
+                )
+            elif dep.adapter == "native":
+                kind = provider_kind(cfg, dep.provider)
+                if kind not in NATIVE_KINDS:
+                    problems.append(
+                        f"{where}.adapter: provider kind '{kind}' has no native adapter "
+                        "(use adapter: litellm or auto)"
+                    )
+            if dep.id in seen:
+                problems.append(f"{where}.name: duplicate deployment '{dep.id}' in route '{rname}' (set name:)")
+            seen.add(dep.id)
+        fb = route.context_window_fallback
+        if fb is not None and fb not in cfg.routes:
+            problems.append(
+                f"routes.{rname}.context_window_fallback: unknown route '{fb}'" + suggest(fb, set(cfg.routes))
+            )
+        elif fb == rname:
+            problems.append(f"routes.{rname}.context_window_fallback: a route cannot fall back to itself")
+        if route.strategy == "weighted" and not any(d.weight > 0 for d in route.deployments):
+            problems.append(f"routes.{rname}.deployments: strategy 'weighted' needs a weight above 0")
+    return problems
+
+
+__all__ = [
+    "GatewayConfig",
+    "RouteConfig",
+    "DeploymentConfig",
+    "ProviderConfig",
+    "PricingConfig",
+    "BreakerConfig",
+    "RetryConfig",
+    "NATIVE_KINDS",
+    "litellm_providers",
+    "provider_kind",
+    "suggest",
+]

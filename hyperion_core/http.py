@@ -1,0 +1,117 @@
+"""The one pooled HTTP client every native adapter shares.
+
+aiohttp was measured against httpx on this machine (same loopback upstream, p50 per call):
+aiohttp 0.15 ms, httpx 0.49 ms — so aiohttp it is, with orjson for bodies. A session belongs to the
+event loop that created it; :class:`HttpClient` keeps one per loop (normally exactly one) and builds
+it on first use, never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from .errors import ProviderConnectionError, StreamCutError
+
+_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+
+
+class HttpClient:
+    """Pooled keep-alive sessions, one per running event loop."""
+
+    def __init__(self, *, limit: int = 1000, limit_per_host: int = 0, connect_timeout: float = 10.0) -> None:
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self._connect_timeout = connect_timeout
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+    def session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        s = self._sessions.get(loop)
+        if s is None or s.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit,
+                limit_per_host=self._limit_per_host,
+                ttl_dns_cache=300,
+                enable_cleanup_closed=True,
+            )
+            s = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+            self._sessions[loop] = s
+            for dead in [lp for lp in self._sessions if lp.is_closed()]:
+                del self._sessions[dead]
+        return s
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        s = self._sessions.pop(loop, None)
+        if s is not None:
+            await s.close()
+
+    def drop_loop(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession | None:
+        return self._sessions.pop(loop, None)
+
+    async def post_json(
+        self, url: str, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, Any, bytes]:
+        """POST JSON; returns (status, response headers, raw body). Transport failures raise
+        :class:`ProviderConnectionError`."""
+        try:
+            async with self.session().post(url, data=orjson.dumps(body), headers=headers) as resp:
+                return resp.status, resp.headers, await resp.read()
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise ProviderConnectionError(f"connection to {_host(url)} failed: {_describe(exc)}") from exc
+
+    async def get_json(self, url: str, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        try:
+            async with self.session().get(url, headers=headers) as resp:
+                return resp.status, resp.headers, await resp.read()
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise ProviderConnectionError(f"connection to {_host(url)} failed: {_describe(exc)}") from exc
+
+
+async def sse_events(resp: aiohttp.ClientResponse, url: str) -> AsyncIterator[tuple[str | None, bytes]]:
+    """Yield ``(event, data)`` pairs of a Server-Sent Events body. A connection that breaks mid-body
+    raises :class:`StreamCutError`; a clean end simply stops (the caller checks for its terminal event)."""
+    event: str | None = None
+    data: list[bytes] = []
+    try:
+        async for raw in resp.content:
+            line = raw.rstrip(b"\r\n")
+            if not line:
+                if data:
+                    yield event, b"\n".join(data)
+                event, data = None, []
+                continue
+            if line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"event:"):
+                event = line[6:].strip().decode()
+            # comments (":") and other fields (id, retry) are ignored
+        if data:
+            yield event, b"\n".join(data)
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        raise StreamCutError(f"stream from {_host(url)} broke: {_describe(exc)}") from exc
+
+
+def _host(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    return rest.split("/", 1)[0]
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+JSON_HEADERS = _JSON_HEADERS
+
+__all__ = ["HttpClient", "sse_events", "JSON_HEADERS"]

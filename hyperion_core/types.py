@@ -1,0 +1,199 @@
+"""Request, response and stream records shared by every door and adapter.
+
+Messages use the OpenAI chat format (``{"role": ..., "content": ..., "tool_calls": [...]}``), the
+lingua franca of LangChain, LlamaIndex and litellm; adapters translate to their wire format.
+Records are slotted dataclasses: cheap to build on the hot path, immutable once returned.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+Message = dict[str, Any]
+
+_ids = itertools.count(1)
+_prefix = os.urandom(4).hex()
+
+
+def new_request_id() -> str:
+    """A process-unique, cheap request id (no uuid4 syscall on the hot path)."""
+    return f"req-{_prefix}-{next(_ids):08x}"
+
+
+@dataclass(slots=True)
+class Caller:
+    """Who is calling: filled by authorization (virtual key) or passed by a trusted door."""
+
+    virtual_key: str | None = None
+    key_id: str | None = None
+    team: str | None = None
+    user: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """One chat request as the pipeline sees it, whichever door it came through."""
+
+    route: str
+    messages: list[Message]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    n: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+    #: provider parameters passed through unchanged (e.g. ``{"logprobs": True}``)
+    extra: dict[str, Any] = field(default_factory=dict)
+    caller: Caller | None = None
+    #: total deadline in seconds for this request; overrides the route's ``timeout``
+    timeout: float | None = None
+    request_id: str = field(default_factory=new_request_id)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def with_messages(self, messages: list[Message]) -> ChatRequest:
+        return replace(self, messages=messages)
+
+
+@dataclass(slots=True, frozen=True)
+class Usage:
+    """Token counts. ``prompt_tokens`` includes ``cached_prompt_tokens`` and ``cache_write_tokens``;
+    ``completion_tokens`` includes ``reasoning_tokens`` (OpenAI's convention, which adapters normalise to)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_prompt_tokens + other.cached_prompt_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as in the OpenAI format
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call; pieces with the same ``index`` concatenate."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+Outcome = Literal["ok", "error"]
+
+
+@dataclass(slots=True, frozen=True)
+class Attempt:
+    """One call to one deployment."""
+
+    deployment: str
+    outcome: Outcome
+    latency_ms: float
+    error_class: str | None = None
+    status: int | None = None
+    message: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ProviderResponse:
+    """What an adapter returns for a whole (non-streamed) chat call."""
+
+    content: str | None
+    tool_calls: tuple[ToolCall, ...]
+    finish_reason: str | None
+    usage: Usage
+    model: str
+    id: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ChatChunk:
+    """One streamed piece. The final chunk of a stream carries ``finish_reason`` and ``usage``."""
+
+    content: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    deployment: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ChatResponse:
+    """The gateway's answer: the message plus where it came from and what it cost."""
+
+    request_id: str
+    route: str
+    deployment: str
+    model: str
+    content: str | None
+    tool_calls: tuple[ToolCall, ...]
+    finish_reason: str | None
+    usage: Usage
+    cost: float  # USD
+    attempts: tuple[Attempt, ...]
+    latency_ms: float
+    ttft_ms: float | None = None
+    #: deployments that continued a cut stream (stream resume), in order
+    resumed_by: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> Message:
+        msg: Message = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            msg["tool_calls"] = [
+                {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
+                for t in self.tool_calls
+            ]
+        return msg
+
+
+@dataclass(slots=True, frozen=True)
+class EmbeddingResponse:
+    vectors: list[list[float]]
+    model: str
+    deployment: str
+    usage: Usage
+    cost: float
+    attempts: tuple[Attempt, ...]
+    latency_ms: float
+
+
+__all__ = [
+    "Message",
+    "Caller",
+    "ChatRequest",
+    "Usage",
+    "ToolCall",
+    "ToolCallDelta",
+    "Attempt",
+    "ProviderResponse",
+    "ChatChunk",
+    "ChatResponse",
+    "EmbeddingResponse",
+    "new_request_id",
+]
