@@ -1,0 +1,457 @@
+"""The Python door: :class:`Gateway` runs every request through one async pipeline.
+
+Today's pipeline: validate -> route (strategy, breakers, retries, deadline, failover) -> call
+(native adapter or litellm) -> settle cost. Authorization, guards, admission, caching and audit slot
+in around the same flow. Sync methods are twins of the async ones, driven on one background loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import replace
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._portal import Portal
+from .config import NATIVE_KINDS, GatewayConfig, ProviderConfig, RouteConfig, provider_kind, suggest
+from .errors import (
+    ContextWindowExceededError,
+    HyperionError,
+    InvalidRequestError,
+    ProviderError,
+    RouteNotFoundError,
+    StreamCutError,
+    StreamInterruptedError,
+)
+from .http import HttpClient
+from .pricing import lookup
+from .providers import Target, adapter_class
+from .routing import CircuitBreaker, Clock, DeploymentState, Router, RouteState, _timeout
+from .streaming import Accumulator, ChatStream, resume_messages
+from .types import Attempt, Caller, ChatChunk, ChatRequest, ChatResponse, EmbeddingResponse, Message, Usage
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+class Gateway:
+    """Routes chat and embedding requests across deployments; see ``examples/hyperion.yaml``."""
+
+    def __init__(
+        self,
+        config: GatewayConfig | Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        clock: Clock | None = None,
+        http: HttpClient | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(config, (str, os.PathLike)):
+            config = GatewayConfig.from_file(config, env=env)
+        self.config: GatewayConfig = GatewayConfig.load(config, env=env)
+        self._env = env if env is not None else os.environ
+        self.http = http or HttpClient()
+        self.router = Router(clock)
+        self._portal = Portal()
+        self._routes: dict[str, RouteState] = {
+            name: self._build_route(name, rc) for name, rc in self.config.routes.items()
+        }
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kw: Any) -> Gateway:
+        return cls(Path(path), **kw)
+
+    # -- construction ------------------------------------------------------------------------
+
+    def _build_route(self, name: str, rc: RouteConfig) -> RouteState:
+        rs = RouteState(name, rc)
+        for dep in rc.deployments:
+            kind = provider_kind(self.config, dep.provider)
+            assert kind is not None  # config validation guarantees it
+            prov = self.config.providers.get(dep.provider) or ProviderConfig(kind=kind)
+            native = NATIVE_KINDS.get(kind)
+            wire = native["wire"] if native and dep.adapter != "litellm" else "litellm"
+            api_key = prov.api_key.get_secret_value() if prov.api_key else None
+            if api_key is None and native and native["key_env"]:
+                api_key = self._env.get(native["key_env"]) or (
+                    self._env.get("GOOGLE_API_KEY") if kind == "gemini" else None
+                )
+            price = lookup(kind, dep.upstream_model, dep.pricing)
+            target = Target(
+                name=dep.id,
+                route=name,
+                kind=kind,
+                wire=wire,
+                model=dep.upstream_model,
+                base_url=prov.base_url or (native["base_url"] if native else None),
+                api_key=api_key,
+                headers=dict(prov.headers),
+                params=dict(dep.params),
+                litellm_params=dict(prov.litellm_params),
+                price=price,
+                timeout=dep.timeout,
+            )
+            if dep.max_input_tokens or dep.max_output_tokens:
+                target.price = replace(
+                    price,
+                    max_input_tokens=dep.max_input_tokens or price.max_input_tokens,
+                    max_output_tokens=dep.max_output_tokens or price.max_output_tokens,
+                )
+            rs.deployments.append(
+                DeploymentState(
+                    name=dep.id,
+                    adapter=adapter_class(wire)(target, self.http),
+                    breaker=CircuitBreaker(rc.breaker),
+                    weight=dep.weight,
+                    timeout=dep.timeout,
+                    unit_price=price.input + price.output,
+                )
+            )
+        return rs
+
+    # -- introspection -----------------------------------------------------------------------
+
+    @property
+    def routes(self) -> list[str]:
+        return list(self._routes)
+
+    def route(self, name: str) -> RouteState:
+        rs = self._routes.get(name)
+        if rs is None:
+            raise RouteNotFoundError(
+                f"unknown route '{name}'" + (suggest(name, set(self._routes)) or f" (routes: {', '.join(self._routes)})"),
+                route=name,
+            )
+        return rs
+
+    def health(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Breaker state and observed latency of every deployment, by route."""
+        now = self.router.clock.now()
+        return {
+            name: {
+                d.name: {
+                    **d.breaker.snapshot(now),
+                    "ewma_latency_ms": None if d.ewma_latency is None else d.ewma_latency * 1000,
+                    "ewma_ttft_ms": None if d.ewma_ttft is None else d.ewma_ttft * 1000,
+                }
+                for d in rs.deployments
+            }
+            for name, rs in self._routes.items()
+        }
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request(
+        self,
+        route: str,
+        messages: list[Message],
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        n: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
+        response_format: dict[str, Any] | None = None,
+        caller: Caller | None = None,
+        timeout: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> ChatRequest:
+        """Build and validate a :class:`ChatRequest` (what ``acomplete``/``astream`` do for you)."""
+        req = ChatRequest(
+            route=route,
+            messages=messages,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            stop=[stop] if isinstance(stop, str) else stop,
+            seed=seed,
+            n=n,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+            extra=extra,
+            caller=caller,
+            timeout=timeout,
+            metadata=metadata or {},
+        )
+        return req
+
+    def _validate(self, req: ChatRequest, kind: str = "chat") -> RouteState:
+        rs = self.route(req.route)
+        if rs.cfg.kind != kind:
+            raise InvalidRequestError(
+                f"route '{req.route}' is a {rs.cfg.kind} route, not a {kind} route", route=req.route
+            )
+        msgs = req.messages
+        if not isinstance(msgs, list) or not msgs:
+            raise InvalidRequestError("messages: must be a non-empty list of messages", route=req.route)
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict):
+                raise InvalidRequestError(
+                    f"messages[{i}]: must be a dict with 'role' and 'content', got {type(m).__name__}",
+                    route=req.route,
+                )
+            role = m.get("role")
+            if role not in _ROLES:
+                raise InvalidRequestError(
+                    f"messages[{i}].role: unknown role {role!r}" + suggest(str(role), set(_ROLES)),
+                    route=req.route,
+                )
+        if req.max_tokens is not None and (not isinstance(req.max_tokens, int) or req.max_tokens < 1):
+            raise InvalidRequestError(f"max_tokens: must be a positive integer, got {req.max_tokens!r}", route=req.route)
+        if req.temperature is not None and not 0 <= req.temperature <= 2:
+            raise InvalidRequestError(f"temperature: must be between 0 and 2, got {req.temperature!r}", route=req.route)
+        return rs
+
+    def _deadline(self, rs: RouteState, req: ChatRequest) -> float:
+        return self.router.clock.now() + (req.timeout or rs.cfg.timeout)
+
+    async def acomplete(self, route: str | ChatRequest, messages: list[Message] | None = None, **params: Any) -> ChatResponse:
+        """Answer one chat request (whole). Raises a :class:`HyperionError` subclass on failure."""
+        req = route if isinstance(route, ChatRequest) else self.request(route, messages, **params)  # type: ignore[arg-type]
+        rs = self._validate(req)
+        attempts: list[Attempt] = []
+        started = time.perf_counter()
+        while True:
+            try:
+                resp, ds = await self.router.run(
+                    rs,
+                    lambda d: d.adapter.chat(req),
+                    attempts,
+                    deadline=self._deadline(rs, req),
+                    request_id=req.request_id,
+                )
+                break
+            except ContextWindowExceededError:
+                if not rs.cfg.context_window_fallback:
+                    raise
+                rs = self._routes[rs.cfg.context_window_fallback]
+        return ChatResponse(
+            request_id=req.request_id,
+            route=req.route,
+            deployment=ds.name,
+            model=resp.model,
+            content=resp.content,
+            tool_calls=resp.tool_calls,
+            finish_reason=resp.finish_reason,
+            usage=resp.usage,
+            cost=ds.adapter.target.price.cost(resp.usage),
+            attempts=tuple(attempts),
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    def astream(self, route: str | ChatRequest, messages: list[Message] | None = None, **params: Any) -> ChatStream:
+        """Stream one chat request. Failover is free until the first chunk reaches the caller; after
+        that a failure raises :class:`StreamInterruptedError`, unless the route has ``stream_resume``."""
+        req = route if isinstance(route, ChatRequest) else self.request(route, messages, **params)  # type: ignore[arg-type]
+        rs = self._validate(req)
+        stream = ChatStream()
+        stream._agen = self._stream(rs, req, stream)
+        return stream
+
+    async def _stream(self, rs: RouteState, req: ChatRequest, out: ChatStream) -> AsyncIterator[ChatChunk]:
+        attempts: list[Attempt] = []
+        started = time.perf_counter()
+        acc = Accumulator()
+        cost = 0.0
+        extra_usage = Usage()
+        resumed_by: list[str] = []
+        (first, upstream), ds = await self._open_stream(rs, req, attempts)
+        ttft_ms = (time.perf_counter() - started) * 1000.0
+        idle = rs.cfg.stream_idle_timeout
+        chunk: ChatChunk | None = first
+        seg_chunks = 0
+        try:
+            while chunk is not None:
+                acc.add(chunk)
+                seg_chunks += 1
+                yield chunk
+                seg_started = time.perf_counter()
+                try:
+                    chunk = await _next(upstream, idle)
+                except (ProviderError, TimeoutError, asyncio.TimeoutError) as exc:
+                    err = exc if isinstance(exc, ProviderError) else StreamCutError(f"no chunk for {idle:g}s")
+                    attempts.append(
+                        Attempt(ds.name, "error", (time.perf_counter() - seg_started) * 1000.0, err.error_class,
+                                getattr(err, "status", None), f"after {seg_chunks} chunk(s): {err.message}"[:300])
+                    )
+                    ds.breaker.on_failure(self.router.clock.now())
+                    await _aclose(upstream)
+                    if not rs.cfg.stream_resume or acc.tools:
+                        raise StreamInterruptedError(
+                            f"stream from '{ds.name}' failed after {acc.chunks} chunk(s): {err.message}",
+                            delivered_chunks=acc.chunks,
+                            attempts=attempts,
+                            route=rs.name,
+                            deployment=ds.name,
+                            request_id=req.request_id,
+                        ) from err
+                    # the cut segment was generated (and billed) upstream: estimate it, one token a chunk
+                    cut = Usage(completion_tokens=seg_chunks)
+                    cost += ds.adapter.target.price.cost(cut)
+                    extra_usage = extra_usage + cut
+                    creq = req.with_messages(resume_messages(req.messages, acc.text))
+                    try:
+                        (chunk, upstream), ds = await self._open_stream(rs, creq, attempts, exclude=(ds.name,))
+                    except HyperionError as resume_err:
+                        raise StreamInterruptedError(
+                            f"stream from '{ds.name}' failed after {acc.chunks} chunk(s) and could not be "
+                            f"resumed: {resume_err.message}",
+                            delivered_chunks=acc.chunks,
+                            attempts=attempts,
+                            route=rs.name,
+                            deployment=ds.name,
+                            request_id=req.request_id,
+                        ) from resume_err
+                    resumed_by.append(ds.name)
+                    seg_chunks = 0
+        finally:
+            await _aclose(upstream)
+        usage = (acc.usage or Usage()) + extra_usage
+        cost += ds.adapter.target.price.cost(acc.usage or Usage())
+        out.response = ChatResponse(
+            request_id=req.request_id,
+            route=req.route,
+            deployment=ds.name,
+            model=ds.adapter.target.model,
+            content=acc.text if acc.parts or not acc.tools else None,
+            tool_calls=acc.tool_calls(),
+            finish_reason=acc.finish_reason,
+            usage=usage,
+            cost=cost,
+            attempts=tuple(attempts),
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            ttft_ms=ttft_ms,
+            resumed_by=tuple(resumed_by),
+        )
+
+    async def _open_stream(
+        self, rs: RouteState, req: ChatRequest, attempts: list[Attempt], exclude: tuple[str, ...] = ()
+    ) -> tuple[tuple[ChatChunk, AsyncIterator[ChatChunk]], DeploymentState]:
+        async def open_one(ds: DeploymentState) -> tuple[ChatChunk, AsyncIterator[ChatChunk]]:
+            agen = ds.adapter.stream(req)
+            try:
+                first = await agen.__anext__()
+            except StopAsyncIteration:
+                raise StreamCutError("stream ended before its first chunk", deployment=ds.name) from None
+            except BaseException:
+                await _aclose(agen)
+                raise
+            return first, agen
+
+        while True:
+            try:
+                return await self.router.run(
+                    rs, open_one, attempts, deadline=self._deadline(rs, req), stream=True,
+                    exclude=exclude, request_id=req.request_id,
+                )
+            except ContextWindowExceededError:
+                if not rs.cfg.context_window_fallback:
+                    raise
+                rs = self._routes[rs.cfg.context_window_fallback]
+
+    async def aembed(
+        self, route: str, inputs: str | list[str], *, dimensions: int | None = None, timeout: float | None = None
+    ) -> EmbeddingResponse:
+        rs = self.route(route)
+        if rs.cfg.kind != "embedding":
+            raise InvalidRequestError(f"route '{route}' is a {rs.cfg.kind} route, not an embedding route", route=route)
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidRequestError("inputs: must be a string or a non-empty list of strings", route=route)
+        attempts: list[Attempt] = []
+        started = time.perf_counter()
+        (vectors, usage), ds = await self.router.run(
+            rs,
+            lambda d: d.adapter.embed(texts, dimensions=dimensions),
+            attempts,
+            deadline=self.router.clock.now() + (timeout or rs.cfg.timeout),
+        )
+        return EmbeddingResponse(
+            vectors=vectors,
+            model=ds.adapter.target.model,
+            deployment=ds.name,
+            usage=usage,
+            cost=ds.adapter.target.price.cost(usage),
+            attempts=tuple(attempts),
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    # -- sync twins --------------------------------------------------------------------------
+
+    def complete(self, route: str | ChatRequest, messages: list[Message] | None = None, **params: Any) -> ChatResponse:
+        return self._portal.call(self.acomplete(route, messages, **params))
+
+    def stream(self, route: str | ChatRequest, messages: list[Message] | None = None, **params: Any) -> SyncChatStream:
+        return SyncChatStream(self.astream(route, messages, **params), self._portal)
+
+    def embed(self, route: str, inputs: str | list[str], **kw: Any) -> EmbeddingResponse:
+        return self._portal.call(self.aembed(route, inputs, **kw))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection pool of the running loop."""
+        await self.http.aclose()
+
+    def close(self) -> None:
+        """Close the sync twins' background loop and its pool."""
+        self._portal.close(self.http.aclose() if self._portal._loop is not None else None)
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncChatStream:
+    """Iterate a :class:`ChatStream` from sync code; ``response`` as on the async stream."""
+
+    def __init__(self, stream: ChatStream, portal: Portal) -> None:
+        self._stream = stream
+        self._portal = portal
+
+    def __iter__(self) -> Iterator[ChatChunk]:
+        return self._portal.iterate(self._stream)
+
+    @property
+    def response(self) -> ChatResponse | None:
+        return self._stream.response
+
+    def collect(self) -> ChatResponse:
+        for _ in self:
+            pass
+        assert self.response is not None
+        return self.response
+
+
+async def _next(agen: AsyncIterator[ChatChunk], idle: float) -> ChatChunk | None:
+    try:
+        async with _timeout(idle):
+            return await agen.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _aclose(agen: Any) -> None:
+    aclose = getattr(agen, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except (HyperionError, OSError, RuntimeError):
+            pass
+
+
+__all__ = ["Gateway", "SyncChatStream"]
