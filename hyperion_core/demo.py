@@ -1,0 +1,167 @@
+"""``hyperion demo``: a scripted outage a person can follow, on embedded defaults.
+
+Starts the mock provider on a free port, builds a gateway from ``examples/hyperion.yaml`` (no Redis),
+and walks through normal traffic, a primary outage with failover, the breaker opening and a half-open
+probe restoring the primary, a 429 cooldown, a streamed answer with its time to first token, a stream
+cut mid-way and resumed on the backup, weighted traffic and an embedding call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import HyperionError
+from .gateway import Gateway
+from .types import ChatResponse, EmbeddingResponse
+
+_COLS = ("#", "step", "answered by", "attempts", "latency", "tokens in/out", "cost $")
+
+
+def _default_config() -> Path:
+    local = Path("examples/hyperion.yaml")
+    if local.exists():
+        return local
+    return Path(__file__).resolve().parent.parent / "examples" / "hyperion.yaml"
+
+
+def _attempts(resp: ChatResponse | EmbeddingResponse) -> str:
+    parts = []
+    for a in resp.attempts:
+        what = "ok" if a.outcome == "ok" else (a.status or (a.error_class or "error").removesuffix("Error"))
+        parts.append(f"{a.deployment.split('-')[0]}:{what}")
+    return " > ".join(parts)
+
+
+class _Table:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.rows: list[tuple[str, ...]] = []
+        self.widths = [3, 33, 17, 44, 9, 13, 10]
+
+    def header(self) -> None:
+        self._line(_COLS)
+        self.out.write("  ".join("-" * w for w in self.widths) + "\n")
+
+    def _line(self, cells: tuple[str, ...]) -> None:
+        self.out.write("  ".join(str(c)[:w].ljust(w) for c, w in zip(cells, self.widths)).rstrip() + "\n")
+        self.out.flush()
+
+    def add(self, step: str, resp: ChatResponse | EmbeddingResponse, extra: str = "") -> None:
+        u = resp.usage
+        row = (
+            str(len(self.rows) + 1),
+            step,
+            resp.deployment,
+            _attempts(resp) + extra,
+            f"{resp.latency_ms:7.1f}ms",
+            f"{u.prompt_tokens}/{u.completion_tokens}",
+            f"{resp.cost:.6f}",
+        )
+        self.rows.append(row)
+        self._line(row)
+
+    def note(self, text: str) -> None:
+        self.out.write(f"    {text}\n")
+        self.out.flush()
+
+
+async def _scenario(gw: Gateway, mock: Any, out: TextIO) -> dict[str, Any]:
+    t = _Table(out)
+    failed = 0
+    q = "Explain circuit breakers in one paragraph."
+
+    async def ask(step: str, prompt: str = q, **kw: Any) -> ChatResponse | None:
+        nonlocal failed
+        try:
+            resp = await gw.acomplete("chat", [{"role": "user", "content": prompt}], **kw)
+        except HyperionError as exc:
+            failed += 1
+            t.note(f"FAILED {step}: {exc}")
+            return None
+        t.add(step, resp)
+        return resp
+
+    def state() -> str:
+        return gw.health()["chat"]["openai-primary"]["state"]
+
+    t.header()
+    for i in range(3):
+        await ask("normal traffic", f"{q} ({i})")
+
+    mock.fault("primary", kind="unavailable")
+    t.note("!! the primary (OpenAI) starts answering 503")
+    for i in range(5):
+        await ask("primary down -> failover", f"{q} (outage {i})")
+    t.note(f"primary breaker: {state()} (skipped without a call while open)")
+
+    mock.clear_faults("primary")
+    t.note("primary recovered; waiting out the 2 s breaker cooldown...")
+    await asyncio.sleep(2.05)
+    await ask("half-open probe", f"{q} (probe)")
+    t.note(f"primary breaker: {state()}")
+
+    mock.fault("primary", kind="rate_limit", retry_after=1, times=1)
+    await ask("429 Retry-After=1 -> cooldown", f"{q} (burst)")
+    await ask("primary cooling down", f"{q} (burst 2)")
+
+    await asyncio.sleep(1.0)  # let the primary's 429 cooldown pass
+    started = time.perf_counter()
+    stream = gw.astream("chat", [{"role": "user", "content": "Stream a short story about failover."}])
+    ttft = None
+    chunks = 0
+    async for _ in stream:
+        chunks += 1
+        ttft = ttft if ttft is not None else (time.perf_counter() - started) * 1000.0
+    assert stream.response is not None
+    t.add("streamed answer", stream.response, f"  (ttft {ttft:.1f}ms, {chunks} chunks)")
+
+    mock.fault("primary", cut_after_chunks=5, times=1)
+    stream = gw.astream("chat", [{"role": "user", "content": "Stream the story again, please."}])
+    text = "".join([c.content async for c in stream])
+    resp = stream.response
+    assert resp is not None
+    t.add("stream cut at chunk 5 -> resumed", resp, f"  (resumed by {', '.join(resp.resumed_by) or '-'})")
+    t.note(f"the caller saw one stream of {len(text.split())} words: {text[:70]}...")
+
+    served: Counter[str] = Counter()
+    for i in range(12):
+        r = await gw.acomplete("chat-weighted", [{"role": "user", "content": f"weighted {i}"}])
+        served[r.deployment] += 1
+    t.note(f"weighted route, 12 requests (3:1): {dict(served)}")
+
+    emb = await gw.aembed("embeddings", ["failover", "circuit breaker"])
+    t.add(f"embeddings ({len(emb.vectors)}x{len(emb.vectors[0])})", emb)
+    total = sum(float(r[-1]) for r in t.rows)
+    out.write(f"\n{len(t.rows) + 12} requests, {failed} failed, total cost ${total:.6f}\n")
+    return {"failed": failed, "rows": len(t.rows)}
+
+
+def run(config: str | Path | None = None, out: TextIO = sys.stdout) -> int:
+    from .mock_provider import MockProvider
+
+    started = time.perf_counter()
+    mock = MockProvider().start()
+    try:
+        path = Path(config) if config else _default_config()
+        gw = Gateway.from_file(path, env={"HYPERION_MOCK_URL": mock.url})
+        out.write(f"Hyperion demo — config {path}, mock provider at {mock.url}\n\n")
+
+        async def main() -> dict[str, Any]:
+            try:
+                return await _scenario(gw, mock, out)
+            finally:
+                await gw.aclose()
+
+        result = asyncio.run(main())
+    finally:
+        mock.stop()
+    out.write(f"demo finished in {time.perf_counter() - started:.1f}s\n")
+    return 0 if result["failed"] == 0 else 1
+
+
+__all__ = ["run"]
