@@ -125,8 +125,9 @@ async def _scenario(gw: Gateway, mock: Any, out: TextIO) -> dict[str, Any]:
     text = "".join([c.content async for c in stream])
     resp = stream.response
     assert resp is not None
-    t.add("stream cut at chunk 5 -> resumed", resp, f"  (resumed by {', '.join(resp.resumed_by) or '-'})")
-    t.note(f"the caller saw one stream of {len(text.split())} words: {text[:70]}...")
+    t.add("stream cut at chunk 5 -> resumed", resp)
+    t.note(f"resumed by {', '.join(resp.resumed_by) or '-'}; the caller saw one stream of "
+           f"{len(text.split())} words: {text[:60]}...")
 
     served: Counter[str] = Counter()
     for i in range(12):
