@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import replace
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

@@ -8,6 +8,7 @@ back is spliced in, so the caller sees one uninterrupted stream.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+
 from .types import ChatChunk, ChatResponse, Message, ToolCall, Usage
 
 RESUME_INSTRUCTION = (

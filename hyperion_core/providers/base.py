@@ -21,6 +21,7 @@ import orjson
 from ..errors import (
     HyperionError,
     MalformedResponseError,
+    NotFoundError,
     ProviderConnectionError,
     ProviderError,
     StreamCutError,
@@ -65,7 +66,17 @@ class Adapter:
         raise NotImplementedError
 
     async def embed(self, inputs: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], Usage]:
-        raise ProviderError(f"{self.target.kind} deployments do not serve embeddings here", status=None)
+        # NotFound: never retried here, but another deployment of the route may serve embeddings
+        raise NotFoundError(
+            f"{self.target.kind} deployments do not serve embeddings",
+            route=self.target.route,
+            deployment=self.target.name,
+        )
+
+    def _with_context(self, exc: HyperionError) -> HyperionError:
+        exc.route = exc.route or self.target.route
+        exc.deployment = exc.deployment or self.target.name
+        return exc
 
 
 class StreamParser:
@@ -134,7 +145,11 @@ class HttpAdapter(Adapter):
             ) from None
 
     async def chat(self, req: ChatRequest) -> ProviderResponse:
-        status, headers, raw = await self.http.post_json(self._url, self.build_body(req, False), self._headers)
+        try:
+            status, headers, raw = await self.http.post_json(self._url, self.build_body(req, False), self._headers)
+        except HyperionError as exc:
+            self._with_context(exc)
+            raise
         if status >= 400:
             raise self.parse_error(status, headers, raw)
         data = self._decode(raw)
@@ -161,8 +176,7 @@ class HttpAdapter(Adapter):
                     try:
                         chunk = parser.feed(event, data)
                     except HyperionError as exc:
-                        exc.route = exc.route or self.target.route
-                        exc.deployment = exc.deployment or self.target.name
+                        self._with_context(exc)
                         raise
                     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
                         raise MalformedResponseError(
@@ -179,6 +193,9 @@ class HttpAdapter(Adapter):
                     route=self.target.route,
                     deployment=self.target.name,
                 )
+        except HyperionError as exc:  # e.g. StreamCutError from a connection broken mid-body
+            self._with_context(exc)
+            raise
         except aiohttp.ClientConnectionError as exc:  # failures opening the stream
             raise ProviderConnectionError(
                 f"connection to {self.target.kind} failed: {type(exc).__name__}",

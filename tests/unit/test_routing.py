@@ -21,7 +21,6 @@ from hyperion_core.routing import (
     order,
 )
 
-
 # -- circuit breaker ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,381 @@
+"""Anthropic Messages wire format (``POST /v1/messages``), converted from and to OpenAI-format records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidRequestError, error_for_status
+from ..types import ChatChunk, ChatRequest, Message, ProviderResponse, ToolCall, ToolCallDelta, Usage
+from .base import HttpAdapter, StreamParser, merged_params
+
+ANTHROPIC_VERSION = "2023-06-01"
+#: max_tokens when neither the request, the deployment nor the price map says (the API requires one)
+DEFAULT_MAX_TOKENS = 4096
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+#: the HTTP status Anthropic uses for each error type (for errors that arrive inside a stream)
+ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+_SAMPLING_DROPPED = ("seed", "n", "max_completion_tokens")
+
+
+def anthropic_usage(u: dict[str, Any] | None) -> Usage:
+    """Anthropic counts cache reads and writes apart from ``input_tokens``; Hyperion's prompt total includes them."""
+    if not u:
+        return Usage()
+    cached = int(u.get("cache_read_input_tokens") or 0)
+    written = int(u.get("cache_creation_input_tokens") or 0)
+    return Usage(
+        prompt_tokens=int(u.get("input_tokens") or 0) + cached + written,
+        completion_tokens=int(u.get("output_tokens") or 0),
+        cached_prompt_tokens=cached,
+        cache_write_tokens=written,
+    )
+
+
+def finish_reason(stop_reason: str | None) -> str | None:
+    return FINISH_REASONS.get(stop_reason, stop_reason) if stop_reason else None
+
+
+# -- request conversion (pure) -------------------------------------------------------------------
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+
+
+def _image_block(part: dict[str, Any]) -> dict[str, Any]:
+    img = part.get("image_url")
+    url = img.get("url", "") if isinstance(img, dict) else str(img or "")
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[5:].split(";", 1)[0] or "image/png"
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    """OpenAI content (a string or a list of parts) as Anthropic content blocks; empty text is dropped."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    out: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, str):
+            part = {"type": "text", "text": part}
+        kind = part.get("type")
+        if kind == "text":
+            if not part.get("text"):
+                continue
+            block = {"type": "text", "text": part["text"]}
+            if "cache_control" in part:
+                block["cache_control"] = part["cache_control"]
+            out.append(block)
+        elif kind == "image_url":
+            out.append(_image_block(part))
+        else:  # already an Anthropic block (image, document, thinking, ...)
+            out.append(part)
+    return out
+
+
+def _tool_use(tc: dict[str, Any]) -> dict[str, Any]:
+    fn = tc.get("function") or {}
+    raw = fn.get("arguments") or "{}"
+    try:
+        args = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    except orjson.JSONDecodeError:
+        raise InvalidRequestError(
+            f"tool call {tc.get('id')!r} ({fn.get('name')}) has arguments that are not JSON: {str(raw)[:80]!r}"
+        ) from None
+    if not isinstance(args, dict):
+        raise InvalidRequestError(f"tool call {tc.get('id')!r} arguments must be a JSON object")
+    return {"type": "tool_use", "id": tc.get("id"), "name": fn.get("name"), "input": args}
+
+
+def _tool_result(msg: Message) -> dict[str, Any]:
+    content = msg.get("content")
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": msg.get("tool_call_id")}
+    if isinstance(content, list):
+        block["content"] = _blocks(content)
+    else:
+        block["content"] = "" if content is None else str(content)
+    return block
+
+
+def convert_messages(messages: list[Message]) -> tuple[Any, list[dict[str, Any]]]:
+    """OpenAI-format messages -> (Anthropic ``system``, ``messages``).
+
+    System/developer messages go to ``system``; tool results become user ``tool_result`` blocks; runs of
+    same-role messages are merged, as the API requires alternating turns.
+    """
+    system_blocks: list[dict[str, Any]] = []
+    turns: list[tuple[str, list[dict[str, Any]], Any]] = []  # (role, blocks, original string content)
+    for msg in messages:
+        role = msg.get("role")
+        content = msg.get("content")
+        if role in ("system", "developer"):
+            system_blocks.extend(_blocks(content))
+            continue
+        if role == "tool":
+            role, blocks = "user", [_tool_result(msg)]
+        elif role == "user":
+            blocks = _blocks(content)
+        elif role == "assistant":
+            blocks = _blocks(content) + [_tool_use(tc) for tc in msg.get("tool_calls") or ()]
+        else:
+            raise InvalidRequestError(f"message role {role!r} is not supported by the Anthropic wire format")
+        if not blocks:
+            continue
+        plain = content if isinstance(content, str) and len(blocks) == 1 and role == msg.get("role") else None
+        if turns and turns[-1][0] == role:
+            prev_role, prev_blocks, _ = turns[-1]
+            turns[-1] = (prev_role, prev_blocks + blocks, None)
+        else:
+            turns.append((role, blocks, plain))
+    # the API wants a user turn's tool_result blocks before any other block
+    out = [
+        {"role": r, "content": s if s is not None else sorted(b, key=lambda x: x.get("type") != "tool_result")}
+        for r, b, s in turns
+    ]
+    system: Any = None
+    if system_blocks:
+        if any("cache_control" in b or b.get("type") != "text" for b in system_blocks):
+            system = system_blocks
+        else:
+            system = "\n\n".join(b["text"] for b in system_blocks)
+    return system, out
+
+
+def convert_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for t in tools:
+        if t.get("type") == "function" and "function" in t:
+            fn = t["function"]
+            tool = {
+                "name": fn["name"],
+                "input_schema": fn.get("parameters") or {"type": "object", "properties": {}},
+            }
+            if fn.get("description"):
+                tool["description"] = fn["description"]
+            out.append(tool)
+        else:  # an Anthropic tool already (custom with input_schema, or a server tool)
+            out.append(t)
+    return out
+
+
+def convert_tool_choice(choice: Any) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        kind = {"auto": "auto", "required": "any", "any": "any", "none": "none"}.get(choice)
+        if kind is None:
+            raise InvalidRequestError(f"tool_choice {choice!r} is not one of auto, required, none")
+        return {"type": kind}
+    if isinstance(choice, dict):
+        if choice.get("type") == "function":
+            return {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+        return choice  # already Anthropic-shaped
+    raise InvalidRequestError(f"tool_choice of type {type(choice).__name__} is not supported")
+
+
+# -- stream parser -------------------------------------------------------------------------------
+
+
+class AnthropicStreamParser(StreamParser):
+    """``message_start`` .. ``message_stop``; ``message_stop`` is the terminal event."""
+
+    __slots__ = ("done", "_usage", "_stop", "_tool_pos")
+
+    def __init__(self) -> None:
+        self.done = False
+        self._usage: dict[str, Any] = {}
+        self._stop: str | None = None
+        self._tool_pos: dict[int, int] = {}  # content block index -> position among tool calls
+
+    def feed(self, event: str | None, data: bytes) -> ChatChunk | None:
+        obj = orjson.loads(data)
+        kind = obj.get("type") or event
+        if kind == "content_block_delta":
+            delta = obj["delta"]
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                text = delta.get("text") or ""
+                return ChatChunk(content=text) if text else None
+            if dtype == "input_json_delta":
+                piece = delta.get("partial_json") or ""
+                pos = self._tool_pos.get(obj.get("index", -1))
+                if not piece or pos is None:
+                    return None
+                return ChatChunk(tool_calls=(ToolCallDelta(index=pos, arguments=piece),))
+            return None  # thinking_delta, signature_delta, citations_delta
+        if kind == "content_block_start":
+            block = obj["content_block"]
+            if block.get("type") != "tool_use":
+                text = (block.get("text") or "") if block.get("type") == "text" else ""
+                return ChatChunk(content=text) if text else None
+            pos = len(self._tool_pos)
+            self._tool_pos[obj.get("index", pos)] = pos
+            initial = block.get("input")
+            args = orjson.dumps(initial).decode() if initial else ""
+            return ChatChunk(
+                tool_calls=(ToolCallDelta(index=pos, id=block.get("id"), name=block.get("name"), arguments=args),)
+            )
+        if kind == "message_start":
+            self._merge_usage((obj.get("message") or {}).get("usage"))
+            return None
+        if kind == "message_delta":
+            stop = (obj.get("delta") or {}).get("stop_reason")
+            if stop:
+                self._stop = stop
+            self._merge_usage(obj.get("usage"))
+            return None
+        if kind == "message_stop":
+            self.done = True
+            return ChatChunk(finish_reason=finish_reason(self._stop), usage=anthropic_usage(self._usage))
+        if kind == "error":
+            err = obj.get("error") or {}
+            etype = err.get("type")
+            raise error_for_status(
+                ERROR_STATUS.get(etype, 500), f"stream error: {err.get('message') or err}", provider_code=etype
+            )
+        return None  # ping, content_block_stop, unknown future events
+
+    def _merge_usage(self, u: dict[str, Any] | None) -> None:
+        if u:
+            self._usage.update({k: v for k, v in u.items() if v is not None})
+
+
+# -- adapter -------------------------------------------------------------------------------------
+
+
+class AnthropicAdapter(HttpAdapter):
+    wire = "anthropic"
+
+    def url(self, stream: bool) -> str:
+        base = (self.target.base_url or "https://api.anthropic.com").rstrip("/")
+        if base.endswith("/v1/messages"):
+            return base
+        return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+
+    def headers(self) -> dict[str, str]:
+        h = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "anthropic-version": ANTHROPIC_VERSION,
+        }
+        if self.target.api_key:
+            h["x-api-key"] = self.target.api_key
+        h.update(self.target.headers)
+        return h
+
+    def max_tokens(self, params: dict[str, Any]) -> int:
+        value = params.get("max_tokens") or params.get("max_completion_tokens")
+        if value:
+            return int(value)
+        cap = self.target.price.max_output_tokens
+        return min(cap, DEFAULT_MAX_TOKENS) if cap else DEFAULT_MAX_TOKENS
+
+    def build_body(self, req: ChatRequest, stream: bool) -> dict[str, Any]:
+        system, messages = convert_messages(req.messages)
+        params = merged_params(req, self.target.params)
+        body: dict[str, Any] = {"model": self.target.model, "messages": messages}
+        if system is not None:
+            body["system"] = system
+        body["max_tokens"] = self.max_tokens(params)
+        stop = params.pop("stop", None)
+        if stop:
+            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        for key, value in params.items():
+            if key not in _SAMPLING_DROPPED and key != "max_tokens":
+                body[key] = value
+        if req.tools:
+            body["tools"] = convert_tools(req.tools)
+        choice = convert_tool_choice(req.tool_choice)
+        if choice is not None:
+            body["tool_choice"] = choice
+        if req.response_format is not None:
+            fmt = output_format(req.response_format)
+            if fmt is not None:
+                body["output_config"] = {"format": fmt}
+        if req.extra:
+            body.update(req.extra)
+        if stream:
+            body["stream"] = True
+        return body
+
+    def parse_response(self, data: dict[str, Any]) -> ProviderResponse:
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for block in data["content"]:
+            kind = block.get("type")
+            if kind == "text":
+                texts.append(block.get("text") or "")
+            elif kind == "tool_use":
+                args = orjson.dumps(block.get("input") or {}).decode()
+                calls.append(ToolCall(id=block["id"], name=block["name"], arguments=args))
+        return ProviderResponse(
+            content="".join(texts) if texts else None,
+            tool_calls=tuple(calls),
+            finish_reason=finish_reason(data.get("stop_reason")),
+            usage=anthropic_usage(data.get("usage")),
+            model=data.get("model") or self.target.model,
+            id=data.get("id"),
+        )
+
+    def stream_parser(self) -> StreamParser:
+        return AnthropicStreamParser()
+
+    def error_details(self, data: Any) -> tuple[str, str | None]:
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            err = data["error"]
+            return str(err.get("message") or err), err.get("type")
+        return super().error_details(data)
+
+
+def output_format(response_format: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI ``response_format`` -> Anthropic structured-output format (sent as ``output_config.format``).
+
+    Only ``json_schema`` has a native equivalent; ``json_object`` and ``text`` send nothing.
+    """
+    if response_format.get("type") != "json_schema":
+        return None
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    return {"type": "json_schema", "schema": schema} if schema else None
+
+
+__all__ = [
+    "AnthropicAdapter",
+    "AnthropicStreamParser",
+    "anthropic_usage",
+    "convert_messages",
+    "convert_tools",
+    "convert_tool_choice",
+    "finish_reason",
+]
