@@ -12,7 +12,15 @@ class, never a hard-coded tuple of exception types:
     ├── ConfigError                        bad configuration; names the place and the fix
     ├── RequestError                       the caller's request cannot be served as sent
     │   ├── RouteNotFoundError             unknown route name (with a "did you mean")
-    │   └── InvalidRequestError            malformed messages / parameters
+    │   ├── InvalidRequestError            malformed messages / parameters
+    │   ├── AccessError                    the virtual key may not do this
+    │   │   ├── InvalidKeyError            unknown or malformed key
+    │   │   ├── KeyRevokedError            revoked
+    │   │   ├── KeyExpiredError            past its expiry
+    │   │   └── PermissionDeniedError      route not allowed / role missing
+    │   ├── BudgetExceededError            a hard budget would be exceeded (names the budget)
+    │   └── RateLimitedError               Hyperion's own RPM/TPM limit on the caller (retry_after);
+    │                                      not an upstream 429, which is RateLimitError
     ├── ProviderError                      an upstream call failed          (status, deployment)
     │   ├── RateLimitError                 429            retryable  failover  (retry_after)
     │   ├── ProviderUnavailableError       5xx, 529       retryable  failover
@@ -98,6 +106,59 @@ class RouteNotFoundError(RequestError):
 
 class InvalidRequestError(RequestError):
     pass
+
+
+class AccessError(RequestError):
+    """The caller's virtual key may not make this request."""
+
+
+class InvalidKeyError(AccessError):
+    pass
+
+
+class KeyRevokedError(AccessError):
+    pass
+
+
+class KeyExpiredError(AccessError):
+    pass
+
+
+class PermissionDeniedError(AccessError):
+    pass
+
+
+class BudgetExceededError(RequestError):
+    """Admitting the request could exceed a hard budget. Attributes name the budget and its state."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget: str | None = None,
+        limit: float | None = None,
+        spent: float | None = None,
+        reserved: float | None = None,
+        period: str | None = None,
+        resets_at: float | None = None,
+        **ctx: Any,
+    ) -> None:
+        super().__init__(message, **ctx)
+        self.budget = budget
+        self.limit = limit
+        self.spent = spent
+        self.reserved = reserved
+        self.period = period
+        self.resets_at = resets_at
+
+
+class RateLimitedError(RequestError):
+    """The caller is over one of Hyperion's own rate limits; ``retry_after`` seconds until it is not."""
+
+    def __init__(self, message: str, *, limit_name: str | None = None, retry_after: float | None = None, **ctx: Any):
+        super().__init__(message, **ctx)
+        self.limit_name = limit_name
+        self.retry_after = retry_after
 
 
 class ProviderError(HyperionError):
@@ -268,6 +329,13 @@ __all__ = [
     "RequestError",
     "RouteNotFoundError",
     "InvalidRequestError",
+    "AccessError",
+    "InvalidKeyError",
+    "KeyRevokedError",
+    "KeyExpiredError",
+    "PermissionDeniedError",
+    "BudgetExceededError",
+    "RateLimitedError",
     "ProviderError",
     "RateLimitError",
     "ProviderUnavailableError",

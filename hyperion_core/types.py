@@ -35,6 +35,30 @@ class Caller:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True, frozen=True)
+class CacheControl:
+    """Per-request cache control. ``ttl`` in seconds overrides the route's tiers (0 = do not store)."""
+
+    no_cache: bool = False  # neither read nor write the cache
+    no_store: bool = False  # may read, never write
+    force_refresh: bool = False  # skip reads, write the fresh answer
+    ttl: float | None = None
+    namespace: str | None = None  # an extra partition of the cache key space
+
+
+@dataclass(slots=True, frozen=True)
+class CacheInfo:
+    """How a response came from the cache (``ChatResponse.cache``; None for a fresh answer)."""
+
+    tier: str  # "l1" | "l2" | "semantic"
+    age_s: float
+    similarity: float | None = None  # semantic tier: 1 - cosine distance
+    guards: tuple[str, ...] = ()  # guards that passed (semantic tier)
+    tokens_saved: int = 0
+    cost_saved: float = 0.0  # USD the original call cost
+    source_deployment: str | None = None
+
+
 @dataclass(slots=True)
 class ChatRequest:
     """One chat request as the pipeline sees it, whichever door it came through."""
@@ -53,6 +77,7 @@ class ChatRequest:
     #: provider parameters passed through unchanged (e.g. ``{"logprobs": True}``)
     extra: dict[str, Any] = field(default_factory=dict)
     caller: Caller | None = None
+    cache: CacheControl | None = None
     #: total deadline in seconds for this request; overrides the route's ``timeout``
     timeout: float | None = None
     request_id: str = field(default_factory=new_request_id)
@@ -160,6 +185,8 @@ class ChatResponse:
     ttft_ms: float | None = None
     #: deployments that continued a cut stream (stream resume), in order
     resumed_by: tuple[str, ...] = ()
+    #: set when the answer came from the cache (then ``cost`` is 0: nothing was paid upstream)
+    cache: CacheInfo | None = None
 
     @property
     def message(self) -> Message:
@@ -186,6 +213,8 @@ class EmbeddingResponse:
 __all__ = [
     "Message",
     "Caller",
+    "CacheControl",
+    "CacheInfo",
     "ChatRequest",
     "Usage",
     "ToolCall",

@@ -1,0 +1,340 @@
+"""Virtual keys and role-based access.
+
+A virtual key looks like ``hk-<key_id>.<secret>``. It is shown once, at creation or rotation; the
+store keeps only a per-key random salt and ``sha256(salt || secret)``, compared in constant time. The
+key id (never the secret) is what budgets, spend and audit rows name.
+
+Three stores behind one interface: :class:`MemoryKeyStore` (tests, demo), :class:`SqliteKeyStore`
+(the embedded default, so ``hyperion keys create`` persists) and :class:`RedisKeyStore` (shared by
+every process: a revoked or expired key is refused at once everywhere, since each authentication
+reads the record).
+
+Roles: ``admin`` manages keys and budgets and reads everything; ``member`` calls its allowed routes;
+``viewer`` reads spend and audit of its own team.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import (
+    InvalidKeyError,
+    InvalidRequestError,
+    KeyExpiredError,
+    KeyRevokedError,
+    PermissionDeniedError,
+)
+
+KEY_PREFIX = "hk-"
+ROLES: dict[str, frozenset[str]] = {
+    "admin": frozenset(
+        {"call", "keys:manage", "budgets:manage", "spend:read:all", "audit:read:all", "spend:read:team", "audit:read:team"}
+    ),
+    "member": frozenset({"call", "spend:read:own"}),
+    "viewer": frozenset({"spend:read:team", "audit:read:team"}),
+}
+
+
+@dataclass(slots=True, frozen=True)
+class Principal:
+    """Who a request runs as, after authentication."""
+
+    key_id: str
+    team: str | None = None
+    user: str | None = None
+    roles: tuple[str, ...] = ("member",)
+    routes: tuple[str, ...] = ("*",)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        out: frozenset[str] = frozenset()
+        for r in self.roles:
+            out |= ROLES.get(r, frozenset())
+        return out
+
+    def require(self, permission: str) -> None:
+        if permission not in self.permissions:
+            raise PermissionDeniedError(
+                f"key '{self.key_id}' lacks permission '{permission}' (roles: {', '.join(self.roles) or 'none'})"
+            )
+
+    def require_route(self, route: str) -> None:
+        self.require("call")
+        if "*" not in self.routes and route not in self.routes:
+            raise PermissionDeniedError(
+                f"key '{self.key_id}' may not call route '{route}' (allowed: {', '.join(self.routes)})", route=route
+            )
+
+
+@dataclass(slots=True, frozen=True)
+class KeyRecord:
+    key_id: str
+    name: str
+    salt: str = field(repr=False)
+    digest: str = field(repr=False)
+    team: str | None = None
+    user: str | None = None
+    roles: tuple[str, ...] = ("member",)
+    routes: tuple[str, ...] = ("*",)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    rotated_to: str | None = None
+
+    def principal(self) -> Principal:
+        return Principal(self.key_id, self.team, self.user, self.roles, self.routes, dict(self.metadata))
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the salt and digest (for listings and the admin API)."""
+        d = asdict(self)
+        del d["salt"], d["digest"]
+        return d
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> KeyRecord:
+        d = orjson.loads(raw)
+        d["roles"] = tuple(d.get("roles") or ())
+        d["routes"] = tuple(d.get("routes") or ())
+        return cls(**d)
+
+
+def _digest(salt: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    """``hk-<key_id>.<secret>`` -> (key_id, secret); raises :class:`InvalidKeyError` naming the problem."""
+    if not isinstance(key, str) or not key.startswith(KEY_PREFIX):
+        raise InvalidKeyError(f"not a Hyperion virtual key (expected '{KEY_PREFIX}<id>.<secret>')")
+    key_id, dot, secret = key[len(KEY_PREFIX) :].partition(".")
+    if not dot or not key_id or not secret:
+        raise InvalidKeyError(f"malformed virtual key (expected '{KEY_PREFIX}<id>.<secret>')")
+    return key_id, secret
+
+
+class KeyStore:
+    """Key lifecycle and authentication over a small storage interface (``_load``/``_save``/``_all``)."""
+
+    def __init__(self, *, now: Callable[[], float] = time.time) -> None:
+        self.now = now
+
+    # -- storage (per backend) --------------------------------------------------------------------
+    async def _load(self, key_id: str) -> KeyRecord | None:
+        raise NotImplementedError
+
+    async def _save(self, record: KeyRecord) -> None:
+        raise NotImplementedError
+
+    async def _all(self) -> list[KeyRecord]:
+        raise NotImplementedError
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def create(
+        self,
+        name: str,
+        *,
+        team: str | None = None,
+        user: str | None = None,
+        roles: Iterable[str] = ("member",),
+        routes: Iterable[str] = ("*",),
+        metadata: Mapping[str, str] | None = None,
+        expires_in: float | None = None,
+        expires_at: float | None = None,
+    ) -> tuple[str, KeyRecord]:
+        """Create a key. Returns ``(key, record)``: the key is shown this once and never stored."""
+        roles = tuple(roles)
+        unknown = [r for r in roles if r not in ROLES]
+        if unknown:
+            raise InvalidRequestError(f"roles: unknown role '{unknown[0]}' (known: {', '.join(ROLES)})")
+        if not roles:
+            raise InvalidRequestError("roles: a key needs at least one role")
+        if expires_in is not None:
+            if expires_in <= 0:
+                raise InvalidRequestError(f"expires_in: must be > 0 seconds, got {expires_in}")
+            expires_at = self.now() + expires_in
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        salt = os.urandom(16).hex()
+        record = KeyRecord(
+            key_id=key_id,
+            name=name,
+            salt=salt,
+            digest=_digest(salt, secret),
+            team=team,
+            user=user,
+            roles=roles,
+            routes=tuple(routes) or ("*",),
+            metadata=dict(metadata or {}),
+            created_at=self.now(),
+            expires_at=expires_at,
+        )
+        await self._save(record)
+        return f"{KEY_PREFIX}{key_id}.{secret}", record
+
+    async def get(self, key_id: str) -> KeyRecord | None:
+        return await self._load(key_id)
+
+    async def list(self, *, team: str | None = None, include_revoked: bool = False) -> list[KeyRecord]:
+        rows = [r for r in await self._all() if (team is None or r.team == team)]
+        if not include_revoked:
+            rows = [r for r in rows if r.revoked_at is None]
+        return sorted(rows, key=lambda r: r.created_at)
+
+    async def _require(self, key_id: str) -> KeyRecord:
+        rec = await self._load(key_id)
+        if rec is None:
+            raise InvalidKeyError(f"no key with id '{key_id}'")
+        return rec
+
+    async def revoke(self, key_id: str) -> KeyRecord:
+        rec = await self._require(key_id)
+        if rec.revoked_at is None:
+            rec = replace(rec, revoked_at=self.now())
+            await self._save(rec)
+        return rec
+
+    async def set_expiry(self, key_id: str, expires_at: float | None) -> KeyRecord:
+        rec = replace(await self._require(key_id), expires_at=expires_at)
+        await self._save(rec)
+        return rec
+
+    async def rotate(self, key_id: str) -> tuple[str, KeyRecord]:
+        """Issue a new key with the same team, user, roles, routes and metadata; revoke the old one."""
+        old = await self._require(key_id)
+        if old.revoked_at is not None:
+            raise KeyRevokedError(f"key '{key_id}' is revoked; create a new key instead of rotating it")
+        key, new = await self.create(
+            old.name,
+            team=old.team,
+            user=old.user,
+            roles=old.roles,
+            routes=old.routes,
+            metadata=old.metadata,
+            expires_at=old.expires_at,
+        )
+        await self._save(replace(old, revoked_at=self.now(), rotated_to=new.key_id))
+        return key, new
+
+    # -- authentication ----------------------------------------------------------------------------
+    async def authenticate(self, key: str) -> Principal:
+        """The principal behind ``key``; raises an :class:`AccessError` subclass naming the problem."""
+        key_id, secret = parse_key(key)
+        rec = await self._load(key_id)
+        if rec is None or not hmac.compare_digest(rec.digest, _digest(rec.salt, secret)):
+            raise InvalidKeyError(f"unknown virtual key '{KEY_PREFIX}{key_id}.…'")
+        if rec.revoked_at is not None:
+            extra = f"; it was rotated to '{rec.rotated_to}'" if rec.rotated_to else ""
+            raise KeyRevokedError(f"virtual key '{key_id}' was revoked{extra}")
+        if rec.expires_at is not None and self.now() >= rec.expires_at:
+            raise KeyExpiredError(f"virtual key '{key_id}' expired at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(rec.expires_at))}")
+        return rec.principal()
+
+    async def aclose(self) -> None:
+        return None
+
+
+class MemoryKeyStore(KeyStore):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._rows: dict[str, KeyRecord] = {}
+
+    async def _load(self, key_id: str) -> KeyRecord | None:
+        return self._rows.get(key_id)
+
+    async def _save(self, record: KeyRecord) -> None:
+        self._rows[record.key_id] = record
+
+    async def _all(self) -> list[KeyRecord]:
+        return list(self._rows.values())
+
+
+class SqliteKeyStore(KeyStore):
+    """Keys in a local SQLite file: the embedded default that outlives a process (CLI, single host)."""
+
+    def __init__(self, path: str | os.PathLike[str], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, record BLOB NOT NULL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._connect() as db:
+            return db.execute(sql, args).fetchall()
+
+    async def _load(self, key_id: str) -> KeyRecord | None:
+        rows = await asyncio.to_thread(self._run, "SELECT record FROM keys WHERE key_id = ?", (key_id,))
+        return KeyRecord.loads(rows[0][0]) if rows else None
+
+    async def _save(self, record: KeyRecord) -> None:
+        await asyncio.to_thread(
+            self._run, "INSERT OR REPLACE INTO keys (key_id, record) VALUES (?, ?)", (record.key_id, record.dumps())
+        )
+
+    async def _all(self) -> list[KeyRecord]:
+        return [KeyRecord.loads(r[0]) for r in await asyncio.to_thread(self._run, "SELECT record FROM keys")]
+
+
+class RedisKeyStore(KeyStore):
+    """Keys in Redis, shared by every process. Layout: ``{prefix}:key:{<key_id>}`` holds the record
+    (JSON), ``{prefix}:keys`` the set of ids."""
+
+    def __init__(self, client: Any, *, prefix: str = "hyperion", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.r = client
+        self.prefix = prefix
+
+    def _k(self, key_id: str) -> str:
+        return f"{self.prefix}:key:{{{key_id}}}"
+
+    async def _load(self, key_id: str) -> KeyRecord | None:
+        raw = await self.r.get(self._k(key_id))
+        return KeyRecord.loads(raw) if raw else None
+
+    async def _save(self, record: KeyRecord) -> None:
+        await self.r.set(self._k(record.key_id), record.dumps())
+        await self.r.sadd(f"{self.prefix}:keys", record.key_id)
+
+    async def _all(self) -> list[KeyRecord]:
+        ids = sorted(x.decode() if isinstance(x, bytes) else x for x in await self.r.smembers(f"{self.prefix}:keys"))
+        out = []
+        for key_id in ids:
+            rec = await self._load(key_id)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+
+__all__ = [
+    "KEY_PREFIX",
+    "ROLES",
+    "Principal",
+    "KeyRecord",
+    "KeyStore",
+    "MemoryKeyStore",
+    "SqliteKeyStore",
+    "RedisKeyStore",
+    "parse_key",
+]
