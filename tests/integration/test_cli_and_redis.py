@@ -52,3 +52,39 @@ def test_redis_fixture_has_search_and_json(redis_url):
     assert ids == [b"t:1"]  # the tag filter keeps tenant b out
     r.execute_command("JSON.SET", "j", "$", '{"a": 1}')
     assert r.execute_command("JSON.GET", "j", "$.a") == b"[1]"
+
+
+def test_mock_provider_command_serves_and_takes_faults():
+    import json
+    import urllib.request
+
+    from hyperion_core.mock_provider import MockProviderClient
+    from hyperion_core.redis_server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "hyperion_core.cli", "mock-provider", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client = MockProviderClient(url)
+                client.health()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mock provider did not start"
+                time.sleep(0.05)
+        client.fault("ext", kind="rate_limit", retry_after=3)
+        req = urllib.request.Request(f"{url}/ext/v1/chat/completions", method="POST",
+                                     data=json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+                                     headers={"authorization": "Bearer sk-x", "content-type": "application/json"})
+        try:
+            urllib.request.urlopen(req)
+            raise AssertionError("expected a 429")
+        except urllib.error.HTTPError as e:
+            assert e.code == 429 and e.headers["retry-after"] == "3"
+        assert client.stats()["ext"]["requests"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)

@@ -459,3 +459,28 @@ async def test_soak_1000_requests_random_faults_zero_failures(mock):
     assert served["flaky"] > 300 and served["steady2"] > 100  # faults really happened, both served
     assert sum(served.values()) == 1000
     await gw.aclose()
+
+
+async def test_lowest_latency_routes_to_the_fastest_deployment(mock):
+    gw = make_gateway(mock, [("slow-ll", "openai"), ("fast-ll", "gemini")], strategy="lowest_latency")
+    mock.fault("slow-ll", latency_ms=40)
+    for i in range(4):  # explore both, then learn
+        await gw.acomplete("chat", user(f"warm {i}"))
+    served = [(await gw.acomplete("chat", user(f"q{i}"))).deployment for i in range(10)]
+    assert served == ["fast-ll"] * 10
+    h = gw.health()["chat"]
+    assert h["slow-ll"]["ewma_latency_ms"] > 30 > h["fast-ll"]["ewma_latency_ms"]
+    await gw.aclose()
+
+
+async def test_lowest_cost_prefers_the_cheaper_model(mock):
+    cfg = {
+        "providers": {"a": _provider(mock, "pricey", "openai"), "b": _provider(mock, "cheap", "openai")},
+        "routes": {"chat": {"strategy": "lowest_cost",
+                            "deployments": [{"model": "a/gpt-4o"}, {"model": "b/gpt-4o-mini"}]}},
+    }
+    gw = Gateway(cfg)
+    assert (await gw.acomplete("chat", user("x"))).deployment == "b/gpt-4o-mini"
+    mock.fault("cheap", kind="unavailable")
+    assert (await gw.acomplete("chat", user("y"))).deployment == "a/gpt-4o"  # still a fallback
+    await gw.aclose()
