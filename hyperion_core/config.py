@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .cache.config import CacheSettings
 from .errors import ConfigError
 
 #: provider kinds served by a native adapter, with their wire format and defaults
@@ -148,11 +149,36 @@ class RouteConfig(_Strict):
     context_window_fallback: str | None = None
     #: EWMA smoothing for ``lowest_latency`` (weight of the newest sample, 0 < alpha <= 1)
     latency_alpha: float = Field(default=0.3, gt=0, le=1)
+    #: response caching for this route (absent = no caching); see ``hyperion_core.cache.CacheSettings``
+    cache: CacheSettings | None = None
+
+
+class StateConfig(_Strict):
+    """Where shared state lives: ``memory`` (one process, the embedded default) or ``redis``
+    (shared by processes and replicas)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = None
+    #: prefix of every Redis key Hyperion writes
+    prefix: str = Field(default="hyperion", min_length=1)
+    #: folder of the embedded files (keys and audit SQLite databases)
+    path: str = ".hyperion"
+
+
+class CacheConfig(_Strict):
+    """Gateway-wide cache settings (each route says whether and how it caches)."""
+
+    #: ``wordllama`` (offline default) | ``minilm`` (the ``embeddings`` extra) | ``route:<embedding route>``
+    embedder: str = "wordllama"
+    #: seconds; every cache operation on Redis is bounded by this (a slow Redis is a miss, not an error)
+    socket_timeout: float = Field(default=0.25, gt=0)
 
 
 class GatewayConfig(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(min_length=1)
+    state: StateConfig = Field(default_factory=StateConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     @classmethod
     def load(cls, data: Mapping[str, Any] | GatewayConfig, *, env: Mapping[str, str] | None = None):
@@ -251,8 +277,12 @@ def _format_pydantic(err: Mapping[str, Any]) -> str:
 
 
 def _all_field_names() -> set[str]:
-    models = (GatewayConfig, RouteConfig, DeploymentConfig, ProviderConfig, PricingConfig, BreakerConfig)
-    return {f for m in (*models, RetryConfig) for f in m.model_fields}
+    from .cache import config as cc
+
+    models = (GatewayConfig, RouteConfig, DeploymentConfig, ProviderConfig, PricingConfig, BreakerConfig, RetryConfig,
+              StateConfig, CacheConfig, cc.CacheSettings, cc.L1Settings, cc.L2Settings, cc.SemanticSettings,
+              cc.CoalesceSettings, cc.GreyZone)
+    return {f for m in models for f in m.model_fields}
 
 
 def _config_error(problems: list[str]) -> ConfigError:
@@ -309,6 +339,15 @@ def _cross_check(cfg: GatewayConfig) -> list[str]:
             )
         elif prov.kind == "openai_compatible" and not prov.base_url:
             problems.append(f"providers.{name}.base_url: required for kind 'openai_compatible'")
+    if cfg.state.backend == "redis" and not cfg.state.redis_url:
+        problems.append("state.redis_url: required when state.backend is 'redis' (e.g. redis://localhost:6379/0)")
+    emb = cfg.cache.embedder
+    if emb.startswith("route:") and emb[6:] not in cfg.routes:
+        problems.append(f"cache.embedder: unknown route '{emb[6:]}'" + suggest(emb[6:], set(cfg.routes)))
+    elif emb.startswith("route:") and cfg.routes[emb[6:]].kind != "embedding":
+        problems.append(f"cache.embedder: route '{emb[6:]}' is not an embedding route")
+    elif not emb.startswith("route:") and emb not in ("wordllama", "minilm"):
+        problems.append(f"cache.embedder: unknown embedder '{emb}' (wordllama, minilm or route:<name>)")
     for rname, route in cfg.routes.items():
         seen: set[str] = set()
         for i, dep in enumerate(route.deployments):
@@ -336,6 +375,11 @@ def _cross_check(cfg: GatewayConfig) -> list[str]:
             )
         elif fb == rname:
             problems.append(f"routes.{rname}.context_window_fallback: a route cannot fall back to itself")
+        gz = route.cache.semantic.grey_zone if route.cache else None
+        if gz is not None and gz.route not in cfg.routes:
+            problems.append(
+                f"routes.{rname}.cache.semantic.grey_zone.route: unknown route '{gz.route}'" + suggest(gz.route, set(cfg.routes))
+            )
         if route.strategy == "weighted" and not any(d.weight > 0 for d in route.deployments):
             problems.append(f"routes.{rname}.deployments: strategy 'weighted' needs a weight above 0")
     return problems
@@ -349,6 +393,8 @@ __all__ = [
     "PricingConfig",
     "BreakerConfig",
     "RetryConfig",
+    "StateConfig",
+    "CacheConfig",
     "NATIVE_KINDS",
     "litellm_providers",
     "provider_kind",

@@ -31,7 +31,17 @@ from .pricing import lookup
 from .providers import Target, adapter_class
 from .routing import CircuitBreaker, Clock, DeploymentState, Router, RouteState, _timeout
 from .streaming import Accumulator, ChatStream, resume_messages
-from .types import Attempt, Caller, ChatChunk, ChatRequest, ChatResponse, EmbeddingResponse, Message, Usage
+from .types import (
+    Attempt,
+    CacheControl,
+    Caller,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingResponse,
+    Message,
+    Usage,
+)
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -57,10 +67,41 @@ class Gateway:
         self._routes: dict[str, RouteState] = {
             name: self._build_route(name, rc) for name, rc in self.config.routes.items()
         }
+        self.cache = self._build_cache() if any(rc.cache for rc in self.config.routes.values()) else None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kw: Any) -> Gateway:
         return cls(Path(path), **kw)
+
+    def _build_cache(self) -> Any:
+        from .cache import CacheBackendConfig, ResponseCache
+        from .cache.embedders import make_embedder
+
+        st = self.config.state
+        backend = CacheBackendConfig(
+            backend=st.backend,
+            redis_url=st.redis_url,
+            key_prefix=st.prefix,
+            socket_timeout=self.config.cache.socket_timeout,
+        )
+        embedder = None
+        if any(rc.cache and rc.cache.enabled and rc.cache.semantic.enabled for rc in self.config.routes.values()):
+            embedder = make_embedder(self.config.cache.embedder, self)
+        return ResponseCache(backend, embedder=embedder, verifier=self._verify_same_question)
+
+    async def _verify_same_question(self, route: str, query: str, cached_prompt: str) -> bool:
+        """The semantic cache's grey-zone verifier: ask a (cheap) route whether two prompts ask the
+        same thing. Anything but a clear "yes" keeps the candidate out."""
+        resp = await self.acomplete(
+            route,
+            [
+                {"role": "system", "content": "Answer with exactly one word: yes or no."},
+                {"role": "user", "content": f"Do these two requests ask for the same answer?\nA: {query}\nB: {cached_prompt}"},
+            ],
+            temperature=0,
+            max_tokens=3,
+        )
+        return (resp.content or "").strip().lower().startswith("yes")
 
     # -- construction ------------------------------------------------------------------------
 
@@ -157,6 +198,7 @@ class Gateway:
         tool_choice: Any = None,
         response_format: dict[str, Any] | None = None,
         caller: Caller | None = None,
+        cache: CacheControl | None = None,
         timeout: float | None = None,
         metadata: dict[str, Any] | None = None,
         **extra: Any,
@@ -176,6 +218,7 @@ class Gateway:
             response_format=response_format,
             extra=extra,
             caller=caller,
+            cache=cache,
             timeout=timeout,
             metadata=metadata or {},
         )
@@ -215,6 +258,13 @@ class Gateway:
         """Answer one chat request (whole). Raises a :class:`HyperionError` subclass on failure."""
         req = route if isinstance(route, ChatRequest) else self.request(route, messages, **params)  # type: ignore[arg-type]
         rs = self._validate(req)
+        settings = rs.cfg.cache
+        if self.cache is not None and settings is not None and settings.enabled:
+            return await self.cache.complete(req, settings, lambda: self._call(rs, req))
+        return await self._call(rs, req)
+
+    async def _call(self, rs: RouteState, req: ChatRequest) -> ChatResponse:
+        """The upstream call: route, retry, fail over (and fall back on context-window errors)."""
         attempts: list[Attempt] = []
         started = time.perf_counter()
         while True:
@@ -251,8 +301,32 @@ class Gateway:
         req = route if isinstance(route, ChatRequest) else self.request(route, messages, **params)  # type: ignore[arg-type]
         rs = self._validate(req)
         stream = ChatStream()
-        stream._agen = self._stream(rs, req, stream)
+        settings = rs.cfg.cache
+        if self.cache is not None and settings is not None and settings.enabled:
+            stream._agen = self._cached_stream(rs, req, stream, settings)
+        else:
+            stream._agen = self._stream(rs, req, stream)
         return stream
+
+    async def _cached_stream(self, rs: RouteState, req: ChatRequest, out: ChatStream, settings: Any) -> AsyncIterator[ChatChunk]:
+        """A stream through the cache: a hit replays as chunks; a miss streams live and is stored
+        once whole (identical concurrent streams wait for it and replay)."""
+        started = time.perf_counter()
+        cache = self.cache
+        hit = await cache.lookup(req, settings)
+        if hit is None:
+            async with cache.flight(req, settings) as flight:
+                if not flight.leader:
+                    hit = await flight.wait()
+                if hit is None:
+                    async for chunk in self._stream(rs, req, out):
+                        yield chunk
+                    await flight.finish(out.response, complete=True)
+                    return
+        ttft_ms = (time.perf_counter() - started) * 1000.0
+        for chunk in hit.chunks():
+            yield chunk
+        out.response = replace(hit.response(req), latency_ms=(time.perf_counter() - started) * 1000.0, ttft_ms=ttft_ms)
 
     async def _stream(self, rs: RouteState, req: ChatRequest, out: ChatStream) -> AsyncIterator[ChatChunk]:
         attempts: list[Attempt] = []
@@ -396,12 +470,14 @@ class Gateway:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the connection pool of the running loop."""
+        """Close the connection pool (and cache connections) of the running loop."""
         await self.http.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
 
     def close(self) -> None:
         """Close the sync twins' background loop and its pool."""
-        self._portal.close(self.http.aclose() if self._portal._loop is not None else None)
+        self._portal.close(self.aclose() if self._portal._loop is not None else None)
 
     async def __aenter__(self) -> Gateway:
         return self

@@ -1,0 +1,170 @@
+"""The cache inside the Gateway: real mock provider over HTTP, real Redis, real embedder and guards."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from hyperion_core import (
+    AllDeploymentsFailedError,
+    CacheControl,
+    Caller,
+    Gateway,
+    ProviderUnavailableError,
+    StreamInterruptedError,
+)
+from hyperion_core.mock_provider.content import answer_for
+from hyperion_core.redis_server import RedisServer
+
+
+def make(mock, dep: str, *, cache: dict | None = None, state: dict | None = None, wire: str = "openai") -> Gateway:
+    cfg = {
+        "providers": {"p": {"kind": wire, "api_key": "sk-test", "base_url": mock.base_url(dep, wire)}},
+        "routes": {"chat": {"deployments": [{"model": "p/gpt-4o-mini" if wire == "openai" else "p/claude-haiku-4-5"}],
+                            "retry": {"attempts": 0},
+                            "cache": cache if cache is not None else {}}},
+    }
+    if state:
+        cfg["state"] = state
+    return Gateway(cfg)
+
+
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def upstream(mock, dep: str) -> int:
+    return mock.stats().get(dep, {}).get("requests", 0)
+
+
+async def test_exact_hit_costs_nothing_and_skips_upstream(mock):
+    gw = make(mock, "c-exact")
+    first = await gw.acomplete("chat", user("What is a circuit breaker?"))
+    assert first.cache is None and first.cost > 0
+    second = await gw.acomplete("chat", user("What is a circuit breaker?"))
+    assert second.cache is not None and second.cache.tier == "l1"
+    assert second.content == first.content and second.cost == 0
+    assert second.cache.cost_saved == pytest.approx(first.cost)
+    assert second.cache.tokens_saved == first.usage.total_tokens
+    assert upstream(mock, "c-exact") == 1
+    different = await gw.acomplete("chat", user("What is a circuit breaker?"), temperature=0.9)
+    assert different.cache is None and upstream(mock, "c-exact") == 2  # output-changing field misses
+    await gw.aclose()
+
+
+async def test_cache_control_per_request(mock):
+    gw = make(mock, "c-ctl")
+    q = user("control me")
+    await gw.acomplete("chat", q, cache=CacheControl(no_store=True))
+    assert (await gw.acomplete("chat", q)).cache is None  # nothing was stored
+    assert (await gw.acomplete("chat", q)).cache is not None
+    assert (await gw.acomplete("chat", q, cache=CacheControl(no_cache=True))).cache is None
+    assert (await gw.acomplete("chat", q, cache=CacheControl(force_refresh=True))).cache is None
+    assert (await gw.acomplete("chat", q, cache=CacheControl(namespace="other"))).cache is None
+    assert upstream(mock, "c-ctl") == 5
+    await gw.aclose()
+
+
+async def test_tenants_never_see_each_others_entries(mock):
+    gw = make(mock, "c-tenant")
+    a, b = Caller(key_id="key-a", team="t1"), Caller(key_id="key-b", team="t1")
+    await gw.acomplete("chat", user("secret plan"), caller=a)
+    assert (await gw.acomplete("chat", user("secret plan"), caller=b)).cache is None
+    assert (await gw.acomplete("chat", user("secret plan"), caller=a)).cache is not None
+    team = make(mock, "c-team", cache={"scope": "team"})
+    await team.acomplete("chat", user("team plan"), caller=a)
+    assert (await team.acomplete("chat", user("team plan"), caller=b)).cache is not None  # same team
+    assert (await team.acomplete("chat", user("team plan"), caller=Caller(key_id="c", team="t2"))).cache is None
+    await gw.aclose()
+    await team.aclose()
+
+
+async def test_failures_and_length_are_not_stored(mock):
+    gw = make(mock, "c-fail")
+    mock.fault("c-fail", kind="unavailable", times=1)
+    with pytest.raises(AllDeploymentsFailedError):
+        await gw.acomplete("chat", user("flaky"))
+    ok = await gw.acomplete("chat", user("flaky"))
+    assert ok.cache is None and ok.content == answer_for("flaky")
+    short = await gw.acomplete("chat", user("truncate"), max_tokens=3)
+    assert short.finish_reason == "length"
+    assert (await gw.acomplete("chat", user("truncate"), max_tokens=3)).cache is None
+    await gw.aclose()
+
+
+async def test_stream_replay_and_streamed_answers_are_stored(mock):
+    gw = make(mock, "c-stream", wire="anthropic")
+    s = gw.astream("chat", user("stream then cache"))
+    live = "".join([c.content async for c in s])
+    assert live == answer_for("stream then cache") and s.response.cache is None
+    whole = await gw.acomplete("chat", user("stream then cache"))
+    assert whole.cache is not None and whole.content == live  # the streamed answer was stored
+    s2 = gw.astream("chat", user("stream then cache"))
+    chunks = [c async for c in s2]
+    assert "".join(c.content for c in chunks) == live and len(chunks) > 1
+    assert chunks[-1].usage == s.response.usage and s2.response.cache.tier == "l1"
+    assert upstream(mock, "c-stream") == 1
+    await gw.aclose()
+
+
+async def test_cut_stream_is_not_stored(mock):
+    gw = make(mock, "c-cut")
+    mock.fault("c-cut", cut_after_chunks=3, times=1)
+    with pytest.raises(StreamInterruptedError):
+        async for _ in gw.astream("chat", user("cut me")):
+            pass
+    assert (await gw.acomplete("chat", user("cut me"))).cache is None
+    await gw.aclose()
+
+
+async def test_coalescing_many_identical_concurrent_requests(mock):
+    gw = make(mock, "c-flight")
+    mock.fault("c-flight", latency_ms=100)
+    results = await asyncio.gather(*(gw.acomplete("chat", user("everyone asks this")) for _ in range(20)))
+    assert {r.content for r in results} == {answer_for("everyone asks this")}
+    assert upstream(mock, "c-flight") == 1
+    await gw.aclose()
+
+
+async def test_semantic_hit_passes_guards_and_near_miss_does_not(mock):
+    gw = make(mock, "c-sem", cache={"semantic": {"enabled": True, "threshold": 0.2}})
+    first = await gw.acomplete("chat", user("What is the capital city of France?"))
+    para = await gw.acomplete("chat", user("what is the capital city of france"))
+    assert para.cache is not None and para.cache.tier in ("l1", "semantic")
+    para2 = await gw.acomplete("chat", user("Tell me: what is the capital city of France"))
+    assert para2.cache is not None and para2.cache.tier == "semantic" and para2.content == first.content
+    assert para2.cache.similarity is not None and "numbers" in para2.cache.guards
+    await gw.acomplete("chat", user("What is 15% of 80?"))
+    near = await gw.acomplete("chat", user("What is 15% of 90?"))
+    assert near.cache is None and near.content == answer_for("What is 15% of 90?")
+    await gw.aclose()
+
+
+async def test_redis_l2_shared_between_gateways(mock, redis_url):
+    state = {"backend": "redis", "redis_url": redis_url, "prefix": f"t{uuid.uuid4().hex[:6]}"}
+    gw1 = make(mock, "c-l2", state=state)
+    gw2 = make(mock, "c-l2", state=state)  # as another process would
+    await gw1.acomplete("chat", user("shared answer"))
+    hit = await gw2.acomplete("chat", user("shared answer"))
+    assert hit.cache is not None and hit.cache.tier == "l2"
+    assert upstream(mock, "c-l2") == 1
+    await gw1.aclose()
+    await gw2.aclose()
+
+
+async def test_redis_down_keeps_serving(mock):
+    server = RedisServer().start()
+    gw = make(mock, "c-down", state={"backend": "redis", "redis_url": server.url, "prefix": "down"})
+    await gw.acomplete("chat", user("before"))
+    server.stop()
+    for i in range(3):
+        r = await gw.acomplete("chat", user(f"during {i}"))
+        assert r.content == answer_for(f"during {i}")
+    assert gw.cache.metrics.backend_errors >= 1
+    mock.fault("c-down", kind="unavailable", times=1)
+    with pytest.raises(AllDeploymentsFailedError) as ei:  # provider errors still surface as themselves
+        await gw.acomplete("chat", user("provider down too"))
+    assert isinstance(ei.value.__cause__, ProviderUnavailableError)
+    await gw.aclose()
