@@ -1,0 +1,146 @@
+"""Several processes appending to one audit log: 4 processes x 50 events each, at the same time, into
+the same SQLite file, the same JSONL file and the same Redis stream. Each sink must end with 200
+rows in one verifiable chain, every process's events in the order it emitted them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import redis
+
+from hyperion_core.audit import AuditQuery, open_sink, verify_command
+
+pytestmark = pytest.mark.redis
+
+PROCS, EACH = 4, 50
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, random, sys, time
+    from hyperion_core.audit import AuditEvent, AuditLog, new_event_id, open_sink
+
+    async def main(proc, start_at, specs):
+        # small batches and jittered emits, so the processes' appends interleave on every sink
+        logs = [AuditLog(open_sink(s), batch_size=3, retry_base=0.01, retry_max=0.1) for s in specs]
+        while time.time() < start_at:
+            await asyncio.sleep(0.001)
+        for i in range(%(each)d):
+            e = AuditEvent(id=new_event_id(), time=time.time(), outcome="ok", request_id=f"p{proc}-{i}",
+                           key_id=f"p{proc}", metadata={"proc": str(proc), "i": str(i)})
+            for log in logs:
+                log.emit(e)
+            await asyncio.sleep(random.random() * 0.002)
+        for log in logs:
+            await log.aclose()
+            m = log.metrics
+            assert m["written"] == %(each)d and m["dropped"] == 0 and m["spooled"] == 0, m
+        print("done", proc)
+
+    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]))
+    """
+) % {"each": EACH}
+
+
+def test_four_processes_share_each_sink(tmp_path, redis_url):
+    stream = f"{{audit-procs-{os.urandom(4).hex()}}}:audit"
+    specs = [f"sqlite://{tmp_path}/audit.db", f"jsonl://{tmp_path}/audit.jsonl", f"{redis_url}?stream={stream}"]
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    start_at = time.time() + 2.0  # every process imports first, then all start together
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(p), str(start_at), *specs],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for p in range(PROCS)
+    ]
+    try:
+        outs = [p.communicate(timeout=30) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        assert "AUDIT EVENTS" not in err, err  # nothing dropped or lost
+
+    try:
+        for spec in specs:
+            events, report = asyncio.run(_read(spec))
+            assert report.ok and report.checked == PROCS * EACH, (spec, report)
+            assert len(events) == PROCS * EACH and len({e.id for e in events}) == PROCS * EACH
+            in_order = events[::-1]
+            for proc in range(PROCS):
+                mine = [int(e.metadata["i"]) for e in in_order if e.metadata["proc"] == str(proc)]
+                assert mine == list(range(EACH)), (spec, proc)
+            switches = sum(a.metadata["proc"] != b.metadata["proc"] for a, b in zip(in_order, in_order[1:]))
+            assert switches >= PROCS, (spec, switches)  # the appends really did interleave
+            assert verify_command(spec)[0] == 0
+    finally:
+        redis.Redis.from_url(redis_url).delete(stream, f"{stream}:head")
+
+
+EXIT_WITHOUT_CLOSE = textwrap.dedent(
+    """
+    import asyncio, sys
+    from hyperion_core.audit import AuditEvent, AuditLog, MemorySink, new_event_id
+
+    class Hang(MemorySink):  # a sink that never answers
+        async def write(self, events):
+            await asyncio.sleep(3600)
+
+    log = AuditLog(Hang(), spool_path=sys.argv[1])
+    for i in range(20):
+        log.emit(AuditEvent(id=new_event_id(), time=0.0, outcome="ok", request_id=f"r{i}"))
+    # exits without close(): what is still in memory must be saved, and what is not must be reported
+    """
+)
+
+REOPEN = textwrap.dedent(
+    """
+    import asyncio, sys
+    from hyperion_core.audit import AuditLog, open_sink
+
+    async def main():
+        log = AuditLog(open_sink(sys.argv[2]), spool_path=sys.argv[1])
+        assert await log.aflush() is True
+        await log.aclose()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_process_exiting_without_close_saves_or_reports_every_event(tmp_path):
+    spool = tmp_path / "spool.jsonl"
+    (tmp_path / "exit.py").write_text(EXIT_WITHOUT_CLOSE)
+    p = subprocess.run([sys.executable, str(tmp_path / "exit.py"), str(spool)], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    saved = len(spool.read_bytes().splitlines())
+    lost = int(m.group(1)) if (m := re.search(r"AUDIT EVENTS LOST: (\d+)", p.stderr)) else 0
+    assert saved + lost == 20 and saved > 0, p.stderr  # the in-flight batch is the only thing reported lost
+    assert f"{saved} unwritten event(s) saved" in p.stderr
+
+    (tmp_path / "reopen.py").write_text(REOPEN)
+    db = f"sqlite://{tmp_path}/audit.db"
+    p = subprocess.run([sys.executable, str(tmp_path / "reopen.py"), str(spool), db], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    events, report = asyncio.run(_read(db))
+    assert len(events) == saved and report.ok
+    assert [e.request_id for e in events[::-1]] == [f"r{i}" for i in range(lost, 20)]  # oldest first, in order
+    assert spool.read_bytes() == b""
+
+
+async def _read(spec):
+    sink = open_sink(spec)
+    try:
+        return await sink.query(AuditQuery(limit=None)), await sink.verify()
+    finally:
+        await sink.aclose()
