@@ -21,6 +21,7 @@ class, never a hard-coded tuple of exception types:
     │   ├── BudgetExceededError            a hard budget would be exceeded (names the budget)
     │   └── RateLimitedError               Hyperion's own RPM/TPM limit on the caller (retry_after);
     │                                      not an upstream 429, which is RateLimitError
+    ├── GovernanceStoreError               the budget / rate-limit store is unreachable (fails closed)
     ├── ProviderError                      an upstream call failed          (status, deployment)
     │   ├── RateLimitError                 429            retryable  failover  (retry_after)
     │   ├── ProviderUnavailableError       5xx, 529       retryable  failover
@@ -161,6 +162,11 @@ class RateLimitedError(RequestError):
         self.retry_after = retry_after
 
 
+class GovernanceStoreError(HyperionError):
+    """The governance store (Redis) could not be reached or refused a command. Admission fails
+    closed: a request is not admitted when its budget or rate limit cannot be checked."""
+
+
 class ProviderError(HyperionError):
     """An upstream provider call failed. Unknown upstream failures land here and are failed over."""
 
@@ -262,9 +268,14 @@ class DeadlineExceededError(RoutingError):
 class StreamInterruptedError(RoutingError):
     """A stream failed after chunks reached the caller. ``delivered_chunks`` says how far it got."""
 
-    def __init__(self, message: str, *, delivered_chunks: int = 0, **ctx: Any) -> None:
+    def __init__(
+        self, message: str, *, delivered_chunks: int = 0, usage: Any = None, cost: float = 0.0, **ctx: Any
+    ) -> None:
         super().__init__(message, **ctx)
         self.delivered_chunks = delivered_chunks
+        #: what the provider generated (and bills) before the failure, estimated one token a chunk
+        self.usage = usage
+        self.cost = cost
 
 
 _STATUS_MAP: dict[int, type[ProviderError]] = {
@@ -336,6 +347,7 @@ __all__ = [
     "PermissionDeniedError",
     "BudgetExceededError",
     "RateLimitedError",
+    "GovernanceStoreError",
     "ProviderError",
     "RateLimitError",
     "ProviderUnavailableError",

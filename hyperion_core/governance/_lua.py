@@ -1,0 +1,417 @@
+"""Lua scripts for the Redis backends, and the one object that runs them.
+
+Each script is loaded once per server (``register_script``: ``EVALSHA``, ``SCRIPT LOAD`` on
+``NOSCRIPT``) and runs atomically. Times come from Redis ``TIME`` so every process shares one clock;
+tests may pass an explicit time instead (the first ARGV; empty means ``TIME``).
+
+Key layout (``P`` = ``GovernanceConfig.key_prefix``, default ``hyperion``). Multi-key scripts need all
+their keys in one Redis Cluster slot, so each structure that a script updates atomically shares one
+hash tag:
+
+==================================  ===========  ======================================================
+key                                 type         contents
+==================================  ===========  ======================================================
+``{P:ledger}:b:<scope>:<id>:<pid>``  hash         one budget in one period (``pid`` e.g. ``d2026-11-24``):
+                                                  ``s`` spent, ``r`` reserved (nano-USD integers),
+                                                  ``x`` exhausted-alert fired, ``t<frac>`` threshold fired.
+                                                  Expires 1 day after the period ends (``total``: never)
+``{P:ledger}:res:<request_id>``      hash         a reservation: ``a`` amount, ``s`` state (``r`` held,
+                                                  ``s`` settled, ``l`` released, ``x`` expired), ``k`` its
+                                                  budget keys. Expires ttl + grace after creation
+``{P:ledger}:resq``                  zset         held reservations scored by expiry (ms); every ledger
+                                                  script first releases up to 64 expired ones
+``{P:ledger}:spend:<day>:<dim>``     hash         spend report counters, field = code + group (``r``
+                                                  requests, ``p`` prompt tokens, ``o`` completion tokens,
+                                                  ``c`` cost and ``s`` saved in nano-USD). Expires after
+                                                  ``spend_retention_days``
+``{P:ledger}:spend:days``            set          days that have spend counters
+``{P:rl}:<scope>:<id>:<rpm|tpm>``    string       GCRA theoretical arrival time (µs); expires when the
+                                                  bucket is full again (nothing to remember)
+``P:anom:<scope>:<id>``              hash         spend-rate state (current and previous bucket, EWMA
+                                                  baseline, bucket count); expires after 7 idle days
+``P:anom:<scope>:<id>:cool:<kind>``  string       alert cooldown (``SET NX PX``)
+==================================  ===========  ======================================================
+
+Why one ``{P:ledger}`` slot: a reservation must check and hold the key's, team's, user's and global
+budgets all-or-none, and settle must commit spend and report counters exactly once, so every budget
+of a namespace lives in one slot (one shard). A ledger call is one short script, so a shard carries
+tens of thousands of requests per second; a deployment that needs more splits namespaces
+(``key_prefix``) per tenant. Rate limits are likewise one ``{P:rl}`` slot (a request's key, team and
+route limits are checked and consumed together), independent of the ledger. Anomaly state is one key
+per subject (single-key scripts), so it spreads over the cluster. The sweep inside the ledger
+scripts touches reservation keys it read from the zset, not from ``KEYS``: they are in the same slot
+by construction, which is what Redis Cluster requires.
+
+Amounts are integers in nano-USD (1e-9 USD): ``HINCRBY`` is exact int64 (floats drift: 0.1 + 0.2).
+The limit comparisons run on Lua doubles: exact below 2^53 nano-USD (about 9 million USD per budget
+and period); above that they may be off by a few nano-USD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import GovernanceStoreError
+
+# -- shared snippets -------------------------------------------------------------------------------
+
+_NOW_MS = """
+local function now_ms(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+_NOW_US = """
+local function now_us(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+"""
+
+# Release held reservations whose time is up: give their amount back to every budget they hold.
+_SWEEP = """
+local function sweep(resq, rprefix, now, grace)
+  local ids = redis.call('ZRANGEBYSCORE', resq, '-inf', now, 'LIMIT', 0, 64)
+  for _, id in ipairs(ids) do
+    local rk = rprefix .. id
+    local v = redis.call('HMGET', rk, 's', 'a', 'k')
+    if v[1] == 'r' then
+      local amt = tonumber(v[2])
+      for c in string.gmatch(v[3] or '', '[^\\n]+') do
+        if redis.call('EXISTS', c) == 1 then redis.call('HINCRBY', c, 'r', -amt) end
+      end
+      redis.call('HSET', rk, 's', 'x')
+      redis.call('PEXPIRE', rk, grace)
+    end
+    redis.call('ZREM', resq, id)
+  end
+end
+"""
+
+# Spend report counters: KEYS[first .. first+m-1] are the day's per-dimension hashes, KEYS[first+m]
+# the set of days; ARGV[g .. g+m-1] the group in each dimension.
+_SPEND = """
+local function add_spend(first, m, g, day, exp, req, pt, ct, cost, saved)
+  for j = 0, m - 1 do
+    local h = KEYS[first + j]
+    local grp = ARGV[g + j]
+    if req ~= 0 then redis.call('HINCRBY', h, 'r' .. grp, req) end
+    if pt ~= 0 then redis.call('HINCRBY', h, 'p' .. grp, pt) end
+    if ct ~= 0 then redis.call('HINCRBY', h, 'o' .. grp, ct) end
+    if cost ~= 0 then redis.call('HINCRBY', h, 'c' .. grp, cost) end
+    if saved ~= 0 then redis.call('HINCRBY', h, 's' .. grp, saved) end
+    redis.call('EXPIREAT', h, exp)
+  end
+  redis.call('SADD', KEYS[first + m], day)
+end
+"""
+
+# -- ledger ------------------------------------------------------------------------------------------
+
+#: KEYS: resq, res:<id>, budget counters...
+#: ARGV: now_ms|'', request_id, amount, ttl_ms, grace_ms, res_prefix, then per counter: limit, expire_at
+#: -> {1} held | {2, state} the id already has a reservation | {0, i, spent, reserved, first_refusal}
+RESERVE = (
+    _NOW_MS
+    + _SWEEP
+    + """
+local now = now_ms(ARGV[1])
+local amount = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local grace = tonumber(ARGV[5])
+sweep(KEYS[1], ARGV[6], now, grace)
+local st = redis.call('HGET', KEYS[2], 's')
+if st then return {2, st} end
+local n = #KEYS - 2
+for i = 1, n do
+  local c = KEYS[i + 2]
+  local v = redis.call('HMGET', c, 's', 'r')
+  local spent = tonumber(v[1] or '0')
+  local held = tonumber(v[2] or '0')
+  if spent + held + amount > tonumber(ARGV[5 + 2 * i]) then
+    local first = redis.call('HSETNX', c, 'x', 1)
+    local exp = tonumber(ARGV[6 + 2 * i])
+    if exp > 0 then redis.call('EXPIREAT', c, exp) end
+    return {0, i, spent, held, first}
+  end
+end
+local held = {}
+for i = 1, n do
+  local c = KEYS[i + 2]
+  redis.call('HINCRBY', c, 'r', amount)
+  local exp = tonumber(ARGV[6 + 2 * i])
+  if exp > 0 then redis.call('EXPIREAT', c, exp) end
+  held[i] = c
+end
+redis.call('HSET', KEYS[2], 'a', amount, 's', 'r', 'k', table.concat(held, '\\n'))
+redis.call('PEXPIRE', KEYS[2], ttl + grace)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
+return {1}
+"""
+)
+
+#: KEYS: resq, res:<id>, n budget counters, m spend hashes, spend days set
+#: ARGV: now_ms|'', request_id, actual, grace_ms, res_prefix, n, m, spend_expire_at, day, saved,
+#:       prompt_tokens, completion_tokens, then n threshold specs ("label=nano,label=nano"), m groups
+#: -> {1, late, {spent...}, {"i:label"...}} | {0, state or 'missing'}
+SETTLE = (
+    _NOW_MS
+    + _SWEEP
+    + _SPEND
+    + """
+local now = now_ms(ARGV[1])
+local grace = tonumber(ARGV[4])
+sweep(KEYS[1], ARGV[5], now, grace)
+local v = redis.call('HMGET', KEYS[2], 's', 'a')
+local st = v[1]
+if not st then return {0, 'missing'} end
+if st ~= 'r' and st ~= 'x' then return {0, st} end
+local amount = tonumber(v[2])
+local actual = tonumber(ARGV[3])
+local n = tonumber(ARGV[6])
+local m = tonumber(ARGV[7])
+local spent_out = {}
+local fired = {}
+for i = 1, n do
+  local c = KEYS[2 + i]
+  if redis.call('EXISTS', c) == 1 then
+    if st == 'r' then redis.call('HINCRBY', c, 'r', -amount) end
+    local spent = redis.call('HINCRBY', c, 's', actual)
+    spent_out[i] = spent
+    for label, thr in string.gmatch(ARGV[12 + i], '([^=,]+)=([^,]+)') do
+      if spent >= tonumber(thr) and redis.call('HSETNX', c, 't' .. label, 1) == 1 then
+        fired[#fired + 1] = i .. ':' .. label
+      end
+    end
+  else
+    spent_out[i] = -1
+  end
+end
+if m > 0 then
+  add_spend(3 + n, m, 13 + n, ARGV[9], tonumber(ARGV[8]), 1, tonumber(ARGV[11]), tonumber(ARGV[12]),
+            actual, tonumber(ARGV[10]))
+end
+redis.call('HSET', KEYS[2], 's', 's')
+redis.call('PEXPIRE', KEYS[2], grace)
+redis.call('ZREM', KEYS[1], ARGV[2])
+local late = 0
+if st == 'x' then late = 1 end
+return {1, late, spent_out, fired}
+"""
+)
+
+#: KEYS: resq, res:<id>, budget counters...   ARGV: now_ms|'', request_id, grace_ms, res_prefix
+#: -> 1 released | 0 nothing held under that id
+RELEASE = (
+    _NOW_MS
+    + _SWEEP
+    + """
+local now = now_ms(ARGV[1])
+local grace = tonumber(ARGV[3])
+sweep(KEYS[1], ARGV[4], now, grace)
+local v = redis.call('HMGET', KEYS[2], 's', 'a')
+if v[1] ~= 'r' then return 0 end
+local amount = tonumber(v[2])
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('HINCRBY', KEYS[i], 'r', -amount) end
+end
+redis.call('HSET', KEYS[2], 's', 'l')
+redis.call('PEXPIRE', KEYS[2], grace)
+redis.call('ZREM', KEYS[1], ARGV[2])
+return 1
+"""
+)
+
+#: KEYS: resq, budget counters...   ARGV: now_ms|'', grace_ms, res_prefix
+#: -> {{spent, reserved}...} (after releasing expired reservations)
+STATUS = (
+    _NOW_MS
+    + _SWEEP
+    + """
+local now = now_ms(ARGV[1])
+sweep(KEYS[1], ARGV[3], now, tonumber(ARGV[2]))
+local out = {}
+for i = 2, #KEYS do
+  local v = redis.call('HMGET', KEYS[i], 's', 'r')
+  out[i - 1] = {tonumber(v[1] or '0'), tonumber(v[2] or '0')}
+end
+return out
+"""
+)
+
+#: KEYS: m spend hashes, spend days set   ARGV: m, expire_at, day, requests, pt, ct, cost, saved, groups...
+SPEND = (
+    _SPEND
+    + """
+local m = tonumber(ARGV[1])
+add_spend(1, m, 9, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
+          tonumber(ARGV[7]), tonumber(ARGV[8]))
+return 1
+"""
+)
+
+# -- rate limits (GCRA) -----------------------------------------------------------------------------
+
+#: KEYS: one bucket per limit.  ARGV: now_us|'', then per key: interval_us, capacity, cost (units)
+#: All or none: -> {1} consumed from every bucket | {0, i, retry_after_us} nothing consumed
+RL_ACQUIRE = (
+    _NOW_US
+    + """
+local now = now_us(ARGV[1])
+local new = {}
+local worst, worst_i = 0, 0
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[3 * i - 1])
+  local cap = tonumber(ARGV[3 * i])
+  local cost = tonumber(ARGV[3 * i + 1])
+  local stored = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local tat = stored
+  if tat < now then tat = now end
+  local nt = tat + cost * interval
+  local allow_at = nt - cap * interval
+  local wait = math.min(allow_at, stored) - now
+  if wait > 1 and wait > worst then worst = wait; worst_i = i end
+  new[i] = nt
+end
+if worst_i > 0 then return {0, worst_i, string.format('%.0f', worst)} end
+for i = 1, #KEYS do
+  if new[i] > now then
+    redis.call('SET', KEYS[i], string.format('%.0f', new[i]), 'PX', math.ceil((new[i] - now) / 1000) + 1)
+  end
+end
+return {1}
+"""
+)
+
+#: KEYS: buckets.  ARGV: now_us|'', then per key: interval_us, delta (units; < 0 gives back)
+RL_ADJUST = (
+    _NOW_US
+    + """
+local now = now_us(ARGV[1])
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i])
+  local delta = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  local nt = tat + delta * interval
+  if nt <= now then
+    redis.call('DEL', KEYS[i])
+  else
+    redis.call('SET', KEYS[i], string.format('%.0f', nt), 'PX', math.ceil((nt - now) / 1000) + 1)
+  end
+end
+return 1
+"""
+)
+
+# -- anomaly ------------------------------------------------------------------------------------------
+
+#: KEYS: the subject's state hash.  ARGV: now_ms|'', amount_usd, bucket_ms, alpha, idle_ttl_ms
+#: Same algorithm as ``anomaly.RateState.add`` -> {cur, prev, ewma, n, frac} (as strings)
+ANOMALY_ADD = (
+    _NOW_MS
+    + """
+local now = now_ms(ARGV[1])
+local amount = tonumber(ARGV[2])
+local bms = tonumber(ARGV[3])
+local alpha = tonumber(ARGV[4])
+local b = math.floor(now / bms)
+local v = redis.call('HMGET', KEYS[1], 'b', 'cur', 'prev', 'ewma', 'n', 'first')
+local cb = tonumber(v[1])
+local cur, prev, ewma, n, first = 0, 0, 0, 0, b
+if cb == nil then
+  cb = b
+else
+  cur = tonumber(v[2]); prev = tonumber(v[3]); ewma = tonumber(v[4]); n = tonumber(v[5]); first = tonumber(v[6])
+end
+local function fold(x)
+  if n == 0 then ewma = x else ewma = ewma + alpha * (x - ewma) end
+  n = n + 1
+end
+if b > cb then
+  if cb - 1 >= first then fold(prev) end
+  if cb <= b - 2 then fold(cur) end
+  local z = b - cb - 2
+  if z > 0 then
+    if n == 0 then ewma = 0; n = 1; z = z - 1 end
+    ewma = ewma * math.pow(1 - alpha, z)
+    n = n + z
+  end
+  if b - 1 == cb then prev = cur else prev = 0 end
+  cur = 0
+  cb = b
+end
+cur = cur + amount
+local f = '%.17g'
+redis.call('HSET', KEYS[1], 'b', cb, 'cur', string.format(f, cur), 'prev', string.format(f, prev),
+           'ewma', string.format(f, ewma), 'n', n, 'first', first)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local frac = (now - cb * bms) / bms
+if frac < 0 then frac = 0 end
+return {string.format(f, cur), string.format(f, prev), string.format(f, ewma), tostring(n), string.format(f, frac)}
+"""
+)
+
+SOURCES: dict[str, str] = {
+    "reserve": RESERVE,
+    "settle": SETTLE,
+    "release": RELEASE,
+    "status": STATUS,
+    "spend": SPEND,
+    "rl_acquire": RL_ACQUIRE,
+    "rl_adjust": RL_ADJUST,
+    "anomaly_add": ANOMALY_ADD,
+}
+
+
+Call = tuple[str, Sequence[Any], Sequence[Any]]
+
+
+class Scripts:
+    """The governance scripts registered on one ``redis.asyncio`` client (one pool, shared by every
+    Redis backend of a ``Governance``). ``run_many`` sends several scripts in one round trip."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._scripts = {name: client.register_script(src) for name, src in SOURCES.items()}
+
+    async def run(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            return await self._scripts[name](keys=list(keys), args=list(args))
+        except RedisError as exc:
+            raise GovernanceStoreError(f"governance store: {name} failed: {exc}") from exc
+
+    async def run_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run scripts pipelined (one round trip, not a transaction: each script is atomic on its
+        own). A script the server does not know yet is loaded and run again, alone."""
+        if len(calls) == 1:
+            return [await self.run(*calls[0])]
+        from redis.exceptions import NoScriptError, RedisError
+
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for name, keys, args in calls:
+                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+            out = await pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            raise GovernanceStoreError(f"governance store: pipeline failed: {exc}") from exc
+        for i, r in enumerate(out):
+            if isinstance(r, NoScriptError):
+                out[i] = await self.run(*calls[i])
+            elif isinstance(r, Exception):
+                raise GovernanceStoreError(f"governance store: {calls[i][0]} failed: {r}") from r
+        return out
+
+
+def s(v: Any) -> str:
+    """A Redis reply as text."""
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+__all__ = ["SOURCES", "Scripts", "GovernanceStoreError", "Call"]

@@ -1,0 +1,344 @@
+"""Governance on a real Redis: the same ledger contract as memory, the scripts, the key layout."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import random
+import time
+
+import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+
+from hyperion_core.errors import BudgetExceededError, RateLimitedError
+from hyperion_core.governance import CallbackSink, Governance, GovernanceStoreError
+from hyperion_core.governance.anomaly import RateState, RedisAnomalyStore, alpha_for
+from hyperion_core.redis_server import free_port
+
+pytestmark = pytest.mark.redis
+
+T0 = 1_795_478_400.0 + 12 * 3600  # 2026-11-24 12:00 UTC
+_n = itertools.count()
+
+
+class Wall:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+async def client(redis_url):
+    r = aioredis.Redis.from_url(redis_url)
+    yield r
+    await r.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make(request, client):
+    """Build a Governance on either backend, each test in its own key namespace."""
+    made: list[Governance] = []
+
+    def build(cfg: dict, **kw) -> Governance:
+        alerts = kw.pop("alerts", [])
+        base = {"backend": request.param, "key_prefix": f"t{next(_n)}-{time.time_ns()}", "alerts": []}
+        gov = Governance(
+            {**base, **cfg},
+            redis=client if request.param == "redis" else None,
+            sinks=[CallbackSink(alerts.append)],
+            **kw,
+        )
+        made.append(gov)
+        return gov
+
+    build.backend = request.param  # type: ignore[attr-defined]
+    return build
+
+
+ML = {"key": "k1", "team": "ml", "user": "ann", "route": "chat"}
+TEAM = {"scope": "team", "id": "ml", "period": "daily"}
+
+
+async def test_reserve_settle_release_once(make):
+    gov = make({"budgets": [{**TEAM, "limit_usd": 5.0}]}, now=Wall())
+    led = gov.ledger
+    res = await led.reserve("r1", ML, 0.04)
+    assert (await led.reserve("r1", ML, 0.04)) == res  # a held id: idempotent
+    (st,) = await led.status({"team": "ml"})
+    assert (st.spent_usd, st.reserved_usd, st.period_id) == (0, 0.04, "d2026-11-24")
+    done = await led.settle(res, 0.01, prompt_tokens=10, completion_tokens=5, deployment="d1", model="m1")
+    assert done.settled and not done.late
+    again = await led.settle(res, 0.01)
+    assert not again and again.state == "already_settled"
+    assert await led.release(res) is False
+    res2 = await led.reserve("r2", ML, 1.0)
+    assert await led.release(res2) is True and await led.release(res2) is False
+    assert (await led.settle(res2, 1.0)).state == "released"
+    (st,) = await led.status({"team": "ml"})
+    assert (st.spent_usd, st.reserved_usd) == (0.01, 0)
+    (row,) = await led.spend_report("deployment")
+    assert (row.group, row.requests, row.prompt_tokens, row.completion_tokens, row.cost_usd) == (
+        "d1",
+        1,
+        10,
+        5,
+        0.01,
+    )
+
+
+async def test_refusal_all_or_none_and_alerts(make):
+    alerts: list = []
+    gov = make(
+        {
+            "budgets": [
+                {**TEAM, "limit_usd": 5.0},
+                {"scope": "key", "id": "*", "period": "monthly", "limit_usd": 100},
+            ]
+        },
+        now=Wall(),
+        alerts=alerts,
+    )
+    led = gov.ledger
+    a = await led.reserve("a", ML, 4.97)
+    await led.reserve("b", ML, 0.03)
+    s = await led.settle(a, 4.98)
+    assert [x.threshold for x in s.alerts] == [0.5, 0.8]
+    with pytest.raises(BudgetExceededError) as exc:
+        await led.reserve("c", ML, 0.04)
+    assert exc.value.message == (
+        "team 'ml' daily budget $5.00: spent $4.98 + reserved $0.03 + this request $0.04 > limit "
+        "(resets 2026-11-25 00:00 UTC)"
+    )
+    with pytest.raises(BudgetExceededError):
+        await led.reserve("d", ML, 0.04)
+    by = {x.budget: (x.spent_usd, x.reserved_usd) for x in await led.status(ML)}
+    assert by == {
+        "team 'ml' daily budget": (4.98, 0.03),
+        "key 'k1' monthly budget": (4.98, 0.03),
+    }  # nothing held
+    assert [(x.kind, x.threshold) for x in alerts] == [
+        ("threshold", 0.5),
+        ("threshold", 0.8),
+        ("exhausted", None),
+    ]
+
+
+async def test_spend_report_matches_what_was_settled(make):
+    wall = Wall()
+    gov = make({}, now=wall)
+    expected: dict[str, list[float]] = {}
+    rng = random.Random(5)
+    for i in range(60):
+        subj = {"key": f"k{i % 4}", "team": f"t{i % 2}", "route": "chat"}
+        cost = round(rng.uniform(0.001, 0.2), 6)
+        adm = await gov.admit(f"r{i}", subj, tokens_estimate=100, cost_estimate_usd=cost * 2)
+        if i % 10 == 9:
+            await gov.release(adm)  # failed requests are not spend
+            continue
+        await gov.settle(adm, cost, prompt_tokens=i, completion_tokens=1, deployment=f"d{i % 3}")
+        row = expected.setdefault(subj["key"], [0, 0, 0.0])
+        row[0] += 1
+        row[1] += i
+        row[2] += cost
+    rows = await gov.spend_report("key")
+    assert {r.group: [r.requests, r.prompt_tokens, round(r.cost_usd, 9)] for r in rows} == {
+        k: [v[0], v[1], round(v[2], 9)] for k, v in expected.items()
+    }
+    assert sum(r.requests for r in await gov.spend_report("deployment")) == 54
+    assert await gov.spend_report("key", since="2026-11-25") == []
+
+
+async def test_rate_limits_exact_with_an_injected_clock(make):
+    mono = Wall(1000.0)
+    kw = {"monotonic": mono} if make.backend == "memory" else {"redis_clock": mono}
+    gov = make({"rate_limits": [{"scope": "key", "id": "*", "rpm": 60, "tpm": 1000}]}, **kw)
+    lim = gov.limiter
+    for _ in range(60):
+        await lim.acquire(ML)
+    with pytest.raises(RateLimitedError) as exc:
+        await lim.acquire(ML)
+    assert exc.value.limit_name == "key 'k1' rpm 60" and exc.value.retry_after == pytest.approx(1.0, abs=1e-5)
+    mono.t += 0.25
+    with pytest.raises(RateLimitedError) as exc:
+        await lim.acquire(ML)
+    assert exc.value.retry_after == pytest.approx(0.75, abs=1e-5)
+    mono.t += 0.75
+    await lim.acquire(ML)
+    # TPM: estimate consumed, then corrected
+    other = {"key": "k2"}
+    await lim.acquire(other, 600)
+    with pytest.raises(RateLimitedError) as exc:
+        await lim.acquire(other, 600)
+    assert exc.value.limit_name == "key 'k2' tpm 1000" and exc.value.retry_after == pytest.approx(
+        12.0, abs=1e-5
+    )
+    await lim.adjust(other, -300)
+    await lim.acquire(other, 600)
+
+
+async def test_admission_is_all_or_nothing(make):
+    mono = Wall(1000.0)
+    kw = {"monotonic": mono} if make.backend == "memory" else {"redis_clock": mono}
+    gov = make(
+        {"budgets": [{**TEAM, "limit_usd": 1.0}], "rate_limits": [{"scope": "key", "rpm": 2}]},
+        now=Wall(),
+        **kw,
+    )
+    await gov.admit("a", ML, cost_estimate_usd=0.5)
+    b = await gov.admit("b", ML, cost_estimate_usd=0.2)
+    with pytest.raises(RateLimitedError):  # rpm used up; the budget had room but holds nothing for it
+        await gov.admit("c", ML, cost_estimate_usd=0.2)
+    (st,) = await gov.status({"team": "ml"})
+    assert st.reserved_usd == pytest.approx(0.7)
+    await gov.release(b)
+    mono.t += 30  # one rpm slot refilled
+    with pytest.raises(BudgetExceededError):  # the budget refuses: the rpm slot is given back
+        await gov.admit("d", ML, cost_estimate_usd=0.6)
+    await gov.admit("e", ML, cost_estimate_usd=0.1)  # ... so this one gets it
+    with pytest.raises(BudgetExceededError):  # both refuse: the budget error, which lasts longer, wins
+        await gov.admit("f", ML, cost_estimate_usd=0.9)
+    (st,) = await gov.status({"team": "ml"})
+    assert st.reserved_usd == pytest.approx(0.6)
+
+
+async def test_rate_limit_on_redis_time(client, redis_url):
+    gov = Governance(
+        {
+            "backend": "redis",
+            "key_prefix": f"rt{time.time_ns()}",
+            "rate_limits": [{"scope": "route", "id": "chat", "rpm": 5}],
+        },
+        redis=client,
+        sinks=[],
+    )
+    for _ in range(5):
+        await gov.limiter.acquire({"route": "chat"})
+    with pytest.raises(RateLimitedError) as exc:
+        await gov.limiter.acquire({"route": "chat"})
+    assert 11.5 < exc.value.retry_after <= 12.0
+
+
+async def test_crashed_reservations_expire_on_redis_time(client):
+    gov = Governance(
+        {
+            "backend": "redis",
+            "key_prefix": f"ex{time.time_ns()}",
+            "reservation_ttl_s": 0.3,
+            "budgets": [{**TEAM, "limit_usd": 1.0}],
+        },
+        redis=client,
+        sinks=[],
+    )
+    lost = await gov.ledger.reserve("lost", ML, 0.8)
+    with pytest.raises(BudgetExceededError):
+        await gov.ledger.reserve("b", ML, 0.3)
+    await asyncio.sleep(0.35)
+    (st,) = await gov.status({"team": "ml"})  # status sweeps too
+    assert st.reserved_usd == 0
+    await gov.ledger.reserve("c", ML, 0.3)
+    late = await gov.ledger.settle(lost, 0.5)
+    assert late.settled and late.late
+    (st,) = await gov.status({"team": "ml"})
+    assert (st.spent_usd, st.reserved_usd) == (0.5, 0.3)
+
+
+async def test_key_layout_slots_and_ttls(client):
+    prefix = f"lay{time.time_ns()}"
+    gov = Governance(
+        {
+            "backend": "redis",
+            "key_prefix": prefix,
+            "rate_limits": [{"scope": "key", "rpm": 10}],
+            "budgets": [{**TEAM, "limit_usd": 5}, {"scope": "global", "period": "total", "limit_usd": 50}],
+        },
+        redis=client,
+        sinks=[],
+    )
+    adm = await gov.admit("r1", ML, tokens_estimate=10, cost_estimate_usd=0.1)
+    await gov.settle(adm, 0.05, prompt_tokens=5, completion_tokens=5)
+    await gov.admit("r2", ML, tokens_estimate=10, cost_estimate_usd=0.1)
+    keys = sorted(k.decode() for k in await client.keys(f"*{prefix}*"))
+    ledger = [k for k in keys if k.startswith(f"{{{prefix}:ledger}}")]
+    assert {key_slot(k.encode()) for k in ledger} == {key_slot(f"{{{prefix}:ledger}}".encode())}
+    assert {key_slot(k.encode()) for k in keys if k.startswith(f"{{{prefix}:rl}}")} == {
+        key_slot(f"{{{prefix}:rl}}".encode())
+    }
+    ttl = {k: await client.ttl(k) for k in keys}
+    daily = f"{{{prefix}:ledger}}:b:team:ml:{gov.ledger.periods.current('daily').id}"
+    assert 86_400 < ttl[daily] <= 2 * 86_400  # the period's end plus a day
+    assert ttl[f"{{{prefix}:ledger}}:b:global:total"] == -1  # a total budget never resets
+    assert 0 < ttl[f"{{{prefix}:ledger}}:res:r1"] <= 600  # settled: remembered for the grace period
+    assert 600 < ttl[f"{{{prefix}:ledger}}:res:r2"] <= 720  # held: ttl + grace
+    assert 0 < ttl[f"{{{prefix}:rl}}:key:k1:rpm"] <= 61
+    assert all(ttl[k] > 0 for k in keys if ":spend:2" in k or ":anom:" in k)
+
+
+async def test_scripts_reload_after_a_flush_and_a_dead_store_fails_closed(client):
+    gov = Governance(
+        {
+            "backend": "redis",
+            "key_prefix": f"fl{time.time_ns()}",
+            "rate_limits": [{"scope": "key", "rpm": 100}],
+            "budgets": [{**TEAM, "limit_usd": 5}],
+        },
+        redis=client,
+        sinks=[],
+    )
+    await client.script_flush()
+    adm = await gov.admit("r1", ML, tokens_estimate=10, cost_estimate_usd=0.1)  # pipelined: NOSCRIPT -> load
+    await client.script_flush()
+    assert await gov.settle(adm, 0.1)
+    dead = Governance(
+        {
+            "backend": "redis",
+            "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            "budgets": [{**TEAM, "limit_usd": 5}],
+        },
+        sinks=[],
+    )
+    with pytest.raises(GovernanceStoreError, match="governance store"):
+        await dead.admit("r1", ML, cost_estimate_usd=0.1)
+    await dead.aclose()
+
+
+async def test_anomaly_script_matches_the_python_algorithm(client):
+    prefix = f"an{time.time_ns()}"
+    clock = Wall(T0)
+    store = RedisAnomalyStore(client, prefix=prefix, clock=clock)
+    a = alpha_for(60, 1800)
+    py = RateState()
+    rng = random.Random(11)
+    for _ in range(400):
+        clock.t += rng.choice([0.5, 3, 20, 61, 130, 900])
+        amt = rng.uniform(0, 0.3)
+        (got,) = await store.add_many([("key:k", amt)], 60, a)
+        want = py.add(amt, math.floor(clock.t * 1000) / 1000, 60, a)
+        assert (got.n, got.cur, got.prev) == (want.n, pytest.approx(want.cur), pytest.approx(want.prev))
+        assert got.ewma == pytest.approx(want.ewma) and got.frac == pytest.approx(want.frac, abs=1e-6)
+
+
+async def test_anomaly_sees_the_combined_rate_of_several_processes_and_alerts_once(client):
+    prefix = f"an2{time.time_ns()}"
+    clock = Wall(T0)
+    alerts: list = []
+    cfg = {"backend": "redis", "key_prefix": prefix, "anomaly": {"warmup_s": 600}}
+    govs = [
+        Governance(cfg, redis=client, now=clock, redis_clock=clock, sinks=[CallbackSink(alerts.append)])
+        for _ in range(2)
+    ]
+    rng = random.Random(2)
+    for _ in range(30 * 12):  # 30 minutes at ~$0.5/min, split across two "processes"
+        clock.t += 5
+        await rng.choice(govs).anomaly.observe({"key": "k1"}, 0.5 / 12 * rng.uniform(0.5, 1.5))
+    assert alerts == []
+    # each process alone sends 6x the baseline (below 10x); together 12x
+    start = clock.t
+    while clock.t - start < 120:
+        clock.t += 5 / 12
+        await govs[int(clock.t * 12) % 2].anomaly.observe({"key": "k1"}, 0.5 / 12)
+    assert len(alerts) == 1 and alerts[0].kind == "spike"  # one alert: the cooldown is shared too
+    assert alerts[0].time - start <= 60
