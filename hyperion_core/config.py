@@ -10,7 +10,6 @@ Every error names its place and, where it can, the fix::
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -19,8 +18,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from ._text import suggest
+from .audit.config import AuditConfig
 from .cache.config import CacheSettings
 from .errors import ConfigError
+from .governance.config import GovernanceConfig
 
 #: provider kinds served by a native adapter, with their wire format and defaults
 NATIVE_KINDS: dict[str, dict[str, str | None]] = {
@@ -174,11 +176,25 @@ class CacheConfig(_Strict):
     socket_timeout: float = Field(default=0.25, gt=0)
 
 
+class KeysConfig(_Strict):
+    """Virtual keys (``hyperion keys create``). A request that names a key is always checked."""
+
+    #: refuse requests that carry no virtual key
+    required: bool = False
+    #: ``auto``: Redis when ``state.backend`` is redis, else a SQLite file in ``state.path``
+    store: Literal["auto", "memory", "sqlite", "redis"] = "auto"
+
+
 class GatewayConfig(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(min_length=1)
     state: StateConfig = Field(default_factory=StateConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    keys: KeysConfig = Field(default_factory=KeysConfig)
+    #: budgets, rate limits, anomaly alerts (absent = none); backend follows ``state`` unless set
+    governance: GovernanceConfig | None = None
+    #: the audit log (absent = no audit); ``sink: sqlite://.hyperion/audit.db`` is the embedded default
+    audit: AuditConfig | None = None
 
     @classmethod
     def load(cls, data: Mapping[str, Any] | GatewayConfig, *, env: Mapping[str, str] | None = None):
@@ -278,10 +294,12 @@ def _format_pydantic(err: Mapping[str, Any]) -> str:
 
 def _all_field_names() -> set[str]:
     from .cache import config as cc
+    from .governance import config as gc
 
     models = (GatewayConfig, RouteConfig, DeploymentConfig, ProviderConfig, PricingConfig, BreakerConfig, RetryConfig,
-              StateConfig, CacheConfig, cc.CacheSettings, cc.L1Settings, cc.L2Settings, cc.SemanticSettings,
-              cc.CoalesceSettings, cc.GreyZone)
+              StateConfig, CacheConfig, KeysConfig, AuditConfig, cc.CacheSettings, cc.L1Settings, cc.L2Settings,
+              cc.SemanticSettings, cc.CoalesceSettings, cc.GreyZone, gc.GovernanceConfig, gc.BudgetConfig,
+              gc.RateLimitConfig, gc.AnomalyConfig, gc.AlertSinkConfig, gc.AnomalyHardLimit)
     return {f for m in models for f in m.model_fields}
 
 
@@ -290,11 +308,6 @@ def _config_error(problems: list[str]) -> ConfigError:
         problems
     )
     return ConfigError(head, problems)
-
-
-def suggest(word: str, options: list[str] | set[str]) -> str:
-    match = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 _litellm_providers: frozenset[str] | None = None
@@ -339,6 +352,8 @@ def _cross_check(cfg: GatewayConfig) -> list[str]:
             )
         elif prov.kind == "openai_compatible" and not prov.base_url:
             problems.append(f"providers.{name}.base_url: required for kind 'openai_compatible'")
+    if cfg.keys.store == "redis" and not cfg.state.redis_url:
+        problems.append("keys.store: 'redis' needs state.redis_url")
     if cfg.state.backend == "redis" and not cfg.state.redis_url:
         problems.append("state.redis_url: required when state.backend is 'redis' (e.g. redis://localhost:6379/0)")
     emb = cfg.cache.embedder
@@ -395,6 +410,7 @@ __all__ = [
     "RetryConfig",
     "StateConfig",
     "CacheConfig",
+    "KeysConfig",
     "NATIVE_KINDS",
     "litellm_providers",
     "provider_kind",

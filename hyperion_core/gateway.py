@@ -30,6 +30,7 @@ from .http import HttpClient
 from .pricing import lookup
 from .providers import Target, adapter_class
 from .routing import CircuitBreaker, Clock, DeploymentState, Router, RouteState, _timeout
+from .steward import Steward, StreamCancelled
 from .streaming import Accumulator, ChatStream, resume_messages
 from .types import (
     Attempt,
@@ -68,6 +69,8 @@ class Gateway:
             name: self._build_route(name, rc) for name, rc in self.config.routes.items()
         }
         self.cache = self._build_cache() if any(rc.cache for rc in self.config.routes.values()) else None
+        secrets = tuple({d.adapter.target.api_key or "" for rs in self._routes.values() for d in rs.deployments})
+        self.steward = Steward(self.config, secrets=secrets)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kw: Any) -> Gateway:
@@ -166,6 +169,27 @@ class Gateway:
             )
         return rs
 
+    @property
+    def keys(self) -> Any:
+        """The virtual-key store (``await gw.keys.create("name", team=..., roles=[...])``)."""
+        return self.steward.keys
+
+    @property
+    def governance(self) -> Any:
+        """Budgets, rate limits, spend and anomaly alerts (None when not configured)."""
+        return self.steward.governance
+
+    @property
+    def audit(self) -> Any:
+        """The audit log (None when not configured): ``await gw.audit.query(key_id=...)``."""
+        return self.steward.audit
+
+    async def spend_report(self, by: str = "key", since: Any = None, until: Any = None) -> list[Any]:
+        """Spend rows grouped by ``key`` | ``team`` | ``user`` | ``route`` | ``day`` | ``deployment``."""
+        if self.steward.governance is None:
+            raise InvalidRequestError("spend is recorded by governance: add a 'governance:' section to the config")
+        return await self.steward.governance.spend_report(by, since, until)
+
     def health(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Breaker state and observed latency of every deployment, by route."""
         now = self.router.clock.now()
@@ -198,12 +222,16 @@ class Gateway:
         tool_choice: Any = None,
         response_format: dict[str, Any] | None = None,
         caller: Caller | None = None,
+        virtual_key: str | None = None,
         cache: CacheControl | None = None,
         timeout: float | None = None,
         metadata: dict[str, Any] | None = None,
         **extra: Any,
     ) -> ChatRequest:
-        """Build and validate a :class:`ChatRequest` (what ``acomplete``/``astream`` do for you)."""
+        """Build a :class:`ChatRequest` (what ``acomplete``/``astream`` do for you). ``virtual_key``
+        (``hk-...``) is authenticated by the pipeline; ``caller`` is for trusted doors."""
+        if virtual_key is not None:
+            caller = replace(caller, virtual_key=virtual_key) if caller else Caller(virtual_key=virtual_key)
         req = ChatRequest(
             route=route,
             messages=messages,
@@ -257,11 +285,24 @@ class Gateway:
     async def acomplete(self, route: str | ChatRequest, messages: list[Message] | None = None, **params: Any) -> ChatResponse:
         """Answer one chat request (whole). Raises a :class:`HyperionError` subclass on failure."""
         req = route if isinstance(route, ChatRequest) else self.request(route, messages, **params)  # type: ignore[arg-type]
-        rs = self._validate(req)
-        settings = rs.cfg.cache
-        if self.cache is not None and settings is not None and settings.enabled:
-            return await self.cache.complete(req, settings, lambda: self._call(rs, req))
-        return await self._call(rs, req)
+        st = self.steward
+        ticket = st.ticket(req, False)
+        try:
+            rs = self._validate(req)
+            if ticket is not None:
+                await st.admit(ticket, rs)
+            settings = rs.cfg.cache
+            if self.cache is not None and settings is not None and settings.enabled:
+                resp = await self.cache.complete(req, settings, lambda: self._call(rs, req))
+            else:
+                resp = await self._call(rs, req)
+        except BaseException as exc:
+            if ticket is not None:
+                await st.fail(ticket, exc)
+            raise
+        if ticket is not None:
+            await st.succeed(ticket, resp)
+        return resp
 
     async def _call(self, rs: RouteState, req: ChatRequest) -> ChatResponse:
         """The upstream call: route, retry, fail over (and fall back on context-window errors)."""
@@ -297,16 +338,42 @@ class Gateway:
 
     def astream(self, route: str | ChatRequest, messages: list[Message] | None = None, **params: Any) -> ChatStream:
         """Stream one chat request. Failover is free until the first chunk reaches the caller; after
-        that a failure raises :class:`StreamInterruptedError`, unless the route has ``stream_resume``."""
+        that a failure raises :class:`StreamInterruptedError`, unless the route has ``stream_resume``.
+        Errors (including a bad request) surface when the stream is iterated."""
         req = route if isinstance(route, ChatRequest) else self.request(route, messages, **params)  # type: ignore[arg-type]
-        rs = self._validate(req)
         stream = ChatStream()
-        settings = rs.cfg.cache
-        if self.cache is not None and settings is not None and settings.enabled:
-            stream._agen = self._cached_stream(rs, req, stream, settings)
-        else:
-            stream._agen = self._stream(rs, req, stream)
+        stream._agen = self._governed_stream(req, stream)
         return stream
+
+    async def _governed_stream(self, req: ChatRequest, out: ChatStream) -> AsyncIterator[ChatChunk]:
+        st = self.steward
+        ticket = st.ticket(req, True)
+        delivered = 0
+        inner: Any = None
+        try:
+            rs = self._validate(req)
+            if ticket is not None:
+                await st.admit(ticket, rs)
+            settings = rs.cfg.cache
+            if self.cache is not None and settings is not None and settings.enabled:
+                inner = self._cached_stream(rs, req, out, settings)
+            else:
+                inner = self._stream(rs, req, out)
+            async for chunk in inner:
+                delivered += 1
+                yield chunk
+        except GeneratorExit:  # the caller stopped reading
+            if inner is not None:
+                await _aclose(inner)
+            if ticket is not None:
+                await st.fail(ticket, StreamCancelled(delivered))
+            raise
+        except BaseException as exc:
+            if ticket is not None:
+                await st.fail(ticket, exc)
+            raise
+        if ticket is not None and out.response is not None:
+            await st.succeed(ticket, out.response, delivered_chunks=delivered)
 
     async def _cached_stream(self, rs: RouteState, req: ChatRequest, out: ChatStream, settings: Any) -> AsyncIterator[ChatChunk]:
         """A stream through the cache: a hit replays as chunks; a miss streams live and is stored
@@ -357,9 +424,12 @@ class Gateway:
                     ds.breaker.on_failure(self.router.clock.now())
                     await _aclose(upstream)
                     if not rs.cfg.stream_resume or acc.tools:
+                        cut = extra_usage + Usage(completion_tokens=seg_chunks)
                         raise StreamInterruptedError(
                             f"stream from '{ds.name}' failed after {acc.chunks} chunk(s): {err.message}",
                             delivered_chunks=acc.chunks,
+                            usage=cut,
+                            cost=cost + ds.adapter.target.price.cost(Usage(completion_tokens=seg_chunks)),
                             attempts=attempts,
                             route=rs.name,
                             deployment=ds.name,
@@ -377,6 +447,8 @@ class Gateway:
                             f"stream from '{ds.name}' failed after {acc.chunks} chunk(s) and could not be "
                             f"resumed: {resume_err.message}",
                             delivered_chunks=acc.chunks,
+                            usage=extra_usage,
+                            cost=cost,
                             attempts=attempts,
                             route=rs.name,
                             deployment=ds.name,
@@ -470,7 +542,8 @@ class Gateway:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the connection pool (and cache connections) of the running loop."""
+        """Flush the audit log; close the connection pool, cache and governance connections."""
+        await self.steward.aclose()
         await self.http.aclose()
         if self.cache is not None:
             await self.cache.aclose()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..config import suggest
+from .._text import suggest
 from ..errors import ConfigError
 from .chain import VerifyReport
 from .record import AuditEvent

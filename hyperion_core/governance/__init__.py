@@ -18,236 +18,61 @@ buckets); refusals cost one more to undo the half that succeeded. The parts are 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError, GovernanceStoreError
-from .alerts import (
-    Alert,
-    AlertDispatcher,
-    AlertSink,
-    AnomalyAlert,
-    BudgetAlert,
-    CallbackSink,
-    LogSink,
-    WebhookSink,
-    alert_dict,
-)
-from .anomaly import AnomalyDetector, MemoryAnomalyStore, RedisAnomalyStore
-from .budgets import (
-    BudgetLedger,
-    BudgetStatus,
-    MemoryBudgetStore,
-    RedisBudgetStore,
-    Reservation,
-    Settlement,
-)
-from .config import (
-    AlertSinkConfig,
-    AnomalyConfig,
-    AnomalyHardLimit,
-    BudgetConfig,
-    GovernanceConfig,
-    RateLimitConfig,
-    Subjects,
-)
-from .periods import PeriodClock, PeriodWindow, period_id, resets_at, window
-from .ratelimit import MemoryRateStore, RateLimiter, RedisRateStore
-from .spend import SpendRow, format_table
+from ..errors import GovernanceStoreError
+
+# Submodules load on first use: importing the config models must not pay for the whole package.
+_WHERE = {
+    "Governance": "facade",
+    "Admission": "facade",
+    "GovernanceConfig": "config",
+    "BudgetConfig": "config",
+    "RateLimitConfig": "config",
+    "AnomalyConfig": "config",
+    "AnomalyHardLimit": "config",
+    "AlertSinkConfig": "config",
+    "Subjects": "config",
+    "BudgetLedger": "budgets",
+    "MemoryBudgetStore": "budgets",
+    "RedisBudgetStore": "budgets",
+    "Reservation": "budgets",
+    "Settlement": "budgets",
+    "BudgetStatus": "budgets",
+    "RateLimiter": "ratelimit",
+    "MemoryRateStore": "ratelimit",
+    "RedisRateStore": "ratelimit",
+    "AnomalyDetector": "anomaly",
+    "MemoryAnomalyStore": "anomaly",
+    "RedisAnomalyStore": "anomaly",
+    "Alert": "alerts",
+    "BudgetAlert": "alerts",
+    "AnomalyAlert": "alerts",
+    "AlertSink": "alerts",
+    "AlertDispatcher": "alerts",
+    "LogSink": "alerts",
+    "WebhookSink": "alerts",
+    "CallbackSink": "alerts",
+    "alert_dict": "alerts",
+    "SpendRow": "spend",
+    "format_table": "spend",
+    "PeriodClock": "periods",
+    "PeriodWindow": "periods",
+    "window": "periods",
+    "period_id": "periods",
+    "resets_at": "periods",
+}
 
 
-@dataclass(slots=True)
-class Admission:
-    """A request let in by :meth:`Governance.admit`; hand it to ``settle`` or ``release`` once."""
+def __getattr__(name: str) -> Any:
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'hyperion_core.governance' has no attribute {name!r}")
+    import importlib
 
-    request_id: str
-    subjects: Subjects
-    tokens_estimate: int
-    reservation: Reservation
-    done: bool = False
-
-
-class Governance:
-    """Rate limits + budgets at admission; budgets, spend, TPM correction and anomaly watch at settle.
-
-    ``now`` is the wall clock (Unix seconds: budget periods, spend days, memory reservations and
-    anomaly buckets), ``monotonic`` the memory rate limiter's clock. ``redis`` is a
-    ``redis.asyncio`` client to share (otherwise one is built from ``redis_url``: one pool);
-    ``redis_clock`` replaces Redis ``TIME`` in the scripts (tests only). ``sinks`` replaces the
-    configured alert sinks.
-    """
-
-    def __init__(
-        self,
-        config: GovernanceConfig | Mapping[str, Any] | None = None,
-        *,
-        redis: Any = None,
-        now: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        sinks: Iterable[AlertSink] | None = None,
-        redis_clock: Callable[[], float] | None = None,
-    ) -> None:
-        cfg = (
-            config if isinstance(config, GovernanceConfig) else GovernanceConfig.model_validate(config or {})
-        )
-        self.config = cfg
-        self.alerts = AlertDispatcher(sinks) if sinks is not None else AlertDispatcher.from_config(cfg.alerts)
-        self._client = None
-        self._owns_client = False
-        self._scripts = None
-        if cfg.backend == "redis":
-            from ._lua import Scripts
-
-            if redis is None:
-                if not cfg.redis_url:
-                    raise ConfigError("governance.redis_url: required for backend 'redis' (or pass a client)")
-                import redis.asyncio as aioredis
-
-                redis = aioredis.Redis.from_url(cfg.redis_url)
-                self._owns_client = True
-            self._client = redis
-            self._scripts = Scripts(redis)
-            kw = {"prefix": cfg.key_prefix, "clock": redis_clock}
-            budget_store: Any = RedisBudgetStore(self._scripts, retention_days=cfg.spend_retention_days, **kw)
-            rate_store: Any = RedisRateStore(self._scripts, **kw)
-            anomaly_store: Any = RedisAnomalyStore(self._scripts, **kw)
-        else:
-            budget_store = MemoryBudgetStore(now=now, retention_days=cfg.spend_retention_days)
-            rate_store = MemoryRateStore(now=monotonic)
-            anomaly_store = MemoryAnomalyStore(now=now)
-        self.ledger = BudgetLedger(
-            cfg.budgets,
-            store=budget_store,
-            now=now,
-            tz=cfg.timezone,
-            reservation_ttl_s=cfg.reservation_ttl_s,
-            on_alert=self.alerts.emit,
-            spend_retention_days=cfg.spend_retention_days,
-        )
-        self.limiter = RateLimiter(cfg.rate_limits, store=rate_store)
-        self.anomaly = AnomalyDetector(cfg.anomaly, store=anomaly_store, now=now, on_alert=self.alerts.emit)
-
-    # -- the request path ----------------------------------------------------------------------------
-    async def admit(
-        self,
-        request_id: str,
-        subjects: Subjects | Mapping[str, Any],
-        *,
-        tokens_estimate: int = 0,
-        cost_estimate_usd: float = 0.0,
-    ) -> Admission:
-        """Rate limits (``tokens_estimate`` = prompt + max output tokens) and a budget reservation of
-        ``cost_estimate_usd`` (the worst case). Raises :class:`RateLimitedError` or
-        :class:`BudgetExceededError` having taken nothing."""
-        subj = Subjects.of(subjects)
-        limits, costs = self.limiter.prepare(subj, tokens_estimate)
-        res = self.ledger.prepare(request_id, subj, cost_estimate_usd)
-        ctx = {"request_id": request_id, "route": subj.route}
-        rl: Any = self.limiter.store
-        bs: Any = self.ledger.store
-        if self._scripts is None:
-            rate = await rl.acquire(limits, costs) if limits else None
-            budget = await bs.reserve(request_id, res.amount_n, res.budgets, self.ledger.ttl_s)
-        else:  # Redis: both scripts in one round trip
-            calls = [rl.acquire_call(limits, costs)] if limits else []
-            calls.append(bs.reserve_call(request_id, res.amount_n, res.budgets, self.ledger.ttl_s))
-            raw = await self._scripts.run_many(calls)
-            rate = rl.parse_acquire(raw[0]) if limits else None
-            budget = bs.parse_reserve(raw[-1])
-        # all or nothing: undo whichever half succeeded if the other refused
-        if rate is not None:
-            if budget[0] == "ok":
-                await bs.release(request_id, res.budgets)
-            elif budget[0] == "refused":
-                self.ledger.finish(res, budget)  # raises: a budget refusal outlasts a rate limit
-            self.limiter.finish(limits, rate, tokens_estimate, **ctx)
-        if budget[0] == "refused" and limits:
-            await rl.adjust(limits, [-c for c in costs])
-        return Admission(request_id, subj, tokens_estimate, self.ledger.finish(res, budget))
-
-    async def settle(
-        self,
-        admission: Admission,
-        actual_usd: float,
-        *,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        deployment: str | None = None,
-        model: str | None = None,
-        saved_usd: float = 0.0,
-    ) -> Settlement:
-        """Commit the actual cost (exactly once), record spend, correct TPM by actual - estimated
-        tokens, and feed the anomaly watch. Alerts go to the sinks and are returned."""
-        if admission.done:
-            return Settlement(False, "already_settled")
-        admission.done = True
-        res, subj = admission.reservation, admission.subjects
-        actual_n, w = self.ledger.settle_parts(
-            res,
-            actual_usd,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            deployment=deployment,
-            model=model,
-            saved_usd=saved_usd,
-        )
-        delta = prompt_tokens + completion_tokens - admission.tokens_estimate
-        tpm = [lim for lim in self.limiter.book.applied(subj) if lim.kind == "tpm"] if delta else []
-        items = self.anomaly.items(subj, actual_usd)
-        if self._scripts is None:
-            settlement = self.ledger.settled(
-                res, await self.ledger.store.settle(res.request_id, res.budgets, actual_n, w)
-            )
-            if tpm:
-                await self.limiter.store.adjust(tpm, [float(delta)] * len(tpm))
-            snaps = await self.anomaly.store.add_many(
-                [(k, usd) for k, _, _, usd in items], self.anomaly.config.bucket_s, self.anomaly.alpha
-            )
-        else:
-            bs: Any = self.ledger.store
-            an: Any = self.anomaly.store
-            calls = [bs.settle_call(res.request_id, res.budgets, actual_n, w)]
-            if tpm:
-                calls.append(self.limiter.store.adjust_call(tpm, [float(delta)] * len(tpm)))  # type: ignore[attr-defined]
-            calls += an.add_calls(
-                [(k, usd) for k, _, _, usd in items], self.anomaly.config.bucket_s, self.anomaly.alpha
-            )
-            raw = await self._scripts.run_many(calls)
-            settlement = self.ledger.settled(res, bs.parse_settle(raw[0]))
-            snaps = [an.parse(r) for r in raw[len(raw) - len(items) :]] if items else []
-        if items:
-            await self.anomaly.evaluate(items, snaps)
-        return settlement
-
-    async def release(self, admission: Admission) -> bool:
-        """The request failed before anything was billed: give the budget hold and the estimated
-        tokens back (its RPM slot stays used — it was sent). Once per admission."""
-        if admission.done:
-            return False
-        admission.done = True
-        released = await self.ledger.release(admission.reservation)
-        await self.limiter.adjust(admission.subjects, -admission.tokens_estimate)
-        return released
-
-    # -- reads and admin -------------------------------------------------------------------------------
-    async def status(self, subjects: Subjects | Mapping[str, Any] | None = None) -> list[BudgetStatus]:
-        return await self.ledger.status(subjects)
-
-    async def spend_report(self, by: str = "key", since: Any = None, until: Any = None) -> list[SpendRow]:
-        return await self.ledger.spend_report(by, since, until)
-
-    async def record_saving(
-        self, subjects: Subjects | Mapping[str, Any], saved_usd: float, **kw: Any
-    ) -> None:
-        await self.ledger.record_saving(subjects, saved_usd, **kw)
-
-    async def aclose(self) -> None:
-        await self.alerts.aclose()
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

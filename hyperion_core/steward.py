@@ -1,0 +1,212 @@
+"""Pipeline steps 1, 3, 8 and 10 around every request: authorize, admit, settle, audit.
+
+The :class:`Gateway` calls :meth:`Steward.admit` before the cache and the upstream call, then exactly
+one of :meth:`Steward.succeed` / :meth:`Steward.fail` — so every accepted request is answered or
+failed with one audit event, and its budget reservation is settled or released exactly once.
+A gateway with no keys, governance or audit configured skips all of it (``active`` is False).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidKeyError, StreamInterruptedError
+from .types import Caller, ChatRequest, ChatResponse, Usage
+
+if TYPE_CHECKING:
+    from .config import GatewayConfig
+    from .routing import RouteState
+
+
+class StreamCancelled(Exception):
+    """Audit marker: the caller stopped reading a stream after ``delivered_chunks`` chunks."""
+
+    audit_outcome = "cancelled"
+
+    def __init__(self, delivered_chunks: int) -> None:
+        super().__init__(f"the caller closed the stream after {delivered_chunks} chunk(s)")
+        self.delivered_chunks = delivered_chunks
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One request's passage through the steward."""
+
+    req: ChatRequest
+    stream: bool
+    started: float  # wall clock, seconds
+    perf: float
+    admission: Any = None
+    settled: bool = False
+
+
+def estimate_prompt_tokens(req: ChatRequest) -> int:
+    """A cheap upper-leaning estimate (about 4 characters a token) used for admission only."""
+    chars = 0
+    for m in req.messages:
+        c = m.get("content")
+        if isinstance(c, str):
+            chars += len(c)
+        elif isinstance(c, list):
+            chars += sum(len(p.get("text") or "") for p in c if isinstance(p, dict))
+        for tc in m.get("tool_calls") or ():
+            chars += len(str(tc))
+    if req.tools:
+        chars += sum(len(str(t)) for t in req.tools)
+    return chars // 4 + 4 * len(req.messages) + 8
+
+
+class Steward:
+    def __init__(self, cfg: GatewayConfig, *, secrets: tuple[str, ...] = ()) -> None:
+        self.cfg = cfg
+        self.secrets = tuple(s for s in secrets if s)
+        self.keys_required = cfg.keys.required
+        self._keys: Any = None
+        self.governance: Any = None
+        self.audit: Any = None
+        if cfg.governance is not None:
+            from .governance import Governance
+
+            gcfg = cfg.governance
+            st = cfg.state
+            if st.backend == "redis" and gcfg.backend == "memory" and gcfg.redis_url is None:
+                gcfg = gcfg.model_copy(update={"backend": "redis", "redis_url": st.redis_url, "key_prefix": st.prefix})
+            self.governance = Governance(gcfg)
+        if cfg.audit is not None:
+            from .audit import event_from_error, event_from_response
+
+            self.audit = cfg.audit.build()
+            self._event_ok = event_from_response
+            self._event_error = event_from_error
+        self.active = bool(self.keys_required or cfg.keys.store != "auto" or self.governance or self.audit)
+
+    # -- keys --------------------------------------------------------------------------------------
+    @property
+    def keys(self) -> Any:
+        """The virtual-key store (built on first use): Redis when state is shared, else SQLite."""
+        if self._keys is None:
+            from .governance.keys import RedisKeyStore, SqliteKeyStore
+
+            kind = self.cfg.keys.store
+            if kind == "auto":
+                kind = "redis" if self.cfg.state.backend == "redis" else "sqlite"
+            if kind == "redis":
+                import redis.asyncio as aioredis
+
+                if not self.cfg.state.redis_url:
+                    raise InvalidKeyError("keys.store 'redis' needs state.redis_url")
+                self._keys = RedisKeyStore(aioredis.Redis.from_url(self.cfg.state.redis_url), prefix=self.cfg.state.prefix)
+            elif kind == "memory":
+                from .governance.keys import MemoryKeyStore
+
+                self._keys = MemoryKeyStore()
+            else:
+                self._keys = SqliteKeyStore(Path(self.cfg.state.path) / "keys.db")
+        return self._keys
+
+    # -- the request path --------------------------------------------------------------------------
+    def ticket(self, req: ChatRequest, stream: bool) -> Ticket | None:
+        vk = req.caller.virtual_key if req.caller else None
+        if not self.active and vk is None:
+            return None
+        return Ticket(req, stream, time.time(), time.perf_counter())
+
+    async def admit(self, t: Ticket | None, rs: RouteState) -> None:
+        """Authorize the caller and reserve its budget and rate allowance. Raises (audited by
+        :meth:`fail`) when the request may not run."""
+        if t is None:
+            return
+        req = t.req
+        caller = req.caller
+        if caller is not None and caller.virtual_key:
+            principal = await self.keys.authenticate(caller.virtual_key)
+            principal.require_route(req.route)
+            req.caller = replace(
+                caller, key_id=principal.key_id, team=principal.team, user=principal.user,
+                metadata={**dict(principal.metadata), **caller.metadata},
+            )
+        elif self.keys_required:
+            raise InvalidKeyError("this gateway requires a virtual key (pass virtual_key='hk-...')", route=req.route)
+        if self.governance is None:
+            return
+        c = req.caller or Caller()
+        prompt = estimate_prompt_tokens(req)
+        max_out = req.max_tokens or max((d.adapter.target.price.max_output_tokens or 4096) for d in rs.deployments)
+        worst = max(d.adapter.target.price.estimate(prompt, max_out) for d in rs.deployments)
+        t.admission = await self.governance.admit(
+            req.request_id,
+            {"key": c.key_id, "team": c.team, "user": c.user, "route": req.route},
+            tokens_estimate=prompt + max_out,
+            cost_estimate_usd=worst,
+        )
+
+    async def succeed(self, t: Ticket | None, resp: ChatResponse, *, delivered_chunks: int | None = None) -> None:
+        if t is None:
+            return
+        if self.governance is not None and t.admission is not None and not t.settled:
+            t.settled = True
+            if resp.cache is not None:
+                await self.governance.settle(
+                    t.admission, 0.0, saved_usd=resp.cache.cost_saved, deployment=resp.cache.source_deployment,
+                    model=resp.model,
+                )
+            else:
+                u = resp.usage
+                await self.governance.settle(
+                    t.admission, resp.cost, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
+                    deployment=resp.deployment, model=resp.model,
+                )
+        if self.audit is not None:
+            self.audit.emit(
+                self._event_ok(
+                    resp, t.req.caller, stream=t.stream, store_content=self.audit.store_content,
+                    messages=t.req.messages, delivered_chunks=delivered_chunks, secrets=self.secrets, time=t.started,
+                )
+            )
+
+    async def fail(self, t: Ticket | None, exc: BaseException) -> None:
+        if t is None:
+            return
+        cost = 0.0
+        usage: Usage | None = None
+        if isinstance(exc, StreamInterruptedError):
+            cost, usage = exc.cost, exc.usage
+        if self.governance is not None and t.admission is not None and not t.settled:
+            t.settled = True
+            try:
+                if cost > 0 and usage is not None:  # a cut stream was billed for what it generated
+                    await self.governance.settle(
+                        t.admission, cost, prompt_tokens=usage.prompt_tokens,
+                        completion_tokens=usage.completion_tokens, deployment=getattr(exc, "deployment", None),
+                    )
+                else:
+                    await self.governance.release(t.admission)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the reservation expires by itself; the original error matters more
+                pass
+        if self.audit is not None:
+            self.audit.emit(
+                self._event_error(
+                    exc, t.req.request_id, t.req.route, t.req.caller, stream=t.stream,
+                    deployment=getattr(exc, "deployment", None), attempts=getattr(exc, "attempts", None),
+                    usage=usage, cost=cost, latency_ms=(time.perf_counter() - t.perf) * 1000.0,
+                    delivered_chunks=getattr(exc, "delivered_chunks", None), store_content=self.audit.store_content,
+                    messages=t.req.messages, secrets=self.secrets, time=t.started,
+                )
+            )
+
+    async def aclose(self) -> None:
+        if self.audit is not None:
+            await self.audit.aclose()
+        if self.governance is not None:
+            await self.governance.aclose()
+        if self._keys is not None:
+            await self._keys.aclose()
+
+
+__all__ = ["Steward", "Ticket", "StreamCancelled", "estimate_prompt_tokens"]

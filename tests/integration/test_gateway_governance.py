@@ -1,0 +1,220 @@
+"""Keys, budgets, rate limits, spend and audit inside the Gateway, against the mock provider over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from hyperion_core import (
+    AllDeploymentsFailedError,
+    BudgetExceededError,
+    Gateway,
+    InvalidKeyError,
+    KeyRevokedError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RouteNotFoundError,
+    StreamInterruptedError,
+)
+
+
+def make(mock, dep: str, tmp_path, *, governance: dict | None = None, cache: bool = False, state: dict | None = None,
+         required: bool = True, keys_store: str = "memory") -> Gateway:
+    cfg = {
+        "providers": {"p": {"kind": "openai", "api_key": "sk-provider-secret-123", "base_url": mock.base_url(dep, "openai")}},
+        "routes": {
+            "chat": {"deployments": [{"model": "p/gpt-4o-mini"}], "retry": {"attempts": 0}, **({"cache": {}} if cache else {})},
+            "other": {"deployments": [{"model": "p/gpt-4o-mini"}]},
+        },
+        "keys": {"required": required, "store": keys_store},
+        "audit": {"sink": f"sqlite:///{tmp_path}/audit-{dep}.db"},
+    }
+    if governance is not None:
+        cfg["governance"] = governance
+    if state is not None:
+        cfg["state"] = state
+    return Gateway(cfg)
+
+
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+async def outcomes(gw: Gateway) -> list[str]:
+    return [e.outcome for e in reversed(await gw.audit.query(limit=1000))]
+
+
+async def test_keys_gate_every_request_and_each_denial_is_audited(mock, tmp_path):
+    gw = make(mock, "g-keys", tmp_path)
+    key, rec = await gw.keys.create("svc", team="ml", user="ana", routes=["chat"])
+    ok = await gw.acomplete("chat", user("hello"), virtual_key=key)
+    assert ok.content
+    with pytest.raises(InvalidKeyError, match="requires a virtual key"):
+        await gw.acomplete("chat", user("hello"))
+    with pytest.raises(InvalidKeyError, match="unknown virtual key"):
+        await gw.acomplete("chat", user("hello"), virtual_key=key[:-3] + "abc")
+    with pytest.raises(PermissionDeniedError, match="may not call route 'other'"):
+        await gw.acomplete("other", user("hello"), virtual_key=key)
+    await gw.keys.revoke(rec.key_id)
+    with pytest.raises(KeyRevokedError):
+        await gw.acomplete("chat", user("hello"), virtual_key=key)
+    assert await outcomes(gw) == ["ok", "denied", "denied", "denied", "denied"]
+    events = await gw.audit.query(limit=10)
+    assert {e.key_id for e in events if e.key_id} == {rec.key_id}
+    assert all(e.team == "ml" for e in events if e.key_id)
+    dump = json.dumps([e.to_dict() for e in events])
+    secret = key.split(".", 1)[1]
+    assert secret not in dump and "sk-provider-secret-123" not in dump  # secrets never reach audit rows
+    assert (await gw.audit.verify()).ok
+    await gw.aclose()
+
+
+async def test_budget_refuses_before_the_limit_is_crossed(mock, tmp_path):
+    gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 0.0001}]}
+    gw = make(mock, "g-budget", tmp_path, governance=gov)
+    key, rec = await gw.keys.create("b", team="thrifty")
+    answered = refused = 0
+    for i in range(40):
+        try:
+            await gw.acomplete("chat", user(f"spend {i}"), virtual_key=key, max_tokens=50)
+            answered += 1
+        except BudgetExceededError as exc:
+            refused += 1
+            assert "team 'thrifty' daily budget" in str(exc)
+    assert answered >= 1 and refused >= 1
+    (status,) = [s for s in await gw.governance.status({"team": "thrifty"}) if s.scope == "team"]
+    assert status.spent_usd <= 0.0001 + 1e-12 and status.reserved_usd == 0
+    rows = {r.group: r for r in await gw.spend_report("team")}
+    assert rows["thrifty"].requests == answered
+    assert rows["thrifty"].cost_usd == pytest.approx(status.spent_usd)
+    outs = await outcomes(gw)
+    assert outs.count("ok") == answered and outs.count("budget_exceeded") == refused
+    await gw.aclose()
+
+
+async def test_rate_limit_with_retry_after(mock, tmp_path):
+    gw = make(mock, "g-rate", tmp_path, governance={"rate_limits": [{"scope": "key", "rpm": 3}]})
+    key, _ = await gw.keys.create("r")
+    for i in range(3):
+        await gw.acomplete("chat", user(f"r{i}"), virtual_key=key)
+    with pytest.raises(RateLimitedError) as ei:
+        await gw.acomplete("chat", user("r4"), virtual_key=key)
+    assert ei.value.retry_after and 0 < ei.value.retry_after <= 20
+    assert "rpm 3" in str(ei.value)
+    other, _ = await gw.keys.create("r2")
+    await gw.acomplete("chat", user("another key is not limited"), virtual_key=other)
+    assert (await outcomes(gw))[-2:] == ["rate_limited", "ok"]
+    await gw.aclose()
+
+
+async def test_cache_hit_costs_nothing_and_records_the_saving(mock, tmp_path):
+    gw = make(mock, "g-save", tmp_path, governance={}, cache=True)
+    key, rec = await gw.keys.create("c", team="t")
+    first = await gw.acomplete("chat", user("cache me"), virtual_key=key)
+    hit = await gw.acomplete("chat", user("cache me"), virtual_key=key)
+    assert hit.cache is not None and hit.cost == 0
+    (row,) = await gw.spend_report("key")
+    assert row.group == rec.key_id and row.cost_usd == pytest.approx(first.cost)
+    assert row.saved_usd == pytest.approx(first.cost)
+    events = await gw.audit.query(limit=5)
+    assert events[0].cache_tier == "l1" and events[0].cost == 0 and events[0].cost_saved == pytest.approx(first.cost)
+    await gw.aclose()
+
+
+async def test_one_audit_event_per_request_in_every_outcome(mock, tmp_path):
+    gw = make(mock, "g-audit", tmp_path, governance={"rate_limits": [{"scope": "key", "rpm": 1000}]}, required=False)
+    key, _ = await gw.keys.create("a")
+    await gw.acomplete("chat", user("fine"), virtual_key=key)
+    s = gw.astream("chat", user("stream fine"), virtual_key=key)
+    async for _ in s:
+        pass
+    mock.fault("g-audit", kind="server_error", times=1)
+    with pytest.raises(AllDeploymentsFailedError):
+        await gw.acomplete("chat", user("broken"), virtual_key=key)
+    mock.fault("g-audit", cut_after_chunks=3, times=1)
+    with pytest.raises(StreamInterruptedError):
+        async for _ in gw.astream("chat", user("cut"), virtual_key=key):
+            pass
+    s = gw.astream("chat", user("abandoned story"), virtual_key=key)
+    async for _ in s:
+        break
+    await s.aclose()
+    with pytest.raises(RouteNotFoundError):  # a bad request is audited too
+        await gw.acomplete("nope", user("x"), virtual_key=key)
+    await gw.acomplete("chat", user("anonymous but allowed"))
+    events = list(reversed(await gw.audit.query(limit=100)))
+    assert [(e.outcome, e.stream) for e in events] == [
+        ("ok", False), ("ok", True), ("error", False), ("error", True), ("cancelled", True), ("error", False), ("ok", False),
+    ]
+    assert len({e.request_id for e in events}) == len(events)
+    cut = events[3]
+    assert cut.delivered_chunks >= 2 and cut.error_class == "StreamInterruptedError" and cut.cost > 0
+    assert events[1].ttft_ms is not None and events[0].attempts[0].deployment == "p/gpt-4o-mini"
+    assert (await gw.audit.verify()).ok
+    await gw.aclose()
+
+
+async def test_sync_twins_go_through_the_same_pipeline(mock, tmp_path):
+    gw = make(mock, "g-sync", tmp_path, governance={"rate_limits": [{"scope": "key", "rpm": 2}]})
+    key = gw._portal.call(gw.keys.create("s"))[0]
+    gw.complete("chat", user("1"), virtual_key=key)
+    assert "".join(c.content for c in gw.stream("chat", user("2"), virtual_key=key))
+    with pytest.raises(RateLimitedError):
+        gw.complete("chat", user("3"), virtual_key=key)
+    assert gw._portal.call(outcomes(gw)) == ["ok", "ok", "rate_limited"]
+    gw.close()
+
+
+RACE = r"""
+import asyncio, json, sys
+from hyperion_core import Gateway, BudgetExceededError
+cfg = json.loads(sys.argv[1]); key = sys.argv[2]; proc = sys.argv[3]
+async def main():
+    gw = Gateway(cfg)
+    async def one(i):
+        try:
+            r = await gw.acomplete("chat", [{"role": "user", "content": f"race {proc} {i}"}], virtual_key=key, max_tokens=40)
+            return ("ok", r.cost)
+        except BudgetExceededError:
+            return ("refused", 0.0)
+    res = await asyncio.gather(*(one(i) for i in range(50)))
+    await gw.aclose()
+    print(json.dumps(res))
+asyncio.run(main())
+"""
+
+
+async def test_budget_race_across_processes_never_exceeds_the_limit(mock, tmp_path, redis_url):
+    prefix = f"race{uuid.uuid4().hex[:6]}"
+    state = {"backend": "redis", "redis_url": redis_url, "prefix": prefix}
+    # about 10 requests' worth: each costs ~ (12 prompt * 1.5e-7 + 40 out * 6e-7) worst case ~2.6e-5
+    gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 0.00025}]}
+    gw = make(mock, "g-race", tmp_path, governance=gov, state=state, keys_store="redis")
+    key, rec = await gw.keys.create("racer", team="racers")
+    cfg = gw.config.model_dump(mode="json")
+    cfg["providers"]["p"]["api_key"] = "sk-provider-secret-123"
+    cfg["audit"] = None
+    procs = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", RACE, json.dumps(cfg), key, str(n),
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for n in range(4)
+    ]
+    results = []
+    for p in procs:
+        out, err = await p.communicate()
+        assert p.returncode == 0, err.decode()[-2000:]
+        results += json.loads(out)
+    assert len(results) == 200
+    ok = [c for o, c in results if o == "ok"]
+    assert all(o in ("ok", "refused") for o, _ in results)
+    assert 5 <= len(ok) <= 20  # about ten fit
+    (status,) = [s for s in await gw.governance.status({"team": "racers"}) if s.scope == "team"]
+    assert status.spent_usd <= 0.00025 + 1e-12
+    assert status.spent_usd == pytest.approx(sum(ok), rel=1e-6)
+    assert status.reserved_usd == 0
+    await gw.aclose()
