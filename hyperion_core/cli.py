@@ -32,6 +32,69 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from . import admin
+
+    cfg = admin.load_config(args.config)
+    store = admin.key_store(cfg)
+
+    async def go() -> int:
+        if args.keys_command == "create":
+            key, rec = await store.create(
+                args.name, team=args.team, user=args.user, roles=args.role or ["member"],
+                routes=args.route or ["*"], expires_in=args.expires_in,
+            )
+            print(admin.format_key(rec))
+            print(f"key: {key}")
+            print("(shown once: store it now; Hyperion keeps only a salted hash)")
+        elif args.keys_command == "list":
+            rows = await store.list(team=args.team, include_revoked=args.all)
+            for rec in rows:
+                print(admin.format_key(rec))
+            if not rows:
+                print("no keys")
+        elif args.keys_command == "revoke":
+            print(admin.format_key(await store.revoke(args.key_id)))
+        elif args.keys_command == "rotate":
+            key, rec = await store.rotate(args.key_id)
+            print(admin.format_key(rec))
+            print(f"key: {key}")
+            print(f"(the old key {args.key_id} is revoked; the new one is shown once)")
+        await store.aclose()
+        return 0
+
+    return admin.run(go())
+
+
+def _spend(args: argparse.Namespace) -> int:
+    from . import admin
+    from .governance.spend import format_table
+
+    cfg = admin.load_config(args.config)
+    rows = admin.run(admin.spend_report(cfg, args.by, sink=args.sink))
+    print(format_table(rows, args.by))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from . import admin
+    from .audit import tail_command, verify_command
+
+    spec = args.sink
+    if spec is None:
+        cfg = admin.load_config(args.config)
+        if cfg.audit is None:
+            print("hyperion: no audit sink: pass --sink or a --config with an 'audit:' section", file=sys.stderr)
+            return 2
+        spec = cfg.audit.sink
+    if args.audit_command == "tail":
+        print(tail_command(spec, args.n))
+        return 0
+    code, msg = verify_command(spec)
+    print(msg, file=sys.stderr if code else sys.stdout)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hyperion", description="Hyperion LLM gateway")
     sub = p.add_subparsers(dest="command", required=True)
@@ -42,6 +105,36 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--host", default="127.0.0.1")
     m.add_argument("--port", type=int, default=8900)
     m.set_defaults(func=_mock)
+    conf = argparse.ArgumentParser(add_help=False)
+    conf.add_argument("--config", default=None, help="gateway YAML (its state: section says where state lives)")
+    k = sub.add_parser("keys", help="create, list, revoke and rotate virtual keys")
+    ks = k.add_subparsers(dest="keys_command", required=True)
+    kc = ks.add_parser("create", parents=[conf])
+    kc.add_argument("name")
+    kc.add_argument("--team")
+    kc.add_argument("--user")
+    kc.add_argument("--role", action="append", choices=["admin", "member", "viewer"])
+    kc.add_argument("--route", action="append", help="allowed route (repeat); default: all")
+    kc.add_argument("--expires-in", type=float, default=None, help="seconds")
+    kl = ks.add_parser("list", parents=[conf])
+    kl.add_argument("--team")
+    kl.add_argument("--all", action="store_true", help="include revoked keys")
+    for name in ("revoke", "rotate"):
+        kr = ks.add_parser(name, parents=[conf])
+        kr.add_argument("key_id")
+    k.set_defaults(func=_keys)
+    sp = sub.add_parser("spend", parents=[conf], help="spend table by key, team, user, route, day or deployment")
+    sp.add_argument("--by", default="key")
+    sp.add_argument("--sink", default=None, help="read spend from this audit sink spec")
+    sp.set_defaults(func=_spend)
+    sink = argparse.ArgumentParser(add_help=False, parents=[conf])
+    sink.add_argument("--sink", default=None, help="sink spec, e.g. sqlite:///path/audit.db")
+    a = sub.add_parser("audit", help="read and verify the audit log")
+    asub = a.add_subparsers(dest="audit_command", required=True)
+    at = asub.add_parser("tail", parents=[sink])
+    at.add_argument("-n", type=int, default=20)
+    asub.add_parser("verify", parents=[sink])
+    a.set_defaults(func=_audit)
     c = sub.add_parser("check", help="validate a gateway config file")
     c.add_argument("config")
     c.set_defaults(func=_check)
