@@ -11,7 +11,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +183,58 @@ class Gateway:
     def audit(self) -> Any:
         """The audit log (None when not configured): ``await gw.audit.query(key_id=...)``."""
         return self.steward.audit
+
+    # -- calls made outside the gateway (LangChain / LlamaIndex handlers) ------------------------
+
+    async def abegin_external(
+        self,
+        *,
+        model: str,
+        messages: list[Message],
+        provider: str = "openai",
+        route: str | None = None,
+        max_tokens: int | None = None,
+        virtual_key: str | None = None,
+        caller: Caller | None = None,
+        stream: bool = False,
+        request_id: str | None = None,
+    ) -> ExternalCall:
+        """Admit a model call that another client makes (say ``ChatOpenAI``): authorize the key,
+        apply rate limits and reserve the budget at ``provider/model``'s price. Raises the same
+        errors as a gateway call (audited); hand the result to :meth:`aend_external` or
+        :meth:`afail_external` exactly once."""
+        req = self.request(route or f"external:{model}", messages, max_tokens=max_tokens, caller=caller,
+                           virtual_key=virtual_key)
+        if request_id:
+            req.request_id = request_id
+        price = lookup(provider, model)
+        ticket = self.steward.ticket(req, stream)
+        call = ExternalCall(req, model, provider, price, ticket, time.perf_counter())
+        if ticket is not None:
+            try:
+                await self.steward.admit_priced(ticket, [price])
+            except BaseException as exc:
+                await self.steward.fail(ticket, exc)
+                raise
+        return call
+
+    async def aend_external(
+        self, call: ExternalCall, *, usage: Usage, content: str | None = None, finish_reason: str | None = None,
+        model: str | None = None, ttft_ms: float | None = None,
+    ) -> ChatResponse:
+        """Settle the call at its actual usage, record spend and audit it; returns it as a response record."""
+        resp = ChatResponse(
+            request_id=call.req.request_id, route=call.req.route, deployment=f"{call.provider}/{model or call.model}",
+            model=model or call.model, content=content, tool_calls=(), finish_reason=finish_reason, usage=usage,
+            cost=call.price.cost(usage), attempts=(), latency_ms=(time.perf_counter() - call.started) * 1000.0,
+            ttft_ms=ttft_ms,
+        )
+        await self.steward.succeed(call.ticket, resp)
+        return resp
+
+    async def afail_external(self, call: ExternalCall, exc: BaseException) -> None:
+        """Release the call's reservation and audit its failure."""
+        await self.steward.fail(call.ticket, exc)
 
     async def spend_report(self, by: str = "key", since: Any = None, until: Any = None) -> list[Any]:
         """Spend rows grouped by ``key`` | ``team`` | ``user`` | ``route`` | ``day`` | ``deployment``."""
@@ -565,6 +617,18 @@ class Gateway:
         self.close()
 
 
+@dataclass(slots=True)
+class ExternalCall:
+    """A model call made outside the gateway, admitted by :meth:`Gateway.abegin_external`."""
+
+    req: ChatRequest
+    model: str
+    provider: str
+    price: Any
+    ticket: Any
+    started: float
+
+
 class SyncChatStream:
     """Iterate a :class:`ChatStream` from sync code; ``response`` as on the async stream."""
 
@@ -603,4 +667,4 @@ async def _aclose(agen: Any) -> None:
             pass
 
 
-__all__ = ["Gateway", "SyncChatStream"]
+__all__ = ["Gateway", "SyncChatStream", "ExternalCall"]

@@ -19,6 +19,7 @@ from .types import Caller, ChatRequest, ChatResponse, Usage
 
 if TYPE_CHECKING:
     from .config import GatewayConfig
+    from .pricing import Price
     from .routing import RouteState
 
 
@@ -116,10 +117,14 @@ class Steward:
         return Ticket(req, stream, time.time(), time.perf_counter())
 
     async def admit(self, t: Ticket | None, rs: RouteState) -> None:
-        """Authorize the caller and reserve its budget and rate allowance. Raises (audited by
-        :meth:`fail`) when the request may not run."""
-        if t is None:
-            return
+        """Authorize the caller and reserve its budget and rate allowance for a call on route ``rs``
+        (priced at its most expensive deployment). Raises (audited by :meth:`fail`) when the request
+        may not run."""
+        if t is not None:
+            await self.admit_priced(t, [d.adapter.target.price for d in rs.deployments])
+
+    async def admit_priced(self, t: Ticket, prices: list[Price]) -> None:
+        """:meth:`admit` for a call whose possible prices are given (e.g. a model outside the gateway)."""
         req = t.req
         caller = req.caller
         if caller is not None and caller.virtual_key:
@@ -135,8 +140,8 @@ class Steward:
             return
         c = req.caller or Caller()
         prompt = estimate_prompt_tokens(req)
-        max_out = req.max_tokens or max((d.adapter.target.price.max_output_tokens or 4096) for d in rs.deployments)
-        worst = max(d.adapter.target.price.estimate(prompt, max_out) for d in rs.deployments)
+        max_out = req.max_tokens or max((p.max_output_tokens or 4096) for p in prices)
+        worst = max(p.estimate(prompt, max_out) for p in prices)
         t.admission = await self.governance.admit(
             req.request_id,
             {"key": c.key_id, "team": c.team, "user": c.user, "route": req.route},

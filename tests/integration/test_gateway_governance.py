@@ -218,3 +218,27 @@ async def test_budget_race_across_processes_never_exceeds_the_limit(mock, tmp_pa
     assert status.spent_usd == pytest.approx(sum(ok), rel=1e-6)
     assert status.reserved_usd == 0
     await gw.aclose()
+
+
+async def test_external_calls_are_admitted_settled_and_audited(mock, tmp_path):
+    from hyperion_core import Usage
+
+    gw = make(mock, "g-ext", tmp_path, governance={"budgets": [{"scope": "key", "period": "total", "limit_usd": 0.001}]})
+    key, rec = await gw.keys.create("ext", team="lc")
+    call = await gw.abegin_external(model="gpt-4o-mini", messages=user("hi from ChatOpenAI"), virtual_key=key, max_tokens=100)
+    resp = await gw.aend_external(call, usage=Usage(prompt_tokens=1000, completion_tokens=500), content="hello")
+    assert resp.cost == pytest.approx(1000 * 1.5e-7 + 500 * 6e-7)
+    (row,) = await gw.spend_report("key")
+    assert row.group == rec.key_id and row.cost_usd == pytest.approx(resp.cost)
+    failing = await gw.abegin_external(model="gpt-4o-mini", messages=user("boom"), virtual_key=key, max_tokens=10)
+    await gw.afail_external(failing, RuntimeError("upstream exploded"))
+    with pytest.raises(BudgetExceededError):
+        await gw.abegin_external(model="gpt-4o", messages=user("too pricey"), virtual_key=key, max_tokens=100_000)
+    with pytest.raises(InvalidKeyError):
+        await gw.abegin_external(model="gpt-4o-mini", messages=user("x"))
+    events = list(reversed(await gw.audit.query(limit=10)))
+    assert [e.outcome for e in events] == ["ok", "error", "budget_exceeded", "denied"]
+    assert events[0].route == "external:gpt-4o-mini" and events[0].cost == pytest.approx(resp.cost)
+    (status,) = await gw.governance.status({"key": rec.key_id})
+    assert status.reserved_usd == 0  # the failed call's reservation was released
+    await gw.aclose()
