@@ -554,31 +554,60 @@ class Gateway:
                 rs = self._routes[rs.cfg.context_window_fallback]
 
     async def aembed(
-        self, route: str, inputs: str | list[str], *, dimensions: int | None = None, timeout: float | None = None
+        self,
+        route: str,
+        inputs: str | list[str],
+        *,
+        dimensions: int | None = None,
+        timeout: float | None = None,
+        virtual_key: str | None = None,
+        caller: Caller | None = None,
     ) -> EmbeddingResponse:
-        rs = self.route(route)
-        if rs.cfg.kind != "embedding":
-            raise InvalidRequestError(f"route '{route}' is a {rs.cfg.kind} route, not an embedding route", route=route)
-        texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise InvalidRequestError("inputs: must be a string or a non-empty list of strings", route=route)
-        attempts: list[Attempt] = []
-        started = time.perf_counter()
-        (vectors, usage), ds = await self.router.run(
-            rs,
-            lambda d: d.adapter.embed(texts, dimensions=dimensions),
-            attempts,
-            deadline=self.router.clock.now() + (timeout or rs.cfg.timeout),
-        )
-        return EmbeddingResponse(
-            vectors=vectors,
-            model=ds.adapter.target.model,
-            deployment=ds.name,
-            usage=usage,
-            cost=ds.adapter.target.price.cost(usage),
-            attempts=tuple(attempts),
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-        )
+        """Embed ``inputs`` on an embedding route, with the same failover, keys, budgets and audit
+        as chat requests."""
+        texts = [inputs] if isinstance(inputs, str) else inputs
+        # the request record carries the texts as one user turn: keys, budgets and audit see it whole
+        req = self.request(route, [{"role": "user", "content": t} for t in texts] if isinstance(texts, list) else [],
+                           caller=caller, virtual_key=virtual_key, timeout=timeout, max_tokens=1)
+        st = self.steward
+        ticket = st.ticket(req, False)
+        try:
+            rs = self.route(route)
+            if rs.cfg.kind != "embedding":
+                raise InvalidRequestError(f"route '{route}' is a {rs.cfg.kind} route, not an embedding route", route=route)
+            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+                raise InvalidRequestError("inputs: must be a string or a non-empty list of strings", route=route)
+            if ticket is not None:
+                await st.admit(ticket, rs)
+            attempts: list[Attempt] = []
+            started = time.perf_counter()
+            (vectors, usage), ds = await self.router.run(
+                rs,
+                lambda d: d.adapter.embed(texts, dimensions=dimensions),
+                attempts,
+                deadline=self.router.clock.now() + (timeout or rs.cfg.timeout),
+                request_id=req.request_id,
+            )
+            resp = EmbeddingResponse(
+                vectors=vectors,
+                model=ds.adapter.target.model,
+                deployment=ds.name,
+                usage=usage,
+                cost=ds.adapter.target.price.cost(usage),
+                attempts=tuple(attempts),
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+            )
+        except BaseException as exc:
+            if ticket is not None:
+                await st.fail(ticket, exc)
+            raise
+        if ticket is not None:
+            await st.succeed(ticket, ChatResponse(
+                request_id=req.request_id, route=route, deployment=resp.deployment, model=resp.model, content=None,
+                tool_calls=(), finish_reason="stop", usage=resp.usage, cost=resp.cost, attempts=resp.attempts,
+                latency_ms=resp.latency_ms,
+            ))
+        return resp
 
     # -- sync twins --------------------------------------------------------------------------
 

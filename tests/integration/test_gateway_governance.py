@@ -242,3 +242,28 @@ async def test_external_calls_are_admitted_settled_and_audited(mock, tmp_path):
     (status,) = await gw.governance.status({"key": rec.key_id})
     assert status.reserved_usd == 0  # the failed call's reservation was released
     await gw.aclose()
+
+
+async def test_embeddings_are_governed_and_audited(mock, tmp_path):
+    cfg = {
+        "providers": {"p": {"kind": "openai", "api_key": "sk-x", "base_url": mock.base_url("g-emb", "openai")}},
+        "routes": {"emb": {"kind": "embedding", "deployments": [{"model": "p/text-embedding-3-small"}]}},
+        "keys": {"required": True, "store": "memory"},
+        "governance": {"rate_limits": [{"scope": "key", "rpm": 2}]},
+        "audit": {"sink": f"sqlite:///{tmp_path}/emb.db"},
+    }
+    gw = Gateway(cfg)
+    key, rec = await gw.keys.create("e")
+    r = await gw.aembed("emb", ["alpha", "beta"], virtual_key=key)
+    assert len(r.vectors) == 2 and r.cost > 0
+    await gw.aembed("emb", "gamma", virtual_key=key)
+    with pytest.raises(RateLimitedError):
+        await gw.aembed("emb", "delta", virtual_key=key)
+    with pytest.raises(InvalidKeyError):
+        await gw.aembed("emb", "no key")
+    events = list(reversed(await gw.audit.query(limit=10)))
+    assert [e.outcome for e in events] == ["ok", "ok", "rate_limited", "denied"]
+    assert events[0].cost == pytest.approx(r.cost) and events[0].key_id == rec.key_id
+    (row,) = await gw.spend_report("route")
+    assert row.group == "emb" and row.requests == 2
+    await gw.aclose()
