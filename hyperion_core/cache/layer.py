@@ -350,7 +350,8 @@ class ResponseCache:
         store = self._semantic_store_for(req.route, settings, vec.shape[0])
         sem = settings.semantic
         partition = semantic_partition_key(req, k.scope)
-        cands = await store.search(vec, scope=k.sh, partition=partition, threshold=sem.threshold, k=sem.top_k)
+        threshold = sem.threshold if sem.threshold is not None else getattr(self.embedder, "recommended_threshold", 0.1)
+        cands = await store.search(vec, scope=k.sh, partition=partition, threshold=threshold, k=sem.top_k)
         for cand in cands:
             passed = await self._accept(text, cand, settings)
             if passed is not None:

@@ -168,3 +168,17 @@ async def test_redis_down_keeps_serving(mock):
         await gw.acomplete("chat", user("provider down too"))
     assert isinstance(ei.value.__cause__, ProviderUnavailableError)
     await gw.aclose()
+
+
+async def test_semantic_threshold_defaults_to_the_embedders_recommendation(mock):
+    # wordllama puts these two 0.098 apart: a hit at its recommended 0.22, a miss at an explicit 0.05
+    q1, q2 = "What is the capital city of France?", "Tell me: what is the capital city of France"
+    gw = make(mock, "c-thr-default", cache={"semantic": {"enabled": True}})
+    assert gw.cache.embedder.recommended_threshold == 0.22
+    await gw.acomplete("chat", user(q1))
+    assert (await gw.acomplete("chat", user(q2))).cache.tier == "semantic"
+    strict = make(mock, "c-thr-strict", cache={"semantic": {"enabled": True, "threshold": 0.05}})
+    await strict.acomplete("chat", user(q1))
+    assert (await strict.acomplete("chat", user(q2))).cache is None
+    await gw.aclose()
+    await strict.aclose()

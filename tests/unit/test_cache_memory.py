@@ -95,7 +95,7 @@ SEM = CacheSettings(semantic={"enabled": True})
 def test_settings_defaults_and_validation():
     s = CacheSettings()
     assert (s.scope, s.l1.ttl, s.l2.ttl, s.semantic.ttl) == ("key", 300, 3600, 86400)
-    assert (s.semantic.enabled, s.semantic.threshold, s.semantic.max_temperature) == (False, 0.1, 0.5)
+    assert (s.semantic.enabled, s.semantic.threshold, s.semantic.max_temperature) == (False, None, 0.5)  # None: the embedder's
     assert (s.store_length_finish, s.store_tool_calls) == (False, False)
     with pytest.raises(ValidationError):
         CacheSettings(l1={"ttl": -1})
