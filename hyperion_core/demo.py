@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import HyperionError
+from .errors import BudgetExceededError, HyperionError
 from .gateway import Gateway
 from .types import ChatResponse, EmbeddingResponse
 
@@ -30,6 +31,10 @@ def _default_config() -> Path:
 
 
 def _attempts(resp: ChatResponse | EmbeddingResponse) -> str:
+    cache = getattr(resp, "cache", None)
+    if cache is not None:
+        sim = f", similarity {cache.similarity:.2f}" if cache.similarity is not None else ""
+        return f"cache {cache.tier} hit{sim}, saved ${cache.cost_saved:.6f}"
     parts = []
     for a in resp.attempts:
         what = "ok" if a.outcome == "ok" else (a.status or (a.error_class or "error").removesuffix("Error"))
@@ -41,7 +46,7 @@ class _Table:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.rows: list[tuple[str, ...]] = []
-        self.widths = [3, 33, 17, 44, 9, 13, 10]
+        self.widths = [3, 31, 17, 50, 9, 13, 10]
 
     def header(self) -> None:
         self._line(_COLS)
@@ -75,10 +80,10 @@ async def _scenario(gw: Gateway, mock: Any, out: TextIO) -> dict[str, Any]:
     failed = 0
     q = "Explain circuit breakers in one paragraph."
 
-    async def ask(step: str, prompt: str = q, **kw: Any) -> ChatResponse | None:
+    async def ask(step: str, prompt: str = q, route: str = "chat", **kw: Any) -> ChatResponse | None:
         nonlocal failed
         try:
-            resp = await gw.acomplete("chat", [{"role": "user", "content": prompt}], **kw)
+            resp = await gw.acomplete(route, [{"role": "user", "content": prompt}], **kw)
         except HyperionError as exc:
             failed += 1
             t.note(f"FAILED {step}: {exc}")
@@ -137,9 +142,36 @@ async def _scenario(gw: Gateway, mock: Any, out: TextIO) -> dict[str, Any]:
 
     emb = await gw.aembed("embeddings", ["failover", "circuit breaker"])
     t.add(f"embeddings ({len(emb.vectors)}x{len(emb.vectors[0])})", emb)
+
+    await ask("cache: first ask", "What is the capital city of France?", "assistant")
+    await ask("cache: same question", "What is the capital city of France?", "assistant")
+    await ask("cache: paraphrase", "Tell me: what is the capital city of France", "assistant")
+    await ask("cache: new question", "What is 15% of 80?", "assistant")
+    await ask("cache: 15% of 90 != 80: guard", "What is 15% of 90?", "assistant")
+
+    key, rec = await gw.keys.create("demo", team="demo-team")
+    t.note(f"virtual key {rec.key_id} (team demo-team, daily budget $0.0004) created; spending it down:")
+    refused = None
+    for i in range(40):
+        try:
+            resp = await gw.acomplete("chat", [{"role": "user", "content": f"budgeted question {i}"}],
+                                      virtual_key=key, max_tokens=40)
+        except BudgetExceededError as exc:
+            refused = exc
+            break
+        if i < 2:
+            t.add("governed (key + budget)", resp)
+    t.note(f"refused after {i} answers: {refused}")
+    rows = await gw.spend_report("team")
+    t.note("spend by team: " + ", ".join(f"{r.group} ${r.cost_usd:.6f} ({r.requests} req)" for r in rows))
+    events = await gw.audit.query(limit=1000)
+    report = await gw.audit.verify()
+    outcomes = Counter(e.outcome for e in events)
+    t.note(f"audit log: {len(events)} events {dict(outcomes)}; hash chain {'intact' if report.ok else 'BROKEN'}")
+
     total = sum(float(r[-1]) for r in t.rows)
-    out.write(f"\n{len(t.rows) + 12} requests, {failed} failed, total cost ${total:.6f}\n")
-    return {"failed": failed, "rows": len(t.rows)}
+    out.write(f"\n{len(events)} requests audited, {failed} failed, total cost ${total:.6f}\n")
+    return {"failed": failed if refused is not None and report.ok else failed + 1, "rows": len(t.rows)}
 
 
 def run(config: str | Path | None = None, out: TextIO = sys.stdout) -> int:
@@ -147,9 +179,10 @@ def run(config: str | Path | None = None, out: TextIO = sys.stdout) -> int:
 
     started = time.perf_counter()
     mock = MockProvider().start()
+    state = tempfile.TemporaryDirectory(prefix="hyperion-demo-")
     try:
         path = Path(config) if config else _default_config()
-        gw = Gateway.from_file(path, env={"HYPERION_MOCK_URL": mock.url})
+        gw = Gateway.from_file(path, env={"HYPERION_MOCK_URL": mock.url, "HYPERION_STATE": state.name})
         out.write(f"Hyperion demo — config {path}, mock provider at {mock.url}\n\n")
 
         async def main() -> dict[str, Any]:
@@ -161,6 +194,7 @@ def run(config: str | Path | None = None, out: TextIO = sys.stdout) -> int:
         result = asyncio.run(main())
     finally:
         mock.stop()
+        state.cleanup()
     out.write(f"demo finished in {time.perf_counter() - started:.1f}s\n")
     return 0 if result["failed"] == 0 else 1
 

@@ -19,6 +19,10 @@ def test_demo_runs_clean_and_fast():
     assert "primary breaker: open" in out and "primary breaker: closed" in out
     assert "resumed by anthropic-backup" in out
     assert "openai:503 > anthropic:ok" in out
+    assert "cache l1 hit" in out and "cache semantic hit" in out
+    assert out.count("cache ") == 2  # the 15%-of-90 question is not served 15%-of-80's answer
+    assert "refused after" in out and "daily budget $0.0004" in out
+    assert "hash chain intact" in out and "'budget_exceeded': 1" in out
     assert elapsed < 30
 
 
