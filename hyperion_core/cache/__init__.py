@@ -7,7 +7,9 @@ coalescing of identical concurrent misses, in one process and across processes.
 :mod:`hyperion_core.cache.keys`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 # Submodules load on first use: ``import hyperion_core`` must not pay for numpy / redis / redisvl.
 _WHERE = {
@@ -22,15 +24,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'hyperion_core.cache' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 
 if TYPE_CHECKING:  # pragma: no cover

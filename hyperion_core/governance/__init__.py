@@ -18,8 +18,7 @@ buckets); refusals cost one more to undo the half that succeeded. The parts are 
 
 from __future__ import annotations
 
-from typing import Any
-
+from .._lazy import lazy_exports
 from ..errors import GovernanceStoreError
 
 # Submodules load on first use: importing the config models must not pay for the whole package.
@@ -64,15 +63,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'hyperion_core.governance' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 
 __all__ = [

@@ -8,7 +8,7 @@ import orjson
 
 from ..errors import InvalidRequestError, error_for_status
 from ..types import ChatChunk, ChatRequest, Message, ProviderResponse, ToolCall, ToolCallDelta, Usage
-from .base import HttpAdapter, StreamParser, merged_params
+from .base import HttpAdapter, StreamParser, merged_params, tool_arguments
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: max_tokens when neither the request, the deployment nor the price map says (the API requires one)
@@ -107,15 +107,7 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
 
 def _tool_use(tc: dict[str, Any]) -> dict[str, Any]:
     fn = tc.get("function") or {}
-    raw = fn.get("arguments") or "{}"
-    try:
-        args = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
-    except orjson.JSONDecodeError:
-        raise InvalidRequestError(
-            f"tool call {tc.get('id')!r} ({fn.get('name')}) has arguments that are not JSON: {str(raw)[:80]!r}"
-        ) from None
-    if not isinstance(args, dict):
-        raise InvalidRequestError(f"tool call {tc.get('id')!r} arguments must be a JSON object")
+    args = tool_arguments(tc)
     return {"type": "tool_use", "id": tc.get("id"), "name": fn.get("name"), "input": args}
 
 

@@ -20,6 +20,7 @@ import orjson
 
 from ..errors import (
     HyperionError,
+    InvalidRequestError,
     MalformedResponseError,
     NotFoundError,
     ProviderConnectionError,
@@ -227,6 +228,22 @@ def retry_after_seconds(headers: Any) -> float | None:
         return max(when.timestamp() - time.time(), 0.0)
 
 
+def tool_arguments(tc: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of an OpenAI-format tool call as an object (wire formats that carry them as JSON
+    objects need them parsed); malformed arguments are the caller's error, named here."""
+    fn = tc.get("function") or {}
+    raw = fn.get("arguments") or "{}"
+    try:
+        args = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    except orjson.JSONDecodeError:
+        raise InvalidRequestError(
+            f"tool call {tc.get('id')!r} ({fn.get('name')}) has arguments that are not JSON: {str(raw)[:80]!r}"
+        ) from None
+    if not isinstance(args, dict):
+        raise InvalidRequestError(f"tool call {tc.get('id')!r} arguments must be a JSON object")
+    return args
+
+
 def merged_params(req: ChatRequest, defaults: dict[str, Any]) -> dict[str, Any]:
     """Sampling parameters set on the request, over the deployment's defaults (None = unset)."""
     out = dict(defaults) if defaults else {}
@@ -244,4 +261,5 @@ __all__ = [
     "StreamParser",
     "retry_after_seconds",
     "merged_params",
+    "tool_arguments",
 ]

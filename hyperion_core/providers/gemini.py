@@ -13,7 +13,7 @@ import orjson
 
 from ..errors import InvalidRequestError, MalformedResponseError, error_for_status
 from ..types import ChatChunk, ChatRequest, Message, ProviderResponse, ToolCall, ToolCallDelta, Usage
-from .base import HttpAdapter, StreamParser, merged_params
+from .base import HttpAdapter, StreamParser, merged_params, tool_arguments
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -106,15 +106,7 @@ def _parts(content: Any) -> list[dict[str, Any]]:
 
 def _function_call(tc: dict[str, Any]) -> dict[str, Any]:
     fn = tc.get("function") or {}
-    raw = fn.get("arguments") or "{}"
-    try:
-        args = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
-    except orjson.JSONDecodeError:
-        raise InvalidRequestError(
-            f"tool call {tc.get('id')!r} ({fn.get('name')}) has arguments that are not JSON: {str(raw)[:80]!r}"
-        ) from None
-    if not isinstance(args, dict):
-        raise InvalidRequestError(f"tool call {tc.get('id')!r} arguments must be a JSON object")
+    args = tool_arguments(tc)
     return {"functionCall": {"name": fn.get("name"), "args": args}}
 
 

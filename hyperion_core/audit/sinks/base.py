@@ -50,6 +50,20 @@ class ThreadedSink:
     def _close(self) -> None:  # runs on the worker thread
         pass
 
+    # the AuditSink interface over the subclass's blocking ``_write`` / ``_query`` / ``_tail`` / ``_verify``
+    async def write(self, events: Sequence[AuditEvent]) -> None:
+        if events:
+            await self._run(self._write, list(events))  # type: ignore[attr-defined]
+
+    async def query(self, filters: AuditQuery) -> list[AuditEvent]:
+        return await self._run(self._query, filters)  # type: ignore[attr-defined]
+
+    async def tail(self, n: int = 20) -> list[AuditEvent]:
+        return await self._run(self._tail, n)  # type: ignore[attr-defined]
+
+    async def verify(self) -> VerifyReport:
+        return await self._run(self._verify)  # type: ignore[attr-defined]
+
     async def aclose(self) -> None:
         if self._closed:
             return

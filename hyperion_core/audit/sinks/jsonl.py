@@ -164,20 +164,6 @@ class JsonlSink(ThreadedSink):
             os.close(self._fd)
             self._fd = None
 
-    # -- the AuditSink interface -------------------------------------------------------------
-
-    async def write(self, events: Sequence[AuditEvent]) -> None:
-        if events:
-            await self._run(self._write, list(events))
-
-    async def query(self, filters: AuditQuery) -> list[AuditEvent]:
-        return await self._run(self._query, filters)
-
-    async def tail(self, n: int = 20) -> list[AuditEvent]:
-        return await self._run(self._tail, n)
-
-    async def verify(self) -> VerifyReport:
-        return await self._run(self._verify)
 
 
 def _line(row: ChainRow) -> bytes:

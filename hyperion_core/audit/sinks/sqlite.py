@@ -197,20 +197,6 @@ class SqliteSink(ThreadedSink):
             self._db.close()
             self._db = None
 
-    # -- the AuditSink interface -------------------------------------------------------------
-
-    async def write(self, events: Sequence[AuditEvent]) -> None:
-        if events:
-            await self._run(self._write, list(events))
-
-    async def query(self, filters: AuditQuery) -> list[AuditEvent]:
-        return await self._run(self._query, filters)
-
-    async def tail(self, n: int = 20) -> list[AuditEvent]:
-        return await self._run(self._tail, n)
-
-    async def verify(self) -> VerifyReport:
-        return await self._run(self._verify)
 
 
 __all__ = ["SqliteSink"]
