@@ -21,6 +21,7 @@ from .errors import (
     ContextWindowExceededError,
     HyperionError,
     InvalidRequestError,
+    PermissionDeniedError,
     ProviderError,
     RouteNotFoundError,
     StreamCutError,
@@ -241,6 +242,37 @@ class Gateway:
         if self.steward.governance is None:
             raise InvalidRequestError("spend is recorded by governance: add a 'governance:' section to the config")
         return await self.steward.governance.spend_report(by, since, until)
+
+    async def spend_for(self, virtual_key: str, by: str = "key") -> list[Any]:
+        """Spend rows as ``virtual_key`` may see them: an admin sees everything, a viewer its own
+        team's keys, anyone else only its own key."""
+        p = await self.keys.authenticate(virtual_key)
+        rows = await self.spend_report(by if "spend:read:all" in p.permissions else "key")
+        if "spend:read:all" in p.permissions:
+            return rows
+        if "spend:read:team" in p.permissions:
+            team_keys = {r.key_id for r in await self.keys.list(team=p.team, include_revoked=True)} if p.team else set()
+            return [r for r in rows if r.group in team_keys or r.group == p.key_id]
+        return [r for r in rows if r.group == p.key_id]
+
+    async def audit_for(self, virtual_key: str, **filters: Any) -> list[Any]:
+        """Audit events as ``virtual_key`` may see them (admin: all; viewer: its team; others: its own
+        key). Filters as ``AuditQuery`` (key_id, team, user, route, outcome, since, until, limit)."""
+        if self.steward.audit is None:
+            raise InvalidRequestError("no audit log: add an 'audit:' section to the config")
+        p = await self.keys.authenticate(virtual_key)
+        if "audit:read:all" not in p.permissions:
+            if "audit:read:team" in p.permissions:
+                if not p.team:
+                    raise PermissionDeniedError(f"key '{p.key_id}' has no team to read the audit of")
+                if filters.get("team") not in (None, p.team):
+                    raise PermissionDeniedError(f"key '{p.key_id}' may read team '{p.team}' only")
+                filters["team"] = p.team
+            else:
+                if filters.get("key_id") not in (None, p.key_id):
+                    raise PermissionDeniedError(f"key '{p.key_id}' may read its own audit rows only")
+                filters["key_id"] = p.key_id
+        return await self.steward.audit.query(**filters)
 
     def health(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Breaker state and observed latency of every deployment, by route."""

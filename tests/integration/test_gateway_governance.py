@@ -267,3 +267,27 @@ async def test_embeddings_are_governed_and_audited(mock, tmp_path):
     (row,) = await gw.spend_report("route")
     assert row.group == "emb" and row.requests == 2
     await gw.aclose()
+
+
+async def test_rbac_on_spend_and_audit_reads(mock, tmp_path):
+    gw = make(mock, "g-rbac", tmp_path, governance={}, required=True)
+    ana, ana_rec = await gw.keys.create("ana", team="ml", roles=["member"])
+    bob, bob_rec = await gw.keys.create("bob", team="ml", roles=["member"])
+    eve, eve_rec = await gw.keys.create("eve", team="ads", roles=["member"])
+    viewer, _ = await gw.keys.create("ml-viewer", team="ml", roles=["viewer"])
+    admin, _ = await gw.keys.create("root", roles=["admin"])
+    for k in (ana, bob, eve):
+        await gw.acomplete("chat", user("hi"), virtual_key=k)
+    assert {r.group for r in await gw.spend_for(ana)} == {ana_rec.key_id}
+    assert {r.group for r in await gw.spend_for(viewer)} == {ana_rec.key_id, bob_rec.key_id}
+    assert {r.group for r in await gw.spend_for(admin)} == {ana_rec.key_id, bob_rec.key_id, eve_rec.key_id}
+    assert {e.key_id for e in await gw.audit_for(ana)} == {ana_rec.key_id}
+    assert {e.team for e in await gw.audit_for(viewer)} == {"ml"}
+    with pytest.raises(PermissionDeniedError, match="may read team 'ml' only"):
+        await gw.audit_for(viewer, team="ads")
+    with pytest.raises(PermissionDeniedError, match="its own audit rows only"):
+        await gw.audit_for(ana, key_id=eve_rec.key_id)
+    assert len(await gw.audit_for(admin)) == 3
+    with pytest.raises(PermissionDeniedError, match="lacks permission 'call'"):
+        await gw.acomplete("chat", user("viewers read, they do not call"), virtual_key=viewer)
+    await gw.aclose()
