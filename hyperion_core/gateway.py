@@ -628,6 +628,7 @@ class Gateway:
                 cost=ds.adapter.target.price.cost(usage),
                 attempts=tuple(attempts),
                 latency_ms=(time.perf_counter() - started) * 1000.0,
+                request_id=req.request_id,
             )
         except BaseException as exc:
             if ticket is not None:
@@ -651,6 +652,16 @@ class Gateway:
 
     def embed(self, route: str, inputs: str | list[str], **kw: Any) -> EmbeddingResponse:
         return self._portal.call(self.aembed(route, inputs, **kw))
+
+    def run_sync(self, coro: Any) -> Any:
+        """Run a coroutine on the gateway's background loop (the one the sync twins use) and wait:
+        for framework callbacks that are sync but must reach async state (keys, budgets, audit)."""
+        return self._portal.call(coro)
+
+    def submit(self, coro: Any) -> Any:
+        """Schedule a coroutine on the gateway's background loop without waiting; returns a
+        ``concurrent.futures.Future``."""
+        return asyncio.run_coroutine_threadsafe(coro, self._portal.loop)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

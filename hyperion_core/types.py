@@ -208,6 +208,7 @@ class EmbeddingResponse:
     cost: float
     attempts: tuple[Attempt, ...]
     latency_ms: float
+    request_id: str | None = None
 
 
 __all__ = [
