@@ -1,0 +1,276 @@
+"""Governance for chains that keep their own model (say ``ChatOpenAI``): attach a handler.
+
+::
+
+    handler = HyperionCallbackHandler(config="hyperion.yaml", virtual_key="hk-...")
+    chain.invoke(inputs, config={"callbacks": [handler]})
+
+On a chat-model / LLM start the handler admits the call through the gateway
+(:meth:`~hyperion_core.Gateway.abegin_external`): the virtual key is authenticated, rate limits apply and
+the budget is reserved from the estimated tokens at the model's price. A refusal raises (the handler has
+``raise_error = True``), which stops the run before the model is called; the error is the two-parent class
+of :mod:`hyperion_lc.errors` (catch ``BudgetExceededError`` or LangChain's ``ModelError``). On end the call
+is settled at the model's reported usage (``usage_metadata``, else ``llm_output["token_usage"]``, else an
+estimate) and audited like a gateway request; on error it is released and the failure audited. Calls are
+correlated by ``run_id``: exactly one settle or release per admitted start. Runs of ``HyperionChat`` are
+skipped (the gateway already governs them).
+
+:class:`HyperionCallbackHandler` is sync and works for sync and async runs (LangChain runs a sync handler
+of an async run in a worker thread). :class:`AsyncHyperionCallbackHandler` stays on the event loop, for
+async-only applications; do not use it for sync runs (LangChain swallows an async handler's errors
+there, so a refusal would not stop the call).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+from pydantic import SecretStr
+
+from hyperion_core import Gateway, HyperionError
+from hyperion_core.gateway import ExternalCall
+from hyperion_core.steward import estimate_prompt_tokens
+from hyperion_core.types import Usage
+
+from ._convert import to_openai_messages
+from ._registry import registry
+from .errors import to_langchain_error
+
+log = logging.getLogger("hyperion.langchain")
+
+_PROVIDERS = {"azure": "azure", "azure_openai": "azure", "google_genai": "gemini", "google_vertexai": "vertex_ai"}
+
+
+def usage_of(response: LLMResult) -> Usage | None:
+    """The token usage a model reported for its (first) generation, or None."""
+    gen = response.generations[0][0] if response.generations and response.generations[0] else None
+    um = getattr(getattr(gen, "message", None), "usage_metadata", None)
+    if um:
+        ind = um.get("input_token_details") or {}
+        outd = um.get("output_token_details") or {}
+        return Usage(
+            prompt_tokens=int(um.get("input_tokens") or 0),
+            completion_tokens=int(um.get("output_tokens") or 0),
+            cached_prompt_tokens=int(ind.get("cache_read") or 0),
+            cache_write_tokens=int(ind.get("cache_creation") or 0),
+            reasoning_tokens=int(outd.get("reasoning") or 0),
+        )
+    tu = (response.llm_output or {}).get("token_usage") or (response.llm_output or {}).get("usage")
+    if isinstance(tu, dict) and (tu.get("prompt_tokens") or tu.get("completion_tokens")):
+        return Usage(prompt_tokens=int(tu.get("prompt_tokens") or 0), completion_tokens=int(tu.get("completion_tokens") or 0))
+    return None
+
+
+class _Ledger:
+    """What both handlers share: configuration, the pure prepare/settle steps and the open calls."""
+
+    raise_error = True  # a refusal on start must stop the run
+
+    def __init__(
+        self,
+        *,
+        config: Any = None,
+        gateway: Gateway | None = None,
+        virtual_key: str | SecretStr | None = None,
+        route: str | None = None,
+        provider: str | None = None,
+    ) -> None:
+        self._config = config
+        self._gateway = gateway
+        self._virtual_key = SecretStr(virtual_key) if isinstance(virtual_key, str) else virtual_key
+        self.route = route
+        self.provider = provider
+        self._calls: dict[UUID, ExternalCall] = {}
+        self._first_token: dict[UUID, float] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never the key
+        return f"{type(self).__name__}(route={self.route!r}, open_calls={len(self._calls)})"
+
+    @property
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            self._gateway = registry.get(self._config)
+        return self._gateway
+
+    @property
+    def open_calls(self) -> int:
+        """Admitted calls not settled yet."""
+        return len(self._calls)
+
+    # -- prepare ---------------------------------------------------------------------------------
+    def _begin_spec(self, messages: list[dict[str, Any]], run_id: UUID, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        params = kwargs.get("invocation_params") or {}
+        if params.get("_type") == "hyperion-chat":
+            return None  # HyperionChat runs through the gateway already
+        meta = kwargs.get("metadata") or {}
+        model = str(meta.get("ls_model_name") or params.get("model") or params.get("model_name") or "unknown")
+        provider = self.provider or str(meta.get("ls_provider") or "openai")
+        max_tokens = meta.get("ls_max_tokens") or params.get("max_tokens") or params.get("max_completion_tokens")
+        vk = self._virtual_key.get_secret_value() if self._virtual_key is not None else None
+        return {
+            "model": model,
+            "messages": messages or [{"role": "user", "content": ""}],
+            "provider": _PROVIDERS.get(provider, provider),
+            "route": self.route,
+            "max_tokens": max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+            "virtual_key": vk,
+            "stream": bool(params.get("stream") or params.get("streaming")),
+            "request_id": f"lc-{run_id}",
+        }
+
+    @staticmethod
+    def _chat_messages(messages: list[list[BaseMessage]]) -> list[dict[str, Any]]:
+        return to_openai_messages(messages[0]) if messages else []
+
+    @staticmethod
+    def _prompt_messages(prompts: list[str]) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": prompts[0]}] if prompts else []
+
+    def _opened(self, run_id: UUID, call: ExternalCall) -> None:
+        with self._lock:
+            self._calls[run_id] = call
+
+    def _take(self, run_id: UUID) -> tuple[ExternalCall | None, float | None]:
+        """The open call of ``run_id`` (removed: settled at most once) and its first token's time."""
+        with self._lock:
+            call, first = self._calls.pop(run_id, None), self._first_token.pop(run_id, None)
+        if call is not None and first is not None and call.ticket is not None:
+            call.ticket.stream = True  # tokens arrived one by one: audit it as a stream
+        return call, first
+
+    def _token(self, run_id: UUID) -> None:
+        if run_id in self._calls and run_id not in self._first_token:
+            self._first_token[run_id] = time.perf_counter()
+
+    # -- settle ------------------------------------------------------------------------------------
+    @staticmethod
+    def _end_spec(call: ExternalCall, response: LLMResult, first_token: float | None) -> dict[str, Any]:
+        gen = response.generations[0][0] if response.generations and response.generations[0] else None
+        msg = getattr(gen, "message", None)
+        text = gen.text if gen is not None else ""
+        usage = usage_of(response)
+        if usage is None:  # the model reported nothing (e.g. a stream without usage): estimate, 4 chars a token
+            usage = Usage(prompt_tokens=estimate_prompt_tokens(call.req), completion_tokens=len(text) // 4 + 1)
+        rmeta = getattr(msg, "response_metadata", None) or {}
+        info = (getattr(gen, "generation_info", None) or {}) if gen is not None else {}
+        model = rmeta.get("model_name") or (response.llm_output or {}).get("model_name")
+        return {
+            "usage": usage,
+            "content": text or None,
+            "finish_reason": info.get("finish_reason") or rmeta.get("finish_reason"),
+            "model": model,
+            "ttft_ms": None if first_token is None else (first_token - call.started) * 1000.0,
+        }
+
+    @staticmethod
+    def _refusal(exc: BaseException) -> BaseException:
+        return to_langchain_error(exc) if isinstance(exc, HyperionError) else exc
+
+
+class HyperionCallbackHandler(_Ledger, BaseCallbackHandler):
+    """Admission, spend and audit for a model call made outside the gateway (sync; usable in async runs)."""
+
+    def __init__(self, **kw: Any) -> None:
+        _Ledger.__init__(self, **kw)
+        BaseCallbackHandler.__init__(self)
+
+    def _run(self, coro: Any) -> Any:
+        return self.gateway._portal.call(coro)  # the gateway's own loop for sync callers
+
+    def _begin(self, messages: list[dict[str, Any]], run_id: UUID, kwargs: dict[str, Any]) -> None:
+        spec = self._begin_spec(messages, run_id, kwargs)
+        if spec is None:
+            return
+        try:
+            call = self._run(self.gateway.abegin_external(**spec))
+        except HyperionError as exc:
+            raise self._refusal(exc) from exc.__cause__
+        self._opened(run_id, call)
+
+    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *,
+                            run_id: UUID, **kwargs: Any) -> None:
+        self._begin(self._chat_messages(messages), run_id, kwargs)
+
+    def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID, **kwargs: Any) -> None:
+        self._begin(self._prompt_messages(prompts), run_id, kwargs)
+
+    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+        self._token(run_id)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        call, first = self._take(run_id)
+        if call is None:
+            return
+        try:
+            spec = self._end_spec(call, response, first)
+            self._run(self.gateway.aend_external(call, **spec))
+        except Exception:  # noqa: BLE001 - settling must never break the user's chain
+            log.exception("hyperion: settling run %s failed", run_id)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        call, _ = self._take(run_id)
+        if call is None:
+            return
+        try:
+            self._run(self.gateway.afail_external(call, error))
+        except Exception:  # noqa: BLE001
+            log.exception("hyperion: auditing the failure of run %s failed", run_id)
+
+
+class AsyncHyperionCallbackHandler(_Ledger, AsyncCallbackHandler):
+    """:class:`HyperionCallbackHandler` for async-only applications (runs on the caller's loop)."""
+
+    def __init__(self, **kw: Any) -> None:
+        _Ledger.__init__(self, **kw)
+        AsyncCallbackHandler.__init__(self)
+
+    async def _begin(self, messages: list[dict[str, Any]], run_id: UUID, kwargs: dict[str, Any]) -> None:
+        spec = self._begin_spec(messages, run_id, kwargs)
+        if spec is None:
+            return
+        try:
+            call = await self.gateway.abegin_external(**spec)
+        except HyperionError as exc:
+            raise self._refusal(exc) from exc.__cause__
+        self._opened(run_id, call)
+
+    async def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *,
+                                  run_id: UUID, **kwargs: Any) -> None:
+        await self._begin(self._chat_messages(messages), run_id, kwargs)
+
+    async def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
+                           **kwargs: Any) -> None:
+        await self._begin(self._prompt_messages(prompts), run_id, kwargs)
+
+    async def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+        self._token(run_id)
+
+    async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        call, first = self._take(run_id)
+        if call is None:
+            return
+        try:
+            spec = self._end_spec(call, response, first)
+            await self.gateway.aend_external(call, **spec)
+        except Exception:  # noqa: BLE001
+            log.exception("hyperion: settling run %s failed", run_id)
+
+    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        call, _ = self._take(run_id)
+        if call is None:
+            return
+        try:
+            await self.gateway.afail_external(call, error)
+        except Exception:  # noqa: BLE001
+            log.exception("hyperion: auditing the failure of run %s failed", run_id)
+
+
+__all__ = ["HyperionCallbackHandler", "AsyncHyperionCallbackHandler", "usage_of"]
