@@ -41,6 +41,7 @@ from .errors import (
     StreamInterruptedError,
 )
 from .gateway import Gateway, SyncChatStream
+from .registry import shared_gateway
 from .routing import ManualClock, set_testing
 from .streaming import ChatStream
 from .types import (
@@ -77,6 +78,7 @@ __all__ = [
     "Attempt",
     "ManualClock",
     "set_testing",
+    "shared_gateway",
     "HyperionError",
     "ConfigError",
     "RequestError",

@@ -221,9 +221,12 @@ class Gateway:
 
     async def aend_external(
         self, call: ExternalCall, *, usage: Usage, content: str | None = None, finish_reason: str | None = None,
-        model: str | None = None, ttft_ms: float | None = None,
+        model: str | None = None, ttft_ms: float | None = None, stream: bool | None = None,
     ) -> ChatResponse:
-        """Settle the call at its actual usage, record spend and audit it; returns it as a response record."""
+        """Settle the call at its actual usage, record spend and audit it; returns it as a response record.
+        ``stream``: whether it turned out to be streamed (handlers often learn that only from tokens)."""
+        if stream is not None and call.ticket is not None:
+            call.ticket.stream = stream
         resp = ChatResponse(
             request_id=call.req.request_id, route=call.req.route, deployment=f"{call.provider}/{model or call.model}",
             model=model or call.model, content=content, tool_calls=(), finish_reason=finish_reason, usage=usage,
@@ -309,6 +312,7 @@ class Gateway:
         virtual_key: str | None = None,
         cache: CacheControl | None = None,
         timeout: float | None = None,
+        max_retries: int | None = None,
         metadata: dict[str, Any] | None = None,
         **extra: Any,
     ) -> ChatRequest:
@@ -332,6 +336,7 @@ class Gateway:
             caller=caller,
             cache=cache,
             timeout=timeout,
+            max_retries=max_retries,
             metadata=metadata or {},
         )
         return req
@@ -359,6 +364,8 @@ class Gateway:
                 )
         if req.max_tokens is not None and (not isinstance(req.max_tokens, int) or req.max_tokens < 1):
             raise InvalidRequestError(f"max_tokens: must be a positive integer, got {req.max_tokens!r}", route=req.route)
+        if req.max_retries is not None and (not isinstance(req.max_retries, int) or req.max_retries < 0):
+            raise InvalidRequestError(f"max_retries: must be an integer >= 0, got {req.max_retries!r}", route=req.route)
         if req.temperature is not None and not 0 <= req.temperature <= 2:
             raise InvalidRequestError(f"temperature: must be between 0 and 2, got {req.temperature!r}", route=req.route)
         return rs
@@ -400,6 +407,7 @@ class Gateway:
                     attempts,
                     deadline=self._deadline(rs, req),
                     request_id=req.request_id,
+                    retries=req.max_retries,
                 )
                 break
             except ContextWindowExceededError:
@@ -578,7 +586,7 @@ class Gateway:
             try:
                 return await self.router.run(
                     rs, open_one, attempts, deadline=self._deadline(rs, req), stream=True,
-                    exclude=exclude, request_id=req.request_id,
+                    exclude=exclude, request_id=req.request_id, retries=req.max_retries,
                 )
             except ContextWindowExceededError:
                 if not rs.cfg.context_window_fallback:
@@ -673,8 +681,14 @@ class Gateway:
             await self.cache.aclose()
 
     def close(self) -> None:
-        """Close the sync twins' background loop and its pool."""
+        """Close from sync code: the background loop of the sync twins and its pool, and flush the
+        audit log (run :meth:`aclose` first on any other loop the gateway was used from)."""
         self._portal.close(self.aclose() if self._portal._loop is not None else None)
+        if self._portal._loop is None and self.steward.active:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # no loop here: flush the steward's writers on a short-lived one
+                asyncio.run(self.steward.aclose())
 
     async def __aenter__(self) -> Gateway:
         return self

@@ -245,12 +245,14 @@ class Router:
         stream: bool = False,
         exclude: Iterable[str] = (),
         request_id: str | None = None,
+        retries: int | None = None,
     ) -> tuple[T, DeploymentState]:
         """Call ``op`` on deployments in strategy order until one succeeds. ``deadline`` is a
         ``clock.now()`` value. Appends every attempt to ``attempts``; raises a :class:`HyperionError`
         with the attempts attached when nothing succeeds."""
         cfg = rs.cfg
         clock = self.clock
+        max_retries = cfg.retry.attempts if retries is None else retries
         candidates = [d for d in order(rs, self.rng, stream=stream) if d.name not in exclude]
         tried = 0
         last: HyperionError | None = None
@@ -259,7 +261,7 @@ class Router:
                 continue
             tried += 1
             others_left = idx < len(candidates) - 1
-            for n in range(cfg.retry.attempts + 1):
+            for n in range(max_retries + 1):
                 remaining = deadline - clock.now()
                 if remaining <= 0:
                     raise self._deadline(rs, attempts, request_id, last)
@@ -305,7 +307,7 @@ class Router:
                     ds.breaker.release()
                     err.attempts = list(attempts)  # type: ignore[attr-defined]
                     raise err
-                if not err.retryable or n >= cfg.retry.attempts:
+                if not err.retryable or n >= max_retries:
                     break
                 if isinstance(err, RateLimitError) and others_left:
                     break  # cooldown this one; the next deployment may answer now

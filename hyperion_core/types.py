@@ -80,6 +80,8 @@ class ChatRequest:
     cache: CacheControl | None = None
     #: total deadline in seconds for this request; overrides the route's ``timeout``
     timeout: float | None = None
+    #: extra attempts per deployment for retryable errors; overrides the route's ``retry.attempts``
+    max_retries: int | None = None
     request_id: str = field(default_factory=new_request_id)
     metadata: dict[str, Any] = field(default_factory=dict)
 

@@ -216,10 +216,10 @@ class HyperionCache(BaseCache):
     # -- sync: the same, on the gateway's loop ------------------------------------------------------
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        return self.gateway._portal.call(self.alookup(prompt, llm_string))
+        return self.gateway.run_sync(self.alookup(prompt, llm_string))
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        self.gateway._portal.call(self.aupdate(prompt, llm_string, return_val))
+        self.gateway.run_sync(self.aupdate(prompt, llm_string, return_val))
 
     def clear(self, **kwargs: Any) -> None:
         """Make this adapter's earlier entries unreachable (they expire by their TTL; the shared store

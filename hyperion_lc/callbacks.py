@@ -142,8 +142,6 @@ class _Ledger:
         """The open call of ``run_id`` (removed: settled at most once) and its first token's time."""
         with self._lock:
             call, first = self._calls.pop(run_id, None), self._first_token.pop(run_id, None)
-        if call is not None and first is not None and call.ticket is not None:
-            call.ticket.stream = True  # tokens arrived one by one: audit it as a stream
         return call, first
 
     def _token(self, run_id: UUID) -> None:
@@ -168,6 +166,7 @@ class _Ledger:
             "finish_reason": info.get("finish_reason") or rmeta.get("finish_reason"),
             "model": model,
             "ttft_ms": None if first_token is None else (first_token - call.started) * 1000.0,
+            "stream": first_token is not None,  # tokens arrived one by one: audit it as a stream
         }
 
     @staticmethod
@@ -183,7 +182,7 @@ class HyperionCallbackHandler(_Ledger, BaseCallbackHandler):
         BaseCallbackHandler.__init__(self)
 
     def _run(self, coro: Any) -> Any:
-        return self.gateway._portal.call(coro)  # the gateway's own loop for sync callers
+        return self.gateway.run_sync(coro)  # the gateway's own loop for sync callers
 
     def _begin(self, messages: list[dict[str, Any]], run_id: UUID, kwargs: dict[str, Any]) -> None:
         spec = self._begin_spec(messages, run_id, kwargs)

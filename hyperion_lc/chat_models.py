@@ -54,7 +54,7 @@ ENV_VIRTUAL_KEY = "HYPERION_VIRTUAL_KEY"
 _CHANNEL = "_hyperion_events"
 
 #: call-time keyword arguments that map to ``ChatRequest`` fields (the rest go to the provider as is)
-_REQUEST_KWARGS = ("temperature", "top_p", "seed", "tools", "tool_choice", "timeout")
+_REQUEST_KWARGS = ("temperature", "top_p", "seed", "tools", "tool_choice", "timeout", "max_retries")
 
 
 class HyperionChat(BaseChatModel):
@@ -65,8 +65,8 @@ class HyperionChat(BaseChatModel):
     building ``HyperionChat`` is cheap. ``virtual_key`` (alias ``api_key``; default
     ``$HYPERION_VIRTUAL_KEY``) is the caller's Hyperion key, a secret that never reaches a repr, the
     serialised model or a trace. ``timeout`` is the request's total deadline in seconds (across retries
-    and failover). Retries and failover follow the route's policy: ``max_retries`` is accepted for
-    ``ChatOpenAI`` compatibility but the route's ``retry.attempts`` governs.
+    and failover). ``max_retries`` overrides the route's ``retry.attempts`` (extra attempts per
+    deployment for retryable errors) when set.
     """
 
     model_config = ConfigDict(populate_by_name=True)
@@ -81,7 +81,7 @@ class HyperionChat(BaseChatModel):
     timeout: float | None = Field(default=None, alias="request_timeout")
     """Total deadline in seconds for one request (retries and failover included)."""
     max_retries: int | None = None
-    """Accepted for ``ChatOpenAI`` compatibility; the route's ``retry`` policy governs retries."""
+    """Extra attempts per deployment for retryable errors (default: the route's ``retry.attempts``)."""
     streaming: bool = False
     n: int | None = None
     """Only 1: a gateway answer is one choice (use ``batch`` for several)."""
@@ -198,7 +198,7 @@ class HyperionChat(BaseChatModel):
         route = kw.pop("model", None) or self.model
         params = {
             "temperature": self.temperature, "top_p": self.top_p, "seed": self.seed, "timeout": self.timeout,
-            "tools": None, "tool_choice": None,
+            "max_retries": self.max_retries, "tools": None, "tool_choice": None,
         }
         for name in _REQUEST_KWARGS:
             if name in kw:

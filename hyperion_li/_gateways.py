@@ -8,17 +8,13 @@ a mapping's content, a ``GatewayConfig`` object's identity. Constructors never t
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
-from collections.abc import Coroutine, Mapping
-from pathlib import Path
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import orjson
-
-from hyperion_core import Gateway, GatewayConfig
+from hyperion_core import Gateway
 from hyperion_core.errors import ConfigError
+from hyperion_core.registry import _key, registry
 
 T = TypeVar("T")
 
@@ -26,52 +22,9 @@ T = TypeVar("T")
 CONFIG_ENV = "HYPERION_CONFIG"
 
 
-class _Shared:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._gateways: dict[str, tuple[Any, Gateway]] = {}
-
-    def get(self, config: Any) -> Gateway:
-        key = _key(config)
-        hit = self._gateways.get(key)
-        if hit is not None:
-            return hit[1]
-        with self._lock:
-            hit = self._gateways.get(key)
-            if hit is None:
-                hit = (config, Gateway(config))  # keeps ``config`` alive so an id-based key stays unique
-                self._gateways[key] = hit
-        return hit[1]
-
-    def clear(self) -> list[Gateway]:
-        with self._lock:
-            gws = [gw for _, gw in self._gateways.values()]
-            self._gateways.clear()
-        return gws
-
-    def __len__(self) -> int:
-        return len(self._gateways)
-
-
-_SHARED = _Shared()
-
-
-def _key(config: Any) -> str:
-    if isinstance(config, (str, os.PathLike)):
-        return "path:" + str(Path(config).resolve())
-    if isinstance(config, GatewayConfig):
-        return f"object:{id(config)}"
-    if isinstance(config, Mapping):
-        blob = orjson.dumps(config, option=orjson.OPT_SORT_KEYS, default=repr)
-        return "mapping:" + hashlib.sha256(blob).hexdigest()
-    raise ConfigError(
-        f"config: expected a path, a mapping or a GatewayConfig, got {type(config).__name__}"
-    )
-
-
 def shared_gateway(config: Any) -> Gateway:
-    """The gateway for ``config`` (built on first use, then shared)."""
-    return _SHARED.get(config)
+    """The gateway for ``config`` (built on first use, then shared — with ``hyperion_lc`` too)."""
+    return registry.get(config)
 
 
 def resolve_gateway(gateway: Gateway | None, config: Any, who: str) -> Gateway:
@@ -100,24 +53,21 @@ def check_source(gateway: Any, config: Any, who: str) -> None:
 
 
 def run_sync(gw: Gateway, coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on the gateway's own background loop, where its sync twins (``complete``, ``embed``)
-    run, so sync callers share one loop and one pool with them.
-
-    Uses the gateway's private portal: the core has sync twins for ``acomplete``/``astream``/``aembed``
-    but none for the external-call API (see the report for the proposed public ``Gateway.run_sync``)."""
-    return gw._portal.call(coro)
+    """Run ``coro`` on the gateway's own background loop, where its sync twins run."""
+    return gw.run_sync(coro)
 
 
 def submit(gw: Gateway, coro: Coroutine[Any, Any, T]) -> Any:
     """Schedule ``coro`` on the gateway's background loop without waiting; returns a concurrent future."""
-    import asyncio
-
-    return asyncio.run_coroutine_threadsafe(coro, gw._portal.loop)
+    return gw.submit(coro)
 
 
 def clear_shared_gateways() -> list[Gateway]:
     """Forget every shared gateway (tests); returns them so the caller can close them."""
-    return _SHARED.clear()
+    with registry._lock:
+        gws = [gw for gw, _ in registry._gateways.values()]
+        registry._gateways.clear()
+    return gws
 
 
 __all__ = ["shared_gateway", "resolve_gateway", "check_source", "run_sync", "submit", "clear_shared_gateways", "CONFIG_ENV"]

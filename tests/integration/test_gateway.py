@@ -484,3 +484,17 @@ async def test_lowest_cost_prefers_the_cheaper_model(mock):
     mock.fault("cheap", kind="unavailable")
     assert (await gw.acomplete("chat", user("y"))).deployment == "a/gpt-4o"  # still a fallback
     await gw.aclose()
+
+
+async def test_per_request_max_retries_overrides_the_route(mock):
+    gw = make_gateway(mock, [("mr", "openai")], retry={"attempts": 3, "backoff_base": 0})
+    mock.fault("mr", kind="server_error", times=2)
+    ok = await gw.acomplete("chat", user("retry me"))
+    assert [a.outcome for a in ok.attempts] == ["error", "error", "ok"]
+    mock.fault("mr", kind="server_error", times=1)
+    with pytest.raises(AllDeploymentsFailedError) as ei:
+        await gw.acomplete("chat", user("no retries"), max_retries=0)
+    assert len(ei.value.attempts) == 1
+    with pytest.raises(InvalidRequestError, match="max_retries"):
+        await gw.acomplete("chat", user("x"), max_retries=-1)
+    await gw.aclose()

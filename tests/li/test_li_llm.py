@@ -23,6 +23,7 @@ from hyperion_core import (
 )
 from hyperion_core.mock_provider import answer_for
 from hyperion_core.pricing import lookup
+from hyperion_core.registry import registry as _SHARED
 from hyperion_li import (
     HyperionBudgetEvent,
     HyperionCacheHitEvent,
@@ -31,7 +32,6 @@ from hyperion_li import (
     HyperionRoutingEvent,
     ToolCallMissingError,
 )
-from hyperion_li._gateways import _SHARED
 
 
 def user(text: str) -> list[ChatMessage]:
