@@ -135,6 +135,11 @@ class CacheBackendConfig(_Strict):
     max_connections: int = Field(default=64, ge=1)
     #: seconds Redis is left alone after an error (operations skip it meanwhile); 0 = retry at once
     outage_backoff: float = Field(default=1.0, ge=0)
+    #: the Redis semantic tier's vector index: ``hnsw`` (approximate, ~0.1 ms at 100k entries) or
+    #: ``flat`` (exact brute force, ~4.5 ms at 100k: bench/cache.py). Each has its own key space.
+    vector_index: Literal["hnsw", "flat"] = "hnsw"
+    #: HNSW candidate list size at query time (higher = better recall, slower); >= 1
+    hnsw_ef_runtime: int = Field(default=20, ge=1)
 
     @model_validator(mode="after")
     def _url_for_redis(self) -> CacheBackendConfig:

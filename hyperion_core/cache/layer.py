@@ -312,7 +312,10 @@ class ResponseCache:
         if self.redis is not None:
             store = self._sem_redis.get(dim)
             if store is None:
-                store = self._sem_redis[dim] = RedisSemantic(self.redis, dim)
+                store = self._sem_redis[dim] = RedisSemantic(
+                    self.redis, dim, algorithm=self.backend_config.vector_index,
+                    ef_runtime=self.backend_config.hnsw_ef_runtime,
+                )
             return store
         mem = self._sem_memory.get(route)
         if mem is None:

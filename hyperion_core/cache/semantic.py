@@ -182,14 +182,17 @@ class MemorySemantic:
 
 class RedisSemantic:
     """Semantic entries in Redis: one hash per entry under ``{prefix}:sem:<dim>:{<scope>}:<id>``
-    (fields scope, partition, vector, prompt, entry), indexed by ``{prefix}:sem:<dim>`` (FLAT,
-    cosine, float32). A search is a KNN among the entries whose ``scope`` AND ``partition`` tags
+    (fields scope, partition, vector, prompt, entry), indexed by ``{prefix}:semhnsw:<dim>`` (HNSW; or
+    ``{prefix}:sem:<dim>`` with a FLAT index; cosine, float32). A search is a KNN among the entries whose ``scope`` AND ``partition`` tags
     match, then the distance threshold; failures degrade to "no candidates" (``RedisBackend``)."""
 
-    def __init__(self, backend: RedisBackend, dim: int) -> None:
+    def __init__(self, backend: RedisBackend, dim: int, *, algorithm: str = "hnsw", ef_runtime: int = 20) -> None:
         self.backend = backend
         self.dim = dim
-        self.name = f"{backend.prefix}:sem:{dim}"
+        self.algorithm = algorithm
+        self.ef_runtime = ef_runtime
+        # one key space per index kind, so switching kinds never mixes two indexes over one set of keys
+        self.name = f"{backend.prefix}:sem:{dim}" if algorithm == "flat" else f"{backend.prefix}:sem{algorithm}:{dim}"
         self._schema: Any = None
         self._indexes: dict[int, Any] = {}  # id(client) -> AsyncSearchIndex whose index exists
 
@@ -211,9 +214,11 @@ class RedisSemantic:
                             "type": "vector",
                             "attrs": {
                                 "dims": self.dim,
-                                "algorithm": "flat",  # RediSearch 2.10 rejects SVS-VAMANA
+                                "algorithm": self.algorithm,  # RediSearch 2.10 rejects SVS-VAMANA
                                 "distance_metric": "cosine",
                                 "datatype": "float32",
+                                **({"m": 16, "ef_construction": 200, "ef_runtime": self.ef_runtime}
+                                   if self.algorithm == "hnsw" else {}),
                             },
                         },
                     ],

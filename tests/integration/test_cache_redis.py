@@ -88,7 +88,8 @@ async def make(redis_url, prefix):
     made: list[ResponseCache] = []
 
     def build(**kw) -> ResponseCache:
-        cfg = CacheBackendConfig(backend="redis", redis_url=redis_url, key_prefix=prefix)
+        cfg = CacheBackendConfig(backend="redis", redis_url=redis_url, key_prefix=prefix,
+                                 vector_index=kw.pop("vector_index", "hnsw"))
         c = ResponseCache(cfg, guard_check=kw.pop("guard_check", allow_all), **kw)
         made.append(c)
         return c
@@ -164,11 +165,22 @@ async def test_semantic_hit_index_and_entry_layout(make, raw, prefix):
     hit = await b.lookup(req("what is the capital of france"), SEM)
     assert hit is not None and hit.info.tier == "semantic" and hit.info.similarity == pytest.approx(1, abs=1e-4)
     assert hit.info.guards == ("fake",) and hit.answer.content == "Paris."
-    assert f"{prefix}:sem:64".encode() in await raw.execute_command("FT._LIST")
-    [key] = [k.decode() async for k in raw.scan_iter(f"{prefix}:sem:*")]
-    assert re.fullmatch(rf"{prefix}:sem:64:\{{[0-9a-f]{{16}}\}}:[0-9a-f]{{32}}", key)
+    assert f"{prefix}:semhnsw:64".encode() in await raw.execute_command("FT._LIST")
+    info = await raw.execute_command("FT.INFO", f"{prefix}:semhnsw:64")
+    assert b"HNSW" in repr(info).encode()  # the default index kind (FLAT: exact but ~4.5 ms at 100k)
+    [key] = [k.decode() async for k in raw.scan_iter(f"{prefix}:semhnsw:*")]
+    assert re.fullmatch(rf"{prefix}:semhnsw:64:\{{[0-9a-f]{{16}}\}}:[0-9a-f]{{32}}", key)
     assert 86_390_000 < await raw.pttl(key) <= 86_400_000
     assert await b.lookup(req("How tall is the Eiffel tower?"), SEM) is None
+
+
+async def test_flat_index_is_still_available(make, raw, prefix):
+    a = make(embedder=BagOfWords(), vector_index="flat")
+    assert await a.store(req("What is the capital of Spain?"), resp(), SEM)
+    hit = await make(embedder=BagOfWords(), vector_index="flat").lookup(req("what is the capital of spain"), SEM)
+    assert hit is not None and hit.info.tier == "semantic"
+    info = await raw.execute_command("FT.INFO", f"{prefix}:sem:64")
+    assert b"FLAT" in repr(info).encode()
 
 
 async def test_semantic_tenant_and_partition_filters_are_always_applied(make):
