@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidKeyError, StreamInterruptedError
+from .errors import AccessError, InvalidKeyError, StreamInterruptedError
+from .governance.keys import KEY_PREFIX, KeyRecord, check_active, parse_key, verify_secret
 from .types import Caller, ChatRequest, ChatResponse, Usage
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ class Steward:
         self._keys: Any = None
         self.governance: Any = None
         self.audit: Any = None
+        self._redis: Any = None  # one client for keys and governance when both live in Redis
+        self._records: dict[str, Any] = {}  # key id -> KeyRecord: immutable but for revocation/expiry
+        self._one_trip = False
         if cfg.governance is not None:
             from .governance import Governance
 
@@ -76,7 +80,9 @@ class Steward:
             st = cfg.state
             if st.backend == "redis" and gcfg.backend == "memory" and gcfg.redis_url is None:
                 gcfg = gcfg.model_copy(update={"backend": "redis", "redis_url": st.redis_url, "key_prefix": st.prefix})
-            self.governance = Governance(gcfg)
+            shared = gcfg.backend == "redis" and gcfg.redis_url in (None, st.redis_url) and st.redis_url
+            self.governance = Governance(gcfg, redis=self._client() if shared else None)
+            self._one_trip = bool(shared) and self._keys_kind() == "redis"
         if cfg.audit is not None:
             from .audit import event_from_error, event_from_response
 
@@ -86,21 +92,30 @@ class Steward:
         self.active = bool(self.keys_required or cfg.keys.store != "auto" or self.governance or self.audit)
 
     # -- keys --------------------------------------------------------------------------------------
+    def _client(self) -> Any:
+        if self._redis is None:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.Redis.from_url(self.cfg.state.redis_url)
+        return self._redis
+
+    def _keys_kind(self) -> str:
+        kind = self.cfg.keys.store
+        if kind == "auto":
+            kind = "redis" if self.cfg.state.backend == "redis" else "sqlite"
+        return kind
+
     @property
     def keys(self) -> Any:
         """The virtual-key store (built on first use): Redis when state is shared, else SQLite."""
         if self._keys is None:
             from .governance.keys import RedisKeyStore, SqliteKeyStore
 
-            kind = self.cfg.keys.store
-            if kind == "auto":
-                kind = "redis" if self.cfg.state.backend == "redis" else "sqlite"
+            kind = self._keys_kind()
             if kind == "redis":
-                import redis.asyncio as aioredis
-
                 if not self.cfg.state.redis_url:
                     raise InvalidKeyError("keys.store 'redis' needs state.redis_url")
-                self._keys = RedisKeyStore(aioredis.Redis.from_url(self.cfg.state.redis_url), prefix=self.cfg.state.prefix)
+                self._keys = RedisKeyStore(self._client(), prefix=self.cfg.state.prefix)
             elif kind == "memory":
                 from .governance.keys import MemoryKeyStore
 
@@ -127,10 +142,21 @@ class Steward:
         """:meth:`admit` for a call whose possible prices are given (e.g. a model outside the gateway)."""
         req = t.req
         caller = req.caller
-        if caller is not None and caller.virtual_key:
-            principal = await self.keys.authenticate(caller.virtual_key)
+        vk = caller.virtual_key if caller is not None else None
+        cached = None
+        if vk:
+            key_id, secret = parse_key(vk)
+            cached = self._records.get(key_id) if self._one_trip else None
+            if cached is not None and not verify_secret(cached, secret):
+                cached = None
+            rec = cached or await self.keys.authenticate_record(vk)  # a cold key: one extra round trip
+            if self._one_trip and cached is None:
+                if len(self._records) > 100_000:
+                    self._records.clear()
+                self._records[rec.key_id] = rec
+            principal = rec.principal()
             principal.require_route(req.route)
-            req.caller = replace(
+            req.caller = caller = replace(
                 caller, key_id=principal.key_id, team=principal.team, user=principal.user,
                 metadata={**dict(principal.metadata), **caller.metadata},
             )
@@ -142,12 +168,27 @@ class Steward:
         prompt = estimate_prompt_tokens(req)
         max_out = req.max_tokens or max((p.max_output_tokens or 4096) for p in prices)
         worst = max(p.estimate(prompt, max_out) for p in prices)
+        # a warm key's record is re-read in the admission round trip: revocation and expiry still
+        # take effect at once, and Redis admission stays one round trip
+        reads = (self.keys.record_key(cached.key_id),) if cached is not None else ()
         t.admission = await self.governance.admit(
             req.request_id,
             {"key": c.key_id, "team": c.team, "user": c.user, "route": req.route},
             tokens_estimate=prompt + max_out,
             cost_estimate_usd=worst,
+            reads=reads,
         )
+        if reads:
+            raw = t.admission.reads[0]
+            try:
+                if raw is None:
+                    raise InvalidKeyError(f"unknown virtual key '{KEY_PREFIX}{cached.key_id}.…'")
+                check_active(KeyRecord.loads(raw), self.keys.now())
+            except AccessError:
+                self._records.pop(cached.key_id, None)
+                await self.governance.release(t.admission)
+                t.admission = None
+                raise
 
     async def succeed(self, t: Ticket | None, resp: ChatResponse, *, delivered_chunks: int | None = None) -> None:
         if t is None:
@@ -212,6 +253,9 @@ class Steward:
             await self.governance.aclose()
         if self._keys is not None:
             await self._keys.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
 
 
 __all__ = ["Steward", "Ticket", "StreamCancelled", "estimate_prompt_tokens"]

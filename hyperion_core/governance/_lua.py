@@ -387,25 +387,30 @@ class Scripts:
         except RedisError as exc:
             raise GovernanceStoreError(f"governance store: {name} failed: {exc}") from exc
 
-    async def run_many(self, calls: Sequence[Call]) -> list[Any]:
+    async def run_many(self, calls: Sequence[Call], *, reads: Sequence[str] = ()) -> list[Any]:
         """Run scripts pipelined (one round trip, not a transaction: each script is atomic on its
-        own). A script the server does not know yet is loaded and run again, alone."""
-        if len(calls) == 1:
+        own). A script the server does not know yet is loaded and run again, alone. ``reads``: keys
+        to GET in the same round trip, first (their values lead the returned list)."""
+        if len(calls) == 1 and not reads:
             return [await self.run(*calls[0])]
         from redis.exceptions import NoScriptError, RedisError
 
         try:
             pipe = self.client.pipeline(transaction=False)
+            for key in reads:
+                pipe.get(key)
             for name, keys, args in calls:
                 pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
             out = await pipe.execute(raise_on_error=False)
         except RedisError as exc:
             raise GovernanceStoreError(f"governance store: pipeline failed: {exc}") from exc
+        n = len(reads)
         for i, r in enumerate(out):
             if isinstance(r, NoScriptError):
-                out[i] = await self.run(*calls[i])
+                out[i] = await self.run(*calls[i - n])
             elif isinstance(r, Exception):
-                raise GovernanceStoreError(f"governance store: {calls[i][0]} failed: {r}") from r
+                what = f"GET {reads[i]}" if i < n else calls[i - n][0]
+                raise GovernanceStoreError(f"governance store: {what} failed: {r}") from r
         return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,8 @@ class Admission:
     tokens_estimate: int
     reservation: Reservation
     done: bool = False
+    #: values of the keys passed as ``reads=`` to :meth:`Governance.admit`, read in its round trip
+    reads: tuple[Any, ...] = ()
 
 
 class Governance:
@@ -108,6 +110,7 @@ class Governance:
         *,
         tokens_estimate: int = 0,
         cost_estimate_usd: float = 0.0,
+        reads: Sequence[str] = (),
     ) -> Admission:
         """Rate limits (``tokens_estimate`` = prompt + max output tokens) and a budget reservation of
         ``cost_estimate_usd`` (the worst case). Raises :class:`RateLimitedError` or
@@ -118,13 +121,17 @@ class Governance:
         ctx = {"request_id": request_id, "route": subj.route}
         rl: Any = self.limiter.store
         bs: Any = self.ledger.store
+        read_values: list[Any] = []
         if self._scripts is None:
+            if reads:
+                raise ValueError("reads= needs the Redis backend")
             rate = await rl.acquire(limits, costs) if limits else None
             budget = await bs.reserve(request_id, res.amount_n, res.budgets, self.ledger.ttl_s)
         else:  # Redis: both scripts in one round trip
             calls = [rl.acquire_call(limits, costs)] if limits else []
             calls.append(bs.reserve_call(request_id, res.amount_n, res.budgets, self.ledger.ttl_s))
-            raw = await self._scripts.run_many(calls)
+            raw = await self._scripts.run_many(calls, reads=reads)
+            read_values, raw = raw[: len(reads)], raw[len(reads) :]
             rate = rl.parse_acquire(raw[0]) if limits else None
             budget = bs.parse_reserve(raw[-1])
         # all or nothing: undo whichever half succeeded if the other refused
@@ -136,7 +143,7 @@ class Governance:
             self.limiter.finish(limits, rate, tokens_estimate, **ctx)
         if budget[0] == "refused" and limits:
             await rl.adjust(limits, [-c for c in costs])
-        return Admission(request_id, subj, tokens_estimate, self.ledger.finish(res, budget))
+        return Admission(request_id, subj, tokens_estimate, self.ledger.finish(res, budget), reads=tuple(read_values))
 
     async def settle(
         self,

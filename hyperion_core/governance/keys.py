@@ -119,6 +119,22 @@ def _digest(salt: str, secret: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
 
 
+def verify_secret(rec: KeyRecord, secret: str) -> bool:
+    """Constant-time check of ``secret`` against the record's salted hash."""
+    return hmac.compare_digest(rec.digest, _digest(rec.salt, secret))
+
+
+def check_active(rec: KeyRecord, now: float) -> None:
+    """Raise if the key is revoked or expired (the parts of a record that change after creation)."""
+    if rec.revoked_at is not None:
+        extra = f"; it was rotated to '{rec.rotated_to}'" if rec.rotated_to else ""
+        raise KeyRevokedError(f"virtual key '{rec.key_id}' was revoked{extra}")
+    if rec.expires_at is not None and now >= rec.expires_at:
+        raise KeyExpiredError(
+            f"virtual key '{rec.key_id}' expired at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(rec.expires_at))}"
+        )
+
+
 def parse_key(key: str) -> tuple[str, str]:
     """``hk-<key_id>.<secret>`` -> (key_id, secret); raises :class:`InvalidKeyError` naming the problem."""
     if not isinstance(key, str) or not key.startswith(KEY_PREFIX):
@@ -235,16 +251,15 @@ class KeyStore:
     # -- authentication ----------------------------------------------------------------------------
     async def authenticate(self, key: str) -> Principal:
         """The principal behind ``key``; raises an :class:`AccessError` subclass naming the problem."""
+        return (await self.authenticate_record(key)).principal()
+
+    async def authenticate_record(self, key: str) -> KeyRecord:
         key_id, secret = parse_key(key)
         rec = await self._load(key_id)
-        if rec is None or not hmac.compare_digest(rec.digest, _digest(rec.salt, secret)):
+        if rec is None or not verify_secret(rec, secret):
             raise InvalidKeyError(f"unknown virtual key '{KEY_PREFIX}{key_id}.…'")
-        if rec.revoked_at is not None:
-            extra = f"; it was rotated to '{rec.rotated_to}'" if rec.rotated_to else ""
-            raise KeyRevokedError(f"virtual key '{key_id}' was revoked{extra}")
-        if rec.expires_at is not None and self.now() >= rec.expires_at:
-            raise KeyExpiredError(f"virtual key '{key_id}' expired at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(rec.expires_at))}")
-        return rec.principal()
+        check_active(rec, self.now())
+        return rec
 
     async def aclose(self) -> None:
         return None
@@ -306,8 +321,11 @@ class RedisKeyStore(KeyStore):
         self.r = client
         self.prefix = prefix
 
-    def _k(self, key_id: str) -> str:
+    def record_key(self, key_id: str) -> str:
+        """The Redis key holding ``key_id``'s record (read in the admission pipeline)."""
         return f"{self.prefix}:key:{{{key_id}}}"
+
+    _k = record_key
 
     async def _load(self, key_id: str) -> KeyRecord | None:
         raw = await self.r.get(self._k(key_id))
@@ -337,4 +355,6 @@ __all__ = [
     "SqliteKeyStore",
     "RedisKeyStore",
     "parse_key",
+    "verify_secret",
+    "check_active",
 ]

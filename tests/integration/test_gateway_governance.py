@@ -291,3 +291,47 @@ async def test_rbac_on_spend_and_audit_reads(mock, tmp_path):
     with pytest.raises(PermissionDeniedError, match="lacks permission 'call'"):
         await gw.acomplete("chat", user("viewers read, they do not call"), virtual_key=viewer)
     await gw.aclose()
+
+
+async def test_redis_admission_is_one_round_trip_and_revocation_is_still_immediate(mock, tmp_path, redis_url):
+    state = {"backend": "redis", "redis_url": redis_url, "prefix": f"rt{uuid.uuid4().hex[:6]}"}
+    gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 10}], "rate_limits": [{"scope": "key", "rpm": 1000}]}
+    gw = make(mock, "g-rtt", tmp_path, governance=gov, state=state, keys_store="redis")
+    key, rec = await gw.keys.create("rt", team="fast")
+    st = gw.steward
+    await gw.acomplete("chat", user("warm the key"), virtual_key=key)  # cold: the record is read once
+    trips = []
+    client = st._redis
+    real_cmd, real_pipe = client.execute_command, client.pipeline
+
+    async def counted_cmd(*args, **kw):
+        trips.append(args[0])
+        return await real_cmd(*args, **kw)
+
+    def counted_pipe(*args, **kw):
+        pipe = real_pipe(*args, **kw)
+        real_exec = pipe.execute
+
+        async def execute(*a, **k):
+            trips.append("PIPELINE")
+            return await real_exec(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+    client.execute_command, client.pipeline = counted_cmd, counted_pipe
+    from hyperion_core.types import Caller, ChatRequest
+
+    ticket = st.ticket(ChatRequest("chat", user("x"), caller=Caller(virtual_key=key), max_tokens=20), False)
+    await st.admit(ticket, gw.route("chat"))
+    assert trips == ["PIPELINE"]  # key check + rate limit + budget reservation: one round trip
+    assert ticket.admission.subjects.team == "fast"
+    await st.governance.release(ticket.admission)
+    client.execute_command, client.pipeline = real_cmd, real_pipe
+
+    await gw.keys.revoke(rec.key_id)  # e.g. from another process
+    with pytest.raises(KeyRevokedError):
+        await gw.acomplete("chat", user("after revoke"), virtual_key=key)
+    (status,) = [s for s in await gw.governance.status({"team": "fast"}) if s.scope == "team"]
+    assert status.reserved_usd == 0  # the refused request's reservation was given back
+    await gw.aclose()
