@@ -716,7 +716,8 @@ async def latency_phase(
         errs = gr.cache.metrics
         errors_during_prefill[n] = (errs.backend_errors, errs.backend_skipped)
         rc = aioredis.Redis.from_url(servers[n].url)
-        info = await rc.execute_command("FT.INFO", f"bench{n}:sem:256")
+        (sem_store,) = gr.cache._sem_redis.values()
+        info = await rc.execute_command("FT.INFO", sem_store.name)
         if not isinstance(info, dict):
             info = dict(zip(info[::2], info[1::2]))
         info = {(k.decode() if isinstance(k, bytes) else k): v for k, v in info.items()}

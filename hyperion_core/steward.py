@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,10 +156,8 @@ class Steward:
                 self._records[rec.key_id] = rec
             principal = rec.principal()
             principal.require_route(req.route)
-            req.caller = caller = replace(
-                caller, key_id=principal.key_id, team=principal.team, user=principal.user,
-                metadata={**dict(principal.metadata), **caller.metadata},
-            )
+            meta = {**principal.metadata, **caller.metadata} if principal.metadata else caller.metadata
+            req.caller = caller = Caller(vk, principal.key_id, principal.team, principal.user, caller.tags, meta)
         elif self.keys_required:
             raise InvalidKeyError("this gateway requires a virtual key (pass virtual_key='hk-...')", route=req.route)
         if self.governance is None:
