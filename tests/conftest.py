@@ -42,6 +42,19 @@ def mock(mock_provider):
     mock_provider.reset()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _state_dir(tmp_path_factory):
+    """Configs that keep embedded state under ${HYPERION_STATE} (examples/hyperion.yaml) write it to a
+    temporary folder, never into the working tree."""
+    old = os.environ.get("HYPERION_STATE")
+    os.environ["HYPERION_STATE"] = str(tmp_path_factory.mktemp("hyperion-state"))
+    yield
+    if old is None:
+        os.environ.pop("HYPERION_STATE", None)
+    else:
+        os.environ["HYPERION_STATE"] = old
+
+
 @pytest.fixture(autouse=True)
 def _testing_mode():
     """Backoff sleeps return at once; breakers that need time use ManualClock explicitly."""
