@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from _common import free_port
+
 INSTALL_HINT = "nginx is not installed: apt-get install -y nginx-light   (or: apt-get install -y nginx)"
 
 #: temp-path directives; those the local build lacks are dropped on the first start
@@ -73,12 +75,6 @@ def _location(path: str, b: Body) -> str:
         lines.append('            return 200 "' + "".join(f"${{b{i}}}" for i in range(len(pieces))) + '";')
     lines.append("        }")
     return "\n".join(lines)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FixedNginx:
@@ -144,7 +140,7 @@ http {{
             raise FileNotFoundError(INSTALL_HINT)
         self.dir = tempfile.mkdtemp(prefix="hyperion-bench-nginx-")
         for attempt in range(6):
-            self.port = _free_port()
+            self.port = free_port()
             conf = os.path.join(self.dir, "nginx.conf")
             with open(conf, "w", encoding="utf-8") as f:
                 f.write(self.conf())

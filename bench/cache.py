@@ -66,11 +66,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
 import gc
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -101,37 +99,27 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))  # hyperion_core from this checkout
 
 import numpy as np  # noqa: E402
-from overhead import Noise, git_rev, wait_quiet  # noqa: E402
+from _common import (  # noqa: E402
+    BenchError,
+    Noise,
+    add_common_args,
+    arg_parser,
+    exit_code,
+    git_rev,
+    package_versions,
+    pin_to_cpu0,
+    print_noise,
+    run_meta,
+    summary_us,
+    targets_table,
+    wait_quiet,
+    write_json,
+)
 
 perf_ns = time.perf_counter_ns
 MODEL = "gpt-4o-mini"
 REDISVL_DEFAULT = 0.1
 STRICT = ("numbers", "dates", "quoted")
-
-
-class BenchError(RuntimeError):
-    """A timed request was not what it was meant to be (wrong tier, wrong answer, went upstream)."""
-
-
-# -- statistics ----------------------------------------------------------------------------------
-
-
-def pct(sorted_ns: list[int], q: float) -> float:
-    """Nearest-rank percentile of sorted nanoseconds, in microseconds."""
-    idx = min(len(sorted_ns) - 1, max(0, int(round(q / 100.0 * len(sorted_ns) + 0.5)) - 1))
-    return sorted_ns[idx] / 1e3
-
-
-def summary(ns: list[int]) -> dict[str, float]:
-    s = sorted(ns)
-    return {
-        "n": len(s),
-        "p50_us": round(pct(s, 50), 2),
-        "p90_us": round(pct(s, 90), 2),
-        "p99_us": round(pct(s, 99), 2),
-        "mean_us": round(statistics.fmean(s) / 1e3, 2),
-        "min_us": round(s[0] / 1e3, 2),
-    }
 
 
 # -- helper processes ----------------------------------------------------------------------------
@@ -557,7 +545,7 @@ async def semantic_breakdown(
             ("whole_lookup", t6 - t5),
         ):
             parts[key].append(ns)
-    return {k: summary(v) for k, v in parts.items()}
+    return {k: summary_us(v) for k, v in parts.items()}
 
 
 async def index_probe(
@@ -654,7 +642,7 @@ async def index_probe(
                 found += prompt == ENTRY.format(*sets[i])
             s1 = client.info("commandstats")["cmdstat_FT.SEARCH"]
             out[label] = {
-                "client_p50_us": summary(xs)["p50_us"],
+                "client_p50_us": summary_us(xs)["p50_us"],
                 "server_usec_per_call": round((s1["usec"] - s0["usec"]) / (s1["calls"] - s0["calls"]), 1),
                 "nearest_is_the_intended_entry": f"{found}/{len(queries)}",
             }
@@ -837,7 +825,7 @@ async def latency_phase(
             "size": c.size,
             "backend": c.backend,
             "verified": c.checked,
-            **summary(c.samples),
+            **summary_us(c.samples),
         }
         for c in cases
     }
@@ -1504,9 +1492,7 @@ def markdown(res: dict[str, Any]) -> str:
                 "predict at the same threshold"
                 + (f", except: {bad}." if bad else " (every set and embedder)."),
             ]
-    lines += ["", "| target | result | |", "|---|---|---|"]
-    for t in res["targets"]:
-        lines.append(f"| {t['target']} ({t['goal']}) | {t['value']} | {'PASS' if t['pass'] else 'MISS'} |")
+    lines += ["", *targets_table(res["targets"])]
     return "\n".join(lines)
 
 
@@ -1525,11 +1511,7 @@ def print_report(res: dict[str, Any]) -> None:
             )
             + f"; Redis-side FT.SEARCH {b['redis_side'].get('FT.SEARCH', {}).get('usec_per_call', 0):.0f} µs"
         )
-    n = res["meta"].get("noise", {})
-    if "other_processes_share" in n:
-        print(f"noise: other processes used {n['other_processes_share']:.0%} of the machine during the run")
-        if n["other_processes_share"] > 0.10:
-            print("  WARNING: the machine was busy; tails are not representative (--wait-quiet 600)")
+    print_noise(res["meta"])
     print("targets:")
     for t in res["targets"]:
         print(f"  {'PASS' if t['pass'] else 'MISS'}  {t['target']:<66} {t['value']} (goal {t['goal']})")
@@ -1551,9 +1533,7 @@ async def run(args: argparse.Namespace, mock: MockProcess, servers: dict[int, An
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = arg_parser(__doc__)
     p.add_argument(
         "--quick", action="store_true", help="1k and 10k entries, 300 rounds, saved quality figures"
     )
@@ -1580,10 +1560,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="'rerun' bench/cache_quality.py (default), 'skip' it, or a saved JSON "
         "(default with --quick: bench/results/cache_quality.json)",
     )
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    p.add_argument("--no-pin", action="store_true")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS")
+    add_common_args(p)
     a = p.parse_args(argv)
     a.sizes = (
         [int(x) for x in a.sizes.split(",")]
@@ -1604,21 +1581,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cpus = os.cpu_count() or 1
-    pin = not args.no_pin and cpus >= 2 and hasattr(os, "sched_setaffinity")
-    if pin:
-        os.sched_setaffinity(0, {0})
+    cpus, pin = pin_to_cpu0(args.no_pin)
     helper_cpu = cpus - 1 if pin else None
-    from importlib.metadata import version
-
-    meta: dict[str, Any] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpus": cpus,
-        "pinned": pin,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "git": git_rev(),
-        "versions": {k: version(k) for k in ("redis", "redisvl", "wordllama", "numpy", "orjson")},
+    versions = package_versions(("redis", "redisvl", "wordllama", "numpy", "orjson"))
+    meta = run_meta(cpus, pin, git_rev("hyperion_core"), versions, python=True)
+    meta.update({
         "quick": args.quick,
         "iterations": args.iterations,
         "warmup": args.warmup,
@@ -1626,7 +1593,7 @@ def main(argv: list[str] | None = None) -> int:
         "order": "each round calls every case once in a seeded shuffled order",
         "gc": "frozen after warm-up (gc.freeze), with the filled tiers in the frozen heap",
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "library default"),
-    }
+    })
     if args.wait_quiet > 0:
         meta["quiet_before_start"] = wait_quiet(args.wait_quiet)
     mock = None
@@ -1659,14 +1626,8 @@ def main(argv: list[str] | None = None) -> int:
     res = {"meta": meta, **res}
     res["targets"] = targets(res)
     print_report(res)
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"\nwrote {path}")
-    if args.strict and not all(t["pass"] for t in res["targets"]):
-        return 1
-    return 0
+    write_json(args.json, res)
+    return exit_code(args.strict, res["targets"])
 
 
 if __name__ == "__main__":

@@ -52,11 +52,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
 import gc
-import json
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -70,8 +67,23 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))  # hyperion_core from this checkout
 
-from cache import MockProcess, commandstats, start_redis, stats_delta, summary  # noqa: E402
-from overhead import Noise, git_rev, wait_quiet  # noqa: E402
+from _common import (  # noqa: E402
+    BenchError,
+    Noise,
+    add_common_args,
+    arg_parser,
+    exit_code,
+    git_rev,
+    package_versions,
+    pin_to_cpu0,
+    print_noise,
+    run_meta,
+    summary_us,
+    targets_table,
+    wait_quiet,
+    write_json,
+)
+from cache import MockProcess, commandstats, start_redis, stats_delta  # noqa: E402
 
 perf_ns = time.perf_counter_ns
 cpu_ns = time.process_time_ns
@@ -96,10 +108,6 @@ CONFIG_TEXT = (
     "3 budgets (key monthly, team daily, global monthly), 3 buckets (key rpm+tpm, route rpm), "
     "anomaly on key+team, spend on 7 dimensions; 200 keys in 10 teams"
 )
-
-
-class BenchError(RuntimeError):
-    """A measured call did not do what it should (refused, not settled, errored)."""
 
 
 # -- round trips on the wire ---------------------------------------------------------------------
@@ -139,9 +147,9 @@ class Series:
 
     def report(self, n: int, redis: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "admit": summary(self.admit),
-            "settle": summary(self.settle),
-            "admit_plus_settle": summary([a + s for a, s in zip(self.admit, self.settle)]),
+            "admit": summary_us(self.admit),
+            "settle": summary_us(self.settle),
+            "admit_plus_settle": summary_us([a + s for a, s in zip(self.admit, self.settle)]),
         }
         if redis:
             out["round_trips_per_admit"] = self.admit_sends / n
@@ -221,7 +229,7 @@ async def ping(redis_url: str, n: int) -> dict[str, float]:
         if i >= 200:
             xs.append(perf_ns() - t)
     await client.aclose()
-    return summary(xs)
+    return summary_us(xs)
 
 
 # -- part 2: the steward -------------------------------------------------------------------------
@@ -389,7 +397,7 @@ async def admit_parts(gw: Any, keys: list[str], n: int, wire: Wire) -> dict[str,
                 parts["rest"].append(whole - cur["authenticate"] - cur["Governance.admit"])
     finally:
         del store.authenticate_record, gov.admit  # back to the class methods
-    out: dict[str, Any] = {k: summary(v) for k, v in parts.items()}
+    out: dict[str, Any] = {k: summary_us(v) for k, v in parts.items()}
     out["round_trips"] = {k: v / (n + 200) for k, v in sends.items()}
     return out
 
@@ -532,10 +540,10 @@ async def e2e_phase(
                 raise BenchError(f"{name}: the audit chain does not verify: {report}")
     out: dict[str, Any] = {}
     base = cases["ungoverned"]
-    b50 = summary(base.samples)["p50_us"]
+    b50 = summary_us(base.samples)["p50_us"]
     bcpu = base.cpu_ns / base.cpu_calls / 1e3
     for name, c in cases.items():
-        s = summary(c.samples)
+        s = summary_us(c.samples)
         cpu = c.cpu_ns / c.cpu_calls / 1e3
         out[name] = {
             **s,
@@ -696,11 +704,8 @@ def markdown(res: dict[str, Any]) -> str:
         "SQLite audit (one event per call, hash-chained; flushed off the clock in the latency rounds) unless "
         '"audit off". Redis = `state.backend: redis`: keys, budgets and rate limits in Redis.',
         "",
-        "| target | result | |",
-        "|---|---|---|",
+        *targets_table(res["targets"]),
     ]
-    for t in res["targets"]:
-        lines.append(f"| {t['target']} ({t['goal']}) | {t['value']} | {'PASS' if t['pass'] else 'MISS'} |")
     return "\n".join(lines)
 
 
@@ -721,11 +726,7 @@ def print_report(res: dict[str, Any]) -> None:
         print(
             f"e2e {name:<18} p50 {v['p50_us']:8.1f} µs  p99 {v['p99_us']:8.1f}  CPU {v['cpu_us_per_call']:7.1f} µs/call"
         )
-    n = res["meta"].get("noise", {})
-    if "other_processes_share" in n:
-        print(f"noise: other processes used {n['other_processes_share']:.0%} of the machine during the run")
-        if n["other_processes_share"] > 0.10:
-            print("  WARNING: the machine was busy; tails are not representative (--wait-quiet 600)")
+    print_noise(res["meta"])
     print("targets:")
     for t in res["targets"]:
         print(f"  {'PASS' if t['pass'] else 'MISS'}  {t['target']:<118} {t['value']}")
@@ -756,9 +757,7 @@ async def run(args: argparse.Namespace, mock: MockProcess, redis_url: str, audit
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = arg_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="1,000 iterations instead of 5,000")
     p.add_argument("--iterations", type=int, help="core and steward iterations per backend (default 5000)")
     p.add_argument("--warmup", type=int, help="warm-up iterations (default 500; --quick 200)")
@@ -767,10 +766,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--e2e-cpu-calls", type=int, help="calls per case for CPU per call (default 2000; --quick 300)"
     )
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    p.add_argument("--no-pin", action="store_true")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS")
+    add_common_args(p)
     a = p.parse_args(argv)
     a.iterations = a.iterations or (1000 if a.quick else 5000)
     a.warmup = a.warmup if a.warmup is not None else (200 if a.quick else 500)
@@ -784,21 +780,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cpus = os.cpu_count() or 1
-    pin = not args.no_pin and cpus >= 2 and hasattr(os, "sched_setaffinity")
-    if pin:
-        os.sched_setaffinity(0, {0})
+    cpus, pin = pin_to_cpu0(args.no_pin)
     helper_cpu = cpus - 1 if pin else None
-    from importlib.metadata import version
-
-    meta: dict[str, Any] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpus": cpus,
-        "pinned": pin,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "git": git_rev(),
-        "versions": {k: version(k) for k in ("redis", "aiohttp", "orjson")},
+    versions = package_versions(("redis", "aiohttp", "orjson"))
+    meta = run_meta(cpus, pin, git_rev("hyperion_core"), versions, python=True)
+    meta.update({
         "quick": args.quick,
         "iterations": args.iterations,
         "warmup": args.warmup,
@@ -806,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
         "e2e_cpu_calls": args.e2e_cpu_calls,
         "config": CONFIG_TEXT,
         "gc": "frozen after warm-up (gc.freeze)",
-    }
+    })
     if args.wait_quiet > 0:
         meta["quiet_before_start"] = wait_quiet(args.wait_quiet)
     mock = server = None
@@ -837,14 +823,8 @@ def main(argv: list[str] | None = None) -> int:
     res = {"meta": meta, **res}
     res["targets"] = targets(res)
     print_report(res)
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"\nwrote {path}")
-    if args.strict and not all(t["pass"] for t in res["targets"]):
-        return 1
-    return 0
+    write_json(args.json, res)
+    return exit_code(args.strict, res["targets"])
 
 
 if __name__ == "__main__":

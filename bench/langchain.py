@@ -30,14 +30,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
 import gc
-import json
 import os
-import platform
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -49,7 +45,23 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))  # hyperion_core / hyperion_lc from this checkout
+
+from _common import (  # noqa: E402
+    BenchError,
+    Settle,
+    add_common_args,
+    arg_parser,
+    exit_code,
+    free_port,
+    git_rev,
+    package_versions,
+    pin_to_cpu0,
+    run_meta,
+    summary,
+    write_json,
+)
 
 perf_ns = time.perf_counter_ns
 CLIENTS = ("ChatOpenAI", "HyperionChat", "ChatLiteLLM")
@@ -57,22 +69,12 @@ PROMPT = "hi"
 MODEL = "gpt-4o-mini"
 
 
-class BenchError(RuntimeError):
-    """A client got a wrong answer: the benchmark would be timing an error path."""
-
-
 # -- the upstream: the mock provider in its own process ---------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MockProcess:
     def __init__(self, cpu: int | None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.cpu = cpu
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -156,34 +158,6 @@ def build_clients(mock: MockProcess) -> tuple[dict[str, Call], dict[str, Stream]
 # -- measuring -------------------------------------------------------------------------------------
 
 
-def pct(sorted_ns: list[int], q: float) -> float:
-    """Nearest-rank percentile of sorted nanoseconds, in milliseconds."""
-    if not sorted_ns:
-        return float("nan")
-    idx = min(len(sorted_ns) - 1, max(0, int(round(q / 100.0 * len(sorted_ns) + 0.5)) - 1))
-    return sorted_ns[idx] / 1e6
-
-
-def summary(ns: list[int]) -> dict[str, float]:
-    s = sorted(ns)
-    return {"n": len(s), "p50_ms": pct(s, 50), "p90_ms": pct(s, 90), "p99_ms": pct(s, 99),
-            "mean_ms": statistics.fmean(s) / 1e6, "min_ms": s[0] / 1e6}
-
-
-class Settle:
-    """Off the clock after each call: wait for the tasks the call left behind (litellm's logging)."""
-
-    def __init__(self) -> None:
-        self.known: set[asyncio.Task[Any]] = set()
-
-    async def __call__(self, before: set[asyncio.Task[Any]]) -> None:
-        left = [t for t in asyncio.all_tasks() if t not in before and t not in self.known and not t.done()]
-        if left:
-            _, pending = await asyncio.wait(left, timeout=0.05)
-            self.known.update(pending)
-        await asyncio.sleep(0)
-
-
 def check(name: str, got: str, want: str) -> None:
     if got != want:
         raise BenchError(f"{name}: wrong content {got!r:.100} (expected {want!r:.60})")
@@ -235,25 +209,8 @@ async def bench_streams(streams: dict[str, Stream], want: str, warmup: int, n: i
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("langchain-core", "langchain-openai", "langchain-litellm", "openai", "litellm", "aiohttp"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "?"
-    return out
-
-
-def git_rev() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "hyperion_core", "hyperion_lc"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except OSError:
-        return "?"
+    pkgs = ("langchain-core", "langchain-openai", "langchain-litellm", "openai", "litellm", "aiohttp")
+    return package_versions(pkgs, python=True)
 
 
 def ratios(res: dict[str, Any]) -> dict[str, float]:
@@ -330,13 +287,11 @@ async def run(args: argparse.Namespace, mock: MockProcess) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = arg_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="200 rounds instead of 1,000")
     p.add_argument("--iterations", type=int, help="measured ainvoke rounds (default 1000; --quick 200)")
     p.add_argument("--stream-iterations", type=int, help="measured astream rounds (default 1000; --quick 200)")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    p.add_argument("--no-pin", action="store_true", help="do not pin this process and the mock to separate CPUs")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    add_common_args(p, quiet=False)
     a = p.parse_args(argv)
     a.iterations = a.iterations or (200 if a.quick else 1000)
     a.stream_iterations = a.stream_iterations or (200 if a.quick else 1000)
@@ -346,17 +301,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cpus = os.cpu_count() or 1
-    pin = not args.no_pin and cpus >= 2 and hasattr(os, "sched_setaffinity")
-    if pin:
-        os.sched_setaffinity(0, {0})
-    meta: dict[str, Any] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpus": cpus,
-        "pinned": pin,
-        "platform": platform.platform(),
-        "git": git_rev(),
-        "versions": versions(),
+    cpus, pin = pin_to_cpu0(args.no_pin)
+    meta = run_meta(cpus, pin, git_rev("hyperion_core", "hyperion_lc"), versions())
+    meta.update({
         "quick": args.quick,
         "iterations": args.iterations,
         "stream_iterations": args.stream_iterations,
@@ -365,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "upstream": "hyperion mock provider (OpenAI wire) in its own process",
         "order": "each round calls every client once in a seeded shuffled order; untimed settle after each call",
         "gc": "frozen after warm-up (gc.freeze)",
-    }
+    })
     mock = MockProcess(cpu=(cpus - 1) if pin else None)
     try:
         mock.start()
@@ -384,12 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     res["targets"] = targets(res)
     res["markdown"] = markdown(res)
     print_report(res)
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    if args.strict and not all(t["pass"] for t in res["targets"]):
-        return 1
-    return 0
+    write_json(args.json, res)
+    return exit_code(args.strict, res["targets"])
 
 
 if __name__ == "__main__":

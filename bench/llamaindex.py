@@ -31,14 +31,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
 import gc
 import json
 import os
-import platform
 import random
-import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -51,7 +47,22 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))  # hyperion_core / hyperion_li from this checkout
+
+from _common import (  # noqa: E402
+    BenchError,
+    Settle,
+    add_common_args,
+    arg_parser,
+    exit_code,
+    free_port,
+    git_rev,
+    package_versions,
+    run_meta,
+    summary,
+    write_json,
+)
 
 perf_ns = time.perf_counter_ns
 PROMPT = "hi"
@@ -61,18 +72,12 @@ OURS = "HyperionLLM"
 GOVERNED = "OpenAILike + HyperionInstrumentation"
 
 
-class BenchError(RuntimeError):
-    """A client got a wrong answer: the benchmark would be timing an error path."""
-
-
 # -- the mock provider, in its own process -------------------------------------------------------
 
 
 class MockProcess:
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -140,31 +145,6 @@ def build(mock: MockProcess) -> tuple[dict[str, Call], Any]:
         return (await base.achat(messages)).message.content or ""
 
     return {OURS: call_ours, BASE: call_base}, gw
-
-
-class Settle:
-    """Off the clock after each call: wait for tasks the call left behind (see bench/overhead.py)."""
-
-    def __init__(self) -> None:
-        self.known: set[asyncio.Task[Any]] = set()
-
-    async def __call__(self, before: set[asyncio.Task[Any]]) -> None:
-        left = [t for t in asyncio.all_tasks() if t not in before and t not in self.known and not t.done()]
-        if left:
-            _, pending = await asyncio.wait(left, timeout=0.05)
-            self.known.update(pending)
-        await asyncio.sleep(0)
-
-
-def pct(sorted_ns: list[int], q: float) -> float:
-    idx = min(len(sorted_ns) - 1, max(0, int(round(q / 100.0 * len(sorted_ns) + 0.5)) - 1))
-    return sorted_ns[idx] / 1e6
-
-
-def summary(ns: list[int]) -> dict[str, float]:
-    s = sorted(ns)
-    return {"n": len(s), "p50_ms": pct(s, 50), "p90_ms": pct(s, 90), "p99_ms": pct(s, 99),
-            "mean_ms": statistics.fmean(s) / 1e6, "min_ms": s[0] / 1e6}
 
 
 async def interleaved(calls: dict[str, Call], warmup: int, n: int, want: str, seed: int,
@@ -245,24 +225,8 @@ async def run(args: argparse.Namespace, mock: MockProcess) -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("llama-index-core", "llama-index-llms-openai", "llama-index-llms-openai-like", "openai", "aiohttp"):
-        try:
-            out[pkg] = version(pkg)
-        except Exception:  # noqa: BLE001
-            out[pkg] = "?"
-    return out
-
-
-def git_rev() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except OSError:
-        return "?"
+    pkgs = ("llama-index-core", "llama-index-llms-openai", "llama-index-llms-openai-like", "openai", "aiohttp")
+    return package_versions(pkgs, python=True)
 
 
 def report(res: dict[str, Any]) -> tuple[str, bool]:
@@ -285,12 +249,10 @@ def report(res: dict[str, Any]) -> tuple[str, bool]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = arg_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="300 measured rounds instead of 2,000")
     p.add_argument("--iterations", type=int, help="measured rounds (default 2000; --quick 300)")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    p.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
+    add_common_args(p, pin=False, quiet=False)
     a = p.parse_args(argv)
     a.iterations = a.iterations or (300 if a.quick else 2000)
     a.warmup = 50 if a.quick else 200
@@ -299,14 +261,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    meta = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(), "platform": platform.platform(), "git": git_rev(), "versions": versions(),
+    meta = run_meta(os.cpu_count(), None, git_rev(), versions())
+    meta.update({
         "quick": args.quick, "iterations": args.iterations, "warmup": args.warmup,
         "upstream": "hyperion mock-provider in a separate process (OpenAI wire, loopback)",
         "order": "each round calls both clients once in a seeded shuffled order; untimed settle after each call",
         "gc": "frozen after warm-up (gc.freeze)",
-    }
+    })
     try:
         with MockProcess() as mock:
             print(f"upstream: mock provider at {mock.url} (pid {mock.proc.pid if mock.proc else '?'})", flush=True)
@@ -314,13 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    text, ok = report(res)
+    text, _ = report(res)
     print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"meta": meta, **res}, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    return 0 if ok or not args.strict else 1
+    write_json(args.json, {"meta": meta, **res})
+    return exit_code(args.strict, [res["target"]])
 
 
 if __name__ == "__main__":

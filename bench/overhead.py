@@ -44,11 +44,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
 import gc
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -66,6 +64,22 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))  # hyperion_core from this checkout
 
+from _common import (  # noqa: E402
+    BenchError,
+    Noise,
+    Settle,
+    add_common_args,
+    arg_parser,
+    exit_code,
+    git_rev,
+    package_versions,
+    pin_to_cpu0,
+    run_meta,
+    summary,
+    targets_table,
+    wait_quiet,
+    write_json,
+)
 from _nginx import INSTALL_HINT, Body, FixedNginx, NginxError, find_nginx  # noqa: E402
 
 perf_ns = time.perf_counter_ns
@@ -81,10 +95,6 @@ N_STREAM_CHUNKS = len(STREAM_PARTS)
 USAGE = {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}
 STREAM_USAGE = {"prompt_tokens": 9, "completion_tokens": N_STREAM_CHUNKS, "total_tokens": 9 + N_STREAM_CHUNKS}
 CLIENTS = ("raw httpx", "openai SDK", "litellm", "Gateway")
-
-
-class BenchError(RuntimeError):
-    """A client got a wrong answer: the benchmark would be timing an error path."""
 
 
 # -- the fixed upstream --------------------------------------------------------------------------
@@ -336,45 +346,6 @@ def shuffled(names: tuple[str, ...], rng: random.Random) -> list[str]:
     return order
 
 
-def pct(sorted_ns: list[int], q: float) -> float:
-    """Nearest-rank percentile of sorted nanoseconds, in milliseconds."""
-    if not sorted_ns:
-        return float("nan")
-    idx = min(len(sorted_ns) - 1, max(0, int(round(q / 100.0 * len(sorted_ns) + 0.5)) - 1))
-    return sorted_ns[idx] / 1e6
-
-
-def summary(ns: list[int]) -> dict[str, float]:
-    s = sorted(ns)
-    return {
-        "n": len(s),
-        "p50_ms": pct(s, 50),
-        "p90_ms": pct(s, 90),
-        "p99_ms": pct(s, 99),
-        "mean_ms": statistics.fmean(s) / 1e6,
-        "min_ms": s[0] / 1e6,
-    }
-
-
-class Settle:
-    """Off the clock after each call: wait for the tasks the call left behind. litellm leaves two
-    logging tasks per call (~0.2 ms of work) that would otherwise run inside the next client's timed
-    call; tasks that outlive 50 ms are taken as long-lived workers and not waited for again."""
-
-    def __init__(self) -> None:
-        self.known: set[asyncio.Task[Any]] = set()
-
-    def snapshot(self) -> set[asyncio.Task[Any]]:
-        return asyncio.all_tasks()
-
-    async def __call__(self, before: set[asyncio.Task[Any]]) -> None:
-        left = [t for t in asyncio.all_tasks() if t not in before and t not in self.known and not t.done()]
-        if left:
-            _, pending = await asyncio.wait(left, timeout=0.05)
-            self.known.update(pending)
-        await asyncio.sleep(0)
-
-
 def check(name: str, got: str | None, want: str) -> None:
     if got != want:
         raise BenchError(
@@ -503,110 +474,17 @@ async def bench_concurrency(gw: Any, n: int, rounds: int) -> dict[str, Any]:
     }
 
 
-# -- machine noise -----------------------------------------------------------------------------
-
-
-def _busy_ticks() -> int | None:
-    """Busy CPU ticks of the whole machine so far (Linux ``/proc/stat``), else None."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            v = [int(x) for x in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]  # user nice system irq softirq steal
-
-
-def _proc_ticks(pid: int | str) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime, every thread
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _children(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
-            return f.read().split()
-    except OSError:
-        return []
-
-
-class Noise:
-    """CPU that other processes used while we measured: on a shared machine it explains a noisy tail."""
-
-    def __init__(self, nginx_pid: int | None) -> None:
-        self.pids = ["self"] + ([str(nginx_pid), *_children(nginx_pid)] if nginx_pid else [])
-
-    def __enter__(self) -> Noise:
-        self.load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
-        self.busy0, self.own0, self.t0 = _busy_ticks(), sum(map(_proc_ticks, self.pids)), time.monotonic()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.monotonic() - self.t0
-        self.busy1, self.own1 = _busy_ticks(), sum(map(_proc_ticks, self.pids))
-        self.load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
-
-    def report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"wall_s": self.wall, "loadavg_before": self.load0, "loadavg_after": self.load1}
-        if self.busy0 is not None and self.busy1 is not None:
-            hz = os.sysconf("SC_CLK_TCK")
-            other = max(0, (self.busy1 - self.busy0) - (self.own1 - self.own0)) / hz
-            out["other_processes_cpu_s"] = other
-            out["other_processes_share"] = other / (self.wall * (os.cpu_count() or 1))
-        return out
-
-
-def wait_quiet(limit_s: float, share: float = 0.10, window_s: float = 3.0) -> float | None:
-    """Wait (up to ``limit_s``) until other processes use less than ``share`` of the machine over a
-    ``window_s`` window; returns the last share seen (None where /proc/stat is unavailable)."""
-    deadline = time.monotonic() + limit_s
-    hz, cpus = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
-    while True:
-        b0, o0, t0 = _busy_ticks(), _proc_ticks("self"), time.monotonic()
-        if b0 is None:
-            return None
-        time.sleep(window_s)
-        b1, o1 = _busy_ticks() or b0, _proc_ticks("self")
-        seen = max(0, (b1 - b0) - (o1 - o0)) / hz / ((time.monotonic() - t0) * cpus)
-        if seen < share or time.monotonic() >= deadline:
-            return seen
-        print(f"  machine busy: other processes at {seen:.0%}; waiting ...", flush=True)
-
-
 # -- reporting -----------------------------------------------------------------------------------
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("httpx", "openai", "litellm", "aiohttp", "orjson"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "?"
+    out = package_versions(("httpx", "openai", "litellm", "aiohttp", "orjson"), python=True)
     try:
         nginx = subprocess.run([find_nginx() or "nginx", "-v"], capture_output=True, text=True)
         out["nginx"] = nginx.stderr.strip().rpartition("/")[2]
     except OSError:
         out["nginx"] = "?"
     return out
-
-
-def git_rev() -> str:
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "hyperion_core"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except OSError:
-        return "?"
 
 
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -785,11 +663,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"{res['concurrency']['in_flight']} concurrent requests: {res['concurrency']['errors']} errors, "
         f"{res['concurrency']['median_wall_ms']:.0f} ms.",
         "",
-        "| target | result | |",
-        "|---|---|---|",
+        *targets_table(res["targets"]),
     ]
-    for t in res["targets"]:
-        lines.append(f"| {t['target']} ({t['goal']}) | {t['value']} | {'PASS' if t['pass'] else 'MISS'} |")
     return "\n".join(lines)
 
 
@@ -866,9 +741,7 @@ async def run(args: argparse.Namespace, nginx: FixedNginx) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = arg_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="~300 iterations per client instead of ~2,000")
     p.add_argument(
         "--iterations", type=int, help="measured whole-completion rounds (default 2000; --quick 300)"
@@ -885,16 +758,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--concurrency", type=int, default=200, help="in-flight Gateway requests (default 200)")
     p.add_argument("--concurrency-rounds", type=int, default=5)
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    p.add_argument("--no-pin", action="store_true", help="do not pin this process and nginx to separate CPUs")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="first wait up to SECONDS until other processes use < 10%% of the machine (default: do not wait)",
-    )
+    add_common_args(p)
     a = p.parse_args(argv)
     quick = a.quick
     a.iterations = a.iterations or (300 if quick else 2000)
@@ -911,17 +775,9 @@ def main(argv: list[str] | None = None) -> int:
     if find_nginx() is None:
         print(INSTALL_HINT, file=sys.stderr)
         return 2
-    cpus = os.cpu_count() or 1
-    pin = not args.no_pin and cpus >= 2 and hasattr(os, "sched_setaffinity")
-    if pin:
-        os.sched_setaffinity(0, {0})  # before any thread starts, so threads inherit it
-    meta: dict[str, Any] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpus": cpus,
-        "pinned": pin,
-        "platform": platform.platform(),
-        "git": git_rev(),
-        "versions": versions(),
+    cpus, pin = pin_to_cpu0(args.no_pin)
+    meta = run_meta(cpus, pin, git_rev("hyperion_core"), versions())
+    meta.update({
         "quick": args.quick,
         "iterations": args.iterations,
         "warmup": args.warmup,
@@ -934,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
         "gc": "frozen after warm-up (gc.freeze)",
         "order": "each round calls every client once in a seeded shuffled order; untimed settle after each call",
         "cpu_method": "process_time over rotating blocks of one client's operations (+20 ms settle inside the block)",
-    }
+    })
     if args.wait_quiet > 0:
         print(f"waiting up to {args.wait_quiet:.0f} s for a quiet machine ...", flush=True)
         meta["quiet_before_start"] = wait_quiet(args.wait_quiet)
@@ -973,14 +829,8 @@ def main(argv: list[str] | None = None) -> int:
     res["ratios"] = ratios(res)
     res["targets"] = targets(res)
     print_report(res)
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"\nwrote {path}")
-    if args.strict and not all(t["pass"] for t in res["targets"]):
-        return 1
-    return 0
+    write_json(args.json, res)
+    return exit_code(args.strict, res["targets"])
 
 
 if __name__ == "__main__":
