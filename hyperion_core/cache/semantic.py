@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -180,6 +181,15 @@ class MemorySemantic:
 # -- Redis (redisvl) -------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
+def _redisvl_query() -> tuple[Any, Any]:
+    """redisvl's query classes, imported once on first use (not at import: memory-only users never pay)."""
+    from redisvl.query import VectorQuery
+    from redisvl.query.filter import Tag
+
+    return VectorQuery, Tag
+
+
 class RedisSemantic:
     """Semantic entries in Redis: one hash per entry under ``{prefix}:sem:<dim>:{<scope>}:<id>``
     (fields scope, partition, vector, prompt, entry), indexed by ``{prefix}:semhnsw:<dim>`` (HNSW; or
@@ -247,9 +257,7 @@ class RedisSemantic:
     async def search(
         self, vector: np.ndarray, *, scope: str, partition: str, threshold: float, k: int
     ) -> list[SemanticCandidate]:
-        from redisvl.query import VectorQuery
-        from redisvl.query.filter import Tag
-
+        VectorQuery, Tag = _redisvl_query()
         q = _as_row(vector)
         if q.shape[0] != self.dim:
             return []

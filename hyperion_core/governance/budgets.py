@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..errors import BudgetExceededError, InvalidRequestError
+from ..errors import BudgetExceededError, GovernanceStoreError, InvalidRequestError
+from ._lua import s as _text
 from .alerts import BudgetAlert, fmt_usd
 from .config import EACH, BudgetConfig, Subjects
 from .periods import UTC, Period, PeriodClock, PeriodWindow, day_id
@@ -459,9 +460,7 @@ class RedisBudgetStore:
         if code == 1:
             return ("ok",)
         if code == 2:
-            from ._lua import s
-
-            return ("exists", s(raw[1]))
+            return ("exists", _text(raw[1]))
         return ("refused", int(raw[1]) - 1, int(raw[2]), int(raw[3]), bool(int(raw[4])))
 
     async def reserve(
@@ -502,13 +501,11 @@ class RedisBudgetStore:
 
     @staticmethod
     def parse_settle(raw: list[Any]) -> tuple:
-        from ._lua import s
-
         if int(raw[0]) != 1:
-            return ("no", s(raw[1]))
+            return ("no", _text(raw[1]))
         fired = []
         for f in raw[3]:
-            i, _, label = s(f).partition(":")
+            i, _, label = _text(f).partition(":")
             fired.append((int(i) - 1, label))
         return ("ok", bool(int(raw[1])), [int(x) for x in raw[2]], fired)
 
@@ -540,15 +537,13 @@ class RedisBudgetStore:
     async def spend_totals(self, by: str, since: Any, until: Any) -> dict[str, list[int]]:
         from redis.exceptions import RedisError
 
-        from ..errors import GovernanceStoreError
-        from ._lua import s
         from .spend import add_fields
 
         r = self.scripts.client
         keep = day_filter(since, until)
         totals: dict[str, list[int]] = {}
         try:
-            days = sorted(d for d in (s(x) for x in await r.smembers(self.days_key)) if keep(d))
+            days = sorted(d for d in (_text(x) for x in await r.smembers(self.days_key)) if keep(d))
             if not days:
                 return totals
             pipe = r.pipeline(transaction=False)
@@ -558,7 +553,7 @@ class RedisBudgetStore:
         except RedisError as exc:
             raise GovernanceStoreError(f"governance store: spend report failed: {exc}") from exc
         for h in hashes:
-            add_fields(totals, ((s(k), int(v)) for k, v in h.items()))
+            add_fields(totals, ((_text(k), int(v)) for k, v in h.items()))
         return totals
 
     async def aclose(self) -> None:
