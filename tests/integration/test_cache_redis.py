@@ -4,67 +4,21 @@ semantic tier, tenant isolation, Redis-side TTLs, single-flight, and Redis faili
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
 import signal
 import time
 import uuid
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import redis.asyncio as aredis
+from cache_support import BagOfWords, Table, allow_all, at_distance, req, resp
 
 from hyperion_core.cache import CacheBackendConfig, CacheSettings, ResponseCache
 from hyperion_core.redis_server import RedisServer
-from hyperion_core.types import CacheControl, Caller, ChatRequest, ChatResponse, Usage
+from hyperion_core.types import CacheControl
 
 pytestmark = pytest.mark.redis
-
-
-class BagOfWords:
-    dim = 64
-
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in re.findall(r"[a-z0-9%]+", t.lower()):
-                out[i, int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little") % self.dim] += 1
-            out[i] /= np.linalg.norm(out[i]) or 1.0
-        return out
-
-
-class Table:
-    dim = 4
-
-    def __init__(self, vectors: dict[str, list[float]]) -> None:
-        self.vectors = {k: np.asarray(v, dtype=np.float32) / np.linalg.norm(v) for k, v in vectors.items()}
-
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        return np.stack([self.vectors[t] for t in texts])
-
-
-def at_distance(d: float) -> list[float]:
-    c = 1.0 - d
-    return [c, float(np.sqrt(max(0.0, 1 - c * c))), 0.0, 0.0]
-
-
-def allow_all(query, cached, enabled=None):
-    return SimpleNamespace(passed=True, passed_guards=("fake",), failed=())
-
-
-def req(text: str = "What is the capital of France?", *, key: str | None = "k1", team: str | None = None,
-        route: str = "chat", system: str = "Be brief.", **kw) -> ChatRequest:
-    caller = Caller(key_id=key, team=team) if key or team else None
-    return ChatRequest(route, [{"role": "system", "content": system}, {"role": "user", "content": text}],
-                       caller=caller, **kw)
-
-
-def resp(content: str = "Paris.") -> ChatResponse:
-    return ChatResponse(request_id="r", route="chat", deployment="dep-a", model="gpt-x", content=content,
-                        tool_calls=(), finish_reason="stop", usage=Usage(12, 3), cost=0.002, attempts=(),
-                        latency_ms=5.0)
 
 
 NO_L1 = {"enabled": False}
