@@ -4,6 +4,14 @@ Each script is loaded once per server (``register_script``: ``EVALSHA``, ``SCRIP
 ``NOSCRIPT``) and runs atomically. Times come from Redis ``TIME`` so every process shares one clock;
 tests may pass an explicit time instead (the first ARGV; empty means ``TIME``).
 
+One clock rules expiry: every TTL a script sets is relative to the script's own ``now``
+(``PEXPIRE``, never ``EXPIREAT``), so an absolute deadline the client computed (a period's end, a
+spend day's retention) expires the same span after ``now`` whichever clock ``now`` came from. With
+Redis ``TIME`` that is exactly ``EXPIREAT``; with an injected clock (tests) keys no longer vanish
+because the injected date is not Redis's date. The client computes periods and spend days from a
+clock synchronised to Redis ``TIME`` (``governance.clock.RedisClock``), so a host whose clock is
+skewed still writes into the period Redis is in.
+
 Key layout (``P`` = ``GovernanceConfig.key_prefix``, default ``hyperion``). Multi-key scripts need all
 their keys in one Redis Cluster slot, so each structure that a script updates atomically shares one
 hash tag:
@@ -72,6 +80,18 @@ local function now_us(arg)
 end
 """
 
+# Expire ``key`` at the absolute Unix second ``exp`` (0 = never) as seen from the script's ``now`` (ms):
+# a relative PEXPIRE, at least one second, so the client's and the script's clocks never disagree.
+_EXPIRE_AT = """
+local function expire_at(key, exp, now)
+  if exp > 0 then
+    local ttl = exp * 1000 - now
+    if ttl < 1000 then ttl = 1000 end
+    redis.call('PEXPIRE', key, string.format('%.0f', ttl))
+  end
+end
+"""
+
 # Release held reservations whose time is up: give their amount back to every budget they hold.
 _SWEEP = """
 local function sweep(resq, rprefix, now, grace)
@@ -95,7 +115,7 @@ end
 # Spend report counters: KEYS[first .. first+m-1] are the day's per-dimension hashes, KEYS[first+m]
 # the set of days; ARGV[g .. g+m-1] the group in each dimension.
 _SPEND = """
-local function add_spend(first, m, g, day, exp, req, pt, ct, cost, saved)
+local function add_spend(first, m, g, day, exp, now, req, pt, ct, cost, saved)
   for j = 0, m - 1 do
     local h = KEYS[first + j]
     local grp = ARGV[g + j]
@@ -104,7 +124,7 @@ local function add_spend(first, m, g, day, exp, req, pt, ct, cost, saved)
     if ct ~= 0 then redis.call('HINCRBY', h, 'o' .. grp, ct) end
     if cost ~= 0 then redis.call('HINCRBY', h, 'c' .. grp, cost) end
     if saved ~= 0 then redis.call('HINCRBY', h, 's' .. grp, saved) end
-    redis.call('EXPIREAT', h, exp)
+    expire_at(h, exp, now)
   end
   redis.call('SADD', KEYS[first + m], day)
 end
@@ -117,6 +137,7 @@ end
 #: -> {1} held | {2, state} the id already has a reservation | {0, i, spent, reserved, first_refusal}
 RESERVE = (
     _NOW_MS
+    + _EXPIRE_AT
     + _SWEEP
     + """
 local now = now_ms(ARGV[1])
@@ -134,8 +155,7 @@ for i = 1, n do
   local held = tonumber(v[2] or '0')
   if spent + held + amount > tonumber(ARGV[5 + 2 * i]) then
     local first = redis.call('HSETNX', c, 'x', 1)
-    local exp = tonumber(ARGV[6 + 2 * i])
-    if exp > 0 then redis.call('EXPIREAT', c, exp) end
+    expire_at(c, tonumber(ARGV[6 + 2 * i]), now)
     return {0, i, spent, held, first}
   end
 end
@@ -143,8 +163,7 @@ local held = {}
 for i = 1, n do
   local c = KEYS[i + 2]
   redis.call('HINCRBY', c, 'r', amount)
-  local exp = tonumber(ARGV[6 + 2 * i])
-  if exp > 0 then redis.call('EXPIREAT', c, exp) end
+  expire_at(c, tonumber(ARGV[6 + 2 * i]), now)
   held[i] = c
 end
 redis.call('HSET', KEYS[2], 'a', amount, 's', 'r', 'k', table.concat(held, '\\n'))
@@ -160,6 +179,7 @@ return {1}
 #: -> {1, late, {spent...}, {"i:label"...}} | {0, state or 'missing'}
 SETTLE = (
     _NOW_MS
+    + _EXPIRE_AT
     + _SWEEP
     + _SPEND
     + """
@@ -192,7 +212,7 @@ for i = 1, n do
   end
 end
 if m > 0 then
-  add_spend(3 + n, m, 13 + n, ARGV[9], tonumber(ARGV[8]), 1, tonumber(ARGV[11]), tonumber(ARGV[12]),
+  add_spend(3 + n, m, 13 + n, ARGV[9], tonumber(ARGV[8]), now, 1, tonumber(ARGV[11]), tonumber(ARGV[12]),
             actual, tonumber(ARGV[10]))
 end
 redis.call('HSET', KEYS[2], 's', 's')
@@ -243,13 +263,17 @@ return out
 """
 )
 
-#: KEYS: m spend hashes, spend days set   ARGV: m, expire_at, day, requests, pt, ct, cost, saved, groups...
+#: KEYS: m spend hashes, spend days set
+#: ARGV: now_ms|'', m, expire_at, day, requests, pt, ct, cost, saved, groups...
 SPEND = (
-    _SPEND
+    _NOW_MS
+    + _EXPIRE_AT
+    + _SPEND
     + """
-local m = tonumber(ARGV[1])
-add_spend(1, m, 9, ARGV[3], tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
-          tonumber(ARGV[7]), tonumber(ARGV[8]))
+local now = now_ms(ARGV[1])
+local m = tonumber(ARGV[2])
+add_spend(1, m, 10, ARGV[4], tonumber(ARGV[3]), now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+          tonumber(ARGV[8]), tonumber(ARGV[9]))
 return 1
 """
 )

@@ -530,8 +530,8 @@ class RedisBudgetStore:
 
     async def add_spend(self, spend: SpendWrite) -> None:
         keys, groups, exp = self._spend_parts(spend)
-        args = [len(groups), exp, spend.day, spend.requests, spend.prompt_tokens, spend.completion_tokens]
-        args += [spend.cost_n, spend.saved_n, *groups]
+        args = [self._now(), len(groups), exp, spend.day, spend.requests, spend.prompt_tokens]
+        args += [spend.completion_tokens, spend.cost_n, spend.saved_n, *groups]
         await self.scripts.run("spend", keys, args)
 
     async def spend_totals(self, by: str, since: Any, until: Any) -> dict[str, list[int]]:
@@ -584,6 +584,8 @@ class BudgetLedger:
         if reservation_ttl_s <= 0:
             raise InvalidRequestError(f"reservation_ttl_s must be > 0 seconds, got {reservation_ttl_s}")
         self.now = now
+        #: a clock that must be re-synchronised before use (``RedisClock.refresh``), else None
+        self._refresh = getattr(now, "refresh", None)
         self.periods = PeriodClock(now, tz)
         self.book = BudgetBook(budgets, self.periods)
         self.store: BudgetStore = (
@@ -638,6 +640,10 @@ class BudgetLedger:
             route=res.subjects.route,
         )
 
+    async def _sync_clock(self) -> None:
+        if self._refresh is not None:
+            await self._refresh()
+
     def _when(self, end: float | None) -> str:
         if end is None:
             return "a total budget never resets"
@@ -647,6 +653,7 @@ class BudgetLedger:
         self, request_id: str, subjects: Subjects | Mapping[str, Any], amount_usd: float
     ) -> Reservation:
         """Hold ``amount_usd`` (the worst case) on every budget that applies, or on none."""
+        await self._sync_clock()
         res = self.prepare(request_id, subjects, amount_usd)
         return self.finish(res, await self.store.reserve(request_id, res.amount_n, res.budgets, self.ttl_s))
 
@@ -705,6 +712,7 @@ class BudgetLedger:
     ) -> Settlement:
         """Replace the hold with the actual cost and record the spend — once per request id.
         ``saved_usd``: what a cache hit saved (its ``actual_usd`` is then 0)."""
+        await self._sync_clock()
         actual_n, w = self.settle_parts(
             reservation,
             actual_usd,
@@ -725,6 +733,7 @@ class BudgetLedger:
     async def status(self, subjects: Subjects | Mapping[str, Any] | None = None) -> list[BudgetStatus]:
         """The budgets that apply to ``subjects`` (e.g. ``{"team": "ml"}``) in their current period;
         without subjects, every budget that names its subject, and the global ones."""
+        await self._sync_clock()
         t = self.now()
         applied = (
             self.book.applied(Subjects.of(subjects), t) if subjects is not None else self.book.concrete(t)
@@ -755,6 +764,7 @@ class BudgetLedger:
     ) -> None:
         """Record a request served from the cache outside a reservation: one request, no cost,
         ``saved_usd`` saved. (A cache hit after admission settles with ``actual_usd=0, saved_usd=x``.)"""
+        await self._sync_clock()
         w = spend_write(
             self.periods.day(),
             Subjects.of(subjects),

@@ -21,6 +21,7 @@ from .budgets import (
     Reservation,
     Settlement,
 )
+from .clock import RedisClock
 from .config import (
     GovernanceConfig,
     Subjects,
@@ -45,10 +46,14 @@ class Admission:
 class Governance:
     """Rate limits + budgets at admission; budgets, spend, TPM correction and anomaly watch at settle.
 
-    ``now`` is the wall clock (Unix seconds: budget periods, spend days, memory reservations and
-    anomaly buckets), ``monotonic`` the memory rate limiter's clock. ``redis`` is a
-    ``redis.asyncio`` client to share (otherwise one is built from ``redis_url``: one pool);
-    ``redis_clock`` replaces Redis ``TIME`` in the scripts (tests only). ``sinks`` replaces the
+    One wall clock rules a governance (Unix seconds: budget periods, spend days, reservation expiry
+    and anomaly buckets). With the memory backend it is ``now`` (default ``time.time``). With the
+    Redis backend it is the Redis server's ``TIME``: scripts read it, and periods and spend days are
+    computed from :class:`~.clock.RedisClock` (``self.clock``), the host clock corrected by its
+    measured offset to the server, so skewed hosts still agree. An explicit ``now`` (tests, replays)
+    replaces it in the scripts too; ``redis_clock`` replaces it in every script, rate limits included
+    (tests only). ``monotonic`` is the memory rate limiter's clock. ``redis`` is a ``redis.asyncio``
+    client to share (otherwise one is built from ``redis_url``: one pool). ``sinks`` replaces the
     configured alert sinks.
     """
 
@@ -57,7 +62,7 @@ class Governance:
         config: GovernanceConfig | Mapping[str, Any] | None = None,
         *,
         redis: Any = None,
-        now: Callable[[], float] = time.time,
+        now: Callable[[], float] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sinks: Iterable[AlertSink] | None = None,
         redis_clock: Callable[[], float] | None = None,
@@ -70,6 +75,8 @@ class Governance:
         self._client = None
         self._owns_client = False
         self._scripts = None
+        #: the Redis backend's clock synchronised to the server (None: memory backend or injected ``now``)
+        self.clock: RedisClock | None = None
         if cfg.backend == "redis":
             from ._lua import Scripts
 
@@ -82,11 +89,16 @@ class Governance:
                 self._owns_client = True
             self._client = redis
             self._scripts = Scripts(redis)
-            kw = {"prefix": cfg.key_prefix, "clock": redis_clock}
+            wall = redis_clock if redis_clock is not None else now  # None: Redis TIME
+            if now is None:
+                now = self.clock = RedisClock(redis)
+            kw = {"prefix": cfg.key_prefix, "clock": wall}
             budget_store: Any = RedisBudgetStore(self._scripts, retention_days=cfg.spend_retention_days, **kw)
-            rate_store: Any = RedisRateStore(self._scripts, **kw)
+            rate_store: Any = RedisRateStore(self._scripts, prefix=cfg.key_prefix, clock=redis_clock)
             anomaly_store: Any = RedisAnomalyStore(self._scripts, **kw)
         else:
+            if now is None:
+                now = time.time
             budget_store = MemoryBudgetStore(now=now, retention_days=cfg.spend_retention_days)
             rate_store = MemoryRateStore(now=monotonic)
             anomaly_store = MemoryAnomalyStore(now=now)
@@ -116,6 +128,8 @@ class Governance:
         ``cost_estimate_usd`` (the worst case). Raises :class:`RateLimitedError` or
         :class:`BudgetExceededError` having taken nothing."""
         subj = Subjects.of(subjects)
+        if self.clock is not None:
+            await self.clock.refresh()
         limits, costs = self.limiter.prepare(subj, tokens_estimate)
         res = self.ledger.prepare(request_id, subj, cost_estimate_usd)
         ctx = {"request_id": request_id, "route": subj.route}
@@ -162,6 +176,8 @@ class Governance:
             return Settlement(False, "already_settled")
         admission.done = True
         res, subj = admission.reservation, admission.subjects
+        if self.clock is not None:
+            await self.clock.refresh()
         actual_n, w = self.ledger.settle_parts(
             res,
             actual_usd,

@@ -342,3 +342,94 @@ async def test_anomaly_sees_the_combined_rate_of_several_processes_and_alerts_on
         await govs[int(clock.t * 12) % 2].anomaly.observe({"key": "k1"}, 0.5 / 12)
     assert len(alerts) == 1 and alerts[0].kind == "spike"  # one alert: the cooldown is shared too
     assert alerts[0].time - start <= 60
+
+
+# -- one clock: the calendar and the host's clock never decide what Redis keeps --------------------
+
+
+@pytest.mark.parametrize("year_start", [978_307_200.0, 1_795_478_400.0, 4_102_444_800.0])  # 2001, 2026, 2100
+async def test_injected_dates_far_from_today_keep_their_counters(client, year_start):
+    """Counters, reservations and spend rows live their span after the script's own clock, whatever
+    date it says: a fixed test date in the past or future never makes Redis drop them at once."""
+    wall = Wall(year_start + 12 * 3600)
+    gov = Governance(
+        {
+            "backend": "redis",
+            "key_prefix": f"cal{next(_n)}-{time.time_ns()}",
+            "alerts": [],
+            "budgets": [{**TEAM, "limit_usd": 1.0}],
+        },
+        redis=client,
+        now=wall,
+    )
+    adm = await gov.admit("a", ML, cost_estimate_usd=0.6)
+    with pytest.raises(BudgetExceededError):  # the hold is really there
+        await gov.admit("b", ML, cost_estimate_usd=0.6)
+    await gov.settle(adm, 0.25, prompt_tokens=3, completion_tokens=2, deployment="d1")
+    (st,) = await gov.status({"team": "ml"})
+    assert (st.spent_usd, st.reserved_usd) == (0.25, 0)
+    assert [(r.group, r.requests) for r in await gov.spend_report("deployment")] == [("d1", 1)]
+    # every key the governance wrote expires in a sane span from now: never already gone, never
+    # kept forever (the period ends within a day + 1 day grace; spend rows within the retention)
+    keys = [k async for k in client.scan_iter(match=f"{{{gov.config.key_prefix}:*")]
+    ttls = [await client.pttl(k) for k in keys]
+    assert keys and all(t == -1 or 0 < t for t in ttls)  # -1: the reservation queue (a zset) is never given a TTL
+    counter = [k for k in keys if b":b:" in k]
+    assert counter and 0 < await client.pttl(counter[0]) <= (2 * 86_400 + 60) * 1000
+
+
+async def test_a_skewed_host_clock_follows_redis_time(client):
+    """The Redis backend computes periods and spend days on Redis's clock, not the host's: a host
+    three days ahead still charges today's period (as Redis sees it) and agrees with the scripts."""
+    from hyperion_core.governance.clock import RedisClock
+
+    gov = Governance(
+        {
+            "backend": "redis",
+            "key_prefix": f"skew{next(_n)}-{time.time_ns()}",
+            "alerts": [],
+            "budgets": [{**TEAM, "limit_usd": 1.0}],
+        },
+        redis=client,
+    )
+    assert isinstance(gov.clock, RedisClock) and gov.ledger.now is gov.clock
+    gov.clock.local = lambda: time.time() + 3 * 86_400  # the host is three days ahead
+    adm = await gov.admit("a", ML, cost_estimate_usd=0.1)
+    sec, usec = await client.time()
+    server_now = int(sec) + int(usec) / 1e6
+    assert abs(gov.clock() - server_now) < 5  # corrected to the server's clock
+    day = time.strftime("d%Y-%m-%d", time.gmtime(server_now))
+    assert adm.reservation.budgets[0].window.id == day or abs(server_now % 86_400) < 5  # (midnight race)
+    await gov.settle(adm, 0.1)
+    (st,) = await gov.status({"team": "ml"})
+    assert st.spent_usd == pytest.approx(0.1)
+
+
+async def test_redis_clock_measures_offset_and_resyncs(client):
+    from hyperion_core.governance.clock import RedisClock
+
+    mono = Wall(0.0)
+    clock = RedisClock(client, resync_s=30, local=lambda: time.time() - 1000, monotonic=mono)
+    assert not clock.synced
+    await clock.refresh()
+    assert clock.synced and 999 < clock.offset < 1001
+    clock.offset = 0.0
+    mono.t = 29.9
+    await clock.refresh()  # not due: no round trip, offset untouched
+    assert clock.offset == 0.0
+    mono.t = 30.0
+    await clock.refresh()
+    assert 999 < clock.offset < 1001
+    with pytest.raises(ValueError):
+        RedisClock(client, resync_s=0)
+
+
+async def test_redis_clock_reports_a_dead_server_as_a_store_error():
+    from hyperion_core.governance.clock import RedisClock
+
+    dead = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    try:
+        with pytest.raises(GovernanceStoreError, match="Redis TIME"):
+            await RedisClock(dead).sync()
+    finally:
+        await dead.aclose()
