@@ -149,6 +149,10 @@ class RouteConfig(_Strict):
     stream_resume: bool = False
     #: route to use when a request exceeds this route's context window
     context_window_fallback: str | None = None
+    #: output tokens (> 0) a request that sets no ``max_tokens`` / ``max_completion_tokens`` may
+    #: produce: sent upstream as its ``max_tokens``, and what budgets reserve for it. Unset: the
+    #: request may use the model's whole output window, and budgets reserve all of it
+    default_max_tokens: int | None = Field(default=None, gt=0)
     #: EWMA smoothing for ``lowest_latency`` (weight of the newest sample, 0 < alpha <= 1)
     latency_alpha: float = Field(default=0.3, gt=0, le=1)
     #: response caching for this route (absent = no caching); see ``hyperion_core.cache.CacheSettings``

@@ -31,7 +31,7 @@ from .http import HttpClient
 from .pricing import lookup
 from .providers import Target, adapter_class
 from .routing import CircuitBreaker, Clock, DeploymentState, Router, RouteState, _timeout
-from .steward import Steward, StreamCancelled
+from .steward import Steward, StreamCancelled, output_cap
 from .streaming import Accumulator, ChatStream, resume_messages
 from .types import (
     Attempt,
@@ -364,6 +364,8 @@ class Gateway:
                 )
         if req.max_tokens is not None and (not isinstance(req.max_tokens, int) or req.max_tokens < 1):
             raise InvalidRequestError(f"max_tokens: must be a positive integer, got {req.max_tokens!r}", route=req.route)
+        if req.max_tokens is None and rs.cfg.default_max_tokens and not output_cap(req):
+            req.max_tokens = rs.cfg.default_max_tokens  # enforced upstream, so budgets may reserve just this
         if req.max_retries is not None and (not isinstance(req.max_retries, int) or req.max_retries < 0):
             raise InvalidRequestError(f"max_retries: must be an integer >= 0, got {req.max_retries!r}", route=req.route)
         if req.temperature is not None and not 0 <= req.temperature <= 2:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AccessError, InvalidKeyError, StreamInterruptedError
+from .errors import AccessError, BudgetExceededError, InvalidKeyError, StreamInterruptedError
 from .governance.keys import KEY_PREFIX, KeyRecord, check_active, parse_key, verify_secret
 from .types import Caller, ChatRequest, ChatResponse, Usage
 
@@ -60,6 +60,30 @@ def estimate_prompt_tokens(req: ChatRequest) -> int:
     if req.tools:
         chars += sum(len(str(t)) for t in req.tools)
     return chars // 4 + 4 * len(req.messages) + 8
+
+
+#: request parameters (OpenAI names, in ``ChatRequest.extra``) that also bound the answer's size
+_OUTPUT_CAPS = ("max_completion_tokens", "max_output_tokens")
+
+
+def output_cap(req: ChatRequest) -> int | None:
+    """The most output tokens the request lets one answer have: ``max_tokens`` or an alias in
+    ``extra`` (the largest when several are set), or None when it sets none."""
+    cap = req.max_tokens
+    if req.extra:
+        for name in _OUTPUT_CAPS:
+            v = req.extra.get(name)
+            if type(v) is int and v > 0 and (cap is None or v > cap):
+                cap = v
+    return cap
+
+
+def _uncapped_hint(exc: BudgetExceededError, route: str, max_out: int) -> None:
+    exc.message += (
+        f"; with no max_tokens set, this request reserved the model's whole output window ({max_out:,} "
+        f"tokens): pass max_tokens, or set default_max_tokens on route '{route}'"
+    )
+    exc.args = (exc.message,)
 
 
 class Steward:
@@ -164,18 +188,24 @@ class Steward:
             return
         c = req.caller or Caller()
         prompt = estimate_prompt_tokens(req)
-        max_out = req.max_tokens or max((p.max_output_tokens or 4096) for p in prices)
+        cap = output_cap(req)
+        max_out = (cap or max((p.max_output_tokens or 4096) for p in prices)) * max(1, req.n or 1)
         worst = max(p.estimate(prompt, max_out) for p in prices)
         # a warm key's record is re-read in the admission round trip: revocation and expiry still
         # take effect at once, and Redis admission stays one round trip
         reads = (self.keys.record_key(cached.key_id),) if cached is not None else ()
-        t.admission = await self.governance.admit(
-            req.request_id,
-            {"key": c.key_id, "team": c.team, "user": c.user, "route": req.route},
-            tokens_estimate=prompt + max_out,
-            cost_estimate_usd=worst,
-            reads=reads,
-        )
+        try:
+            t.admission = await self.governance.admit(
+                req.request_id,
+                {"key": c.key_id, "team": c.team, "user": c.user, "route": req.route},
+                tokens_estimate=prompt + max_out,
+                cost_estimate_usd=worst,
+                reads=reads,
+            )
+        except BudgetExceededError as exc:
+            if cap is None:
+                _uncapped_hint(exc, req.route, max_out)
+            raise
         if reads:
             raw = t.admission.reads[0]
             try:
@@ -256,4 +286,4 @@ class Steward:
             self._redis = None
 
 
-__all__ = ["Steward", "Ticket", "StreamCancelled", "estimate_prompt_tokens"]
+__all__ = ["Steward", "Ticket", "StreamCancelled", "estimate_prompt_tokens", "output_cap"]

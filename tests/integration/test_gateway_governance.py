@@ -24,11 +24,12 @@ from hyperion_core import (
 
 
 def make(mock, dep: str, tmp_path, *, governance: dict | None = None, cache: bool = False, state: dict | None = None,
-         required: bool = True, keys_store: str = "memory") -> Gateway:
+         required: bool = True, keys_store: str = "memory", route: dict | None = None) -> Gateway:
     cfg = {
         "providers": {"p": {"kind": "openai", "api_key": "sk-provider-secret-123", "base_url": mock.base_url(dep, "openai")}},
         "routes": {
-            "chat": {"deployments": [{"model": "p/gpt-4o-mini"}], "retry": {"attempts": 0}, **({"cache": {}} if cache else {})},
+            "chat": {"deployments": [{"model": "p/gpt-4o-mini"}], "retry": {"attempts": 0}, **({"cache": {}} if cache else {}),
+                     **(route or {})},
             "other": {"deployments": [{"model": "p/gpt-4o-mini"}]},
         },
         "keys": {"required": required, "store": keys_store},
@@ -335,3 +336,57 @@ async def test_redis_admission_is_one_round_trip_and_revocation_is_still_immedia
     (status,) = [s for s in await gw.governance.status({"team": "fast"}) if s.scope == "team"]
     assert status.reserved_usd == 0  # the refused request's reservation was given back
     await gw.aclose()
+
+
+async def test_a_small_budget_admits_calls_without_max_tokens_under_the_route_default_cap(mock, tmp_path):
+    """Field trial: with no max_tokens a call reserved gpt-4o-mini's whole 16,384-token output window,
+    so a $0.005 daily budget refused the first call at $0 spent. A route's default_max_tokens is
+    sent upstream (the reservation is still a true worst case) and is all that is reserved."""
+    gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 0.005}]}
+    gw = make(mock, "g-cap", tmp_path, governance=gov)
+    key, _ = await gw.keys.create("c", team="small")
+    with pytest.raises(BudgetExceededError) as exc:  # today's behaviour without a route default...
+        await gw.acomplete("chat", user("hello"), virtual_key=key)
+    msg = str(exc.value)  # ...but the refusal now says why and what to do
+    assert "16,384 tokens" in msg and "pass max_tokens" in msg and "default_max_tokens on route 'chat'" in msg
+    assert (await gw.acomplete("chat", user("hello"), virtual_key=key, max_tokens=200)).content
+    await gw.aclose()
+
+    mock.reset()
+    capped = make(mock, "g-cap2", tmp_path, governance=gov, route={"default_max_tokens": 3})
+    key, _ = await capped.keys.create("c", team="small")
+    mock.script("tell me everything", content="one two three four five six seven eight nine ten")
+    resp = await capped.acomplete("chat", user("tell me everything"), virtual_key=key)
+    # enforced upstream (the mock keeps max_tokens words): the reservation is a real worst case
+    assert (resp.content, resp.finish_reason, resp.usage.completion_tokens) == ("one two three", "length", 3)
+    assert (await capped.acomplete("chat", user("tell me everything"), virtual_key=key, max_tokens=5)).content == (
+        "one two three four five"  # a request's own max_tokens wins
+    )
+    (st,) = await capped.governance.status({"team": "small"})
+    assert st.reserved_usd == 0 and 0 < st.spent_usd < 0.005
+    await capped.aclose()
+
+
+async def test_every_output_size_parameter_counts_in_the_reservation(mock, tmp_path):
+    """max_completion_tokens (and n answers) reserve their whole size, whatever max_tokens says."""
+    gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 0.01}]}
+    gw = make(mock, "g-mct", tmp_path, governance=gov)
+    key, _ = await gw.keys.create("m", team="t")
+    # gpt-4o-mini output: $0.60 / Mtok -> 100,000 tokens = $0.06 > $0.01
+    with pytest.raises(BudgetExceededError):
+        await gw.acomplete("chat", user("hi"), virtual_key=key, max_tokens=1, max_completion_tokens=100_000)
+    with pytest.raises(BudgetExceededError):  # 20 answers of 1,000 tokens = $0.012
+        await gw.acomplete("chat", user("hi"), virtual_key=key, max_tokens=1000, n=20)
+    (st,) = await gw.governance.status({"team": "t"})
+    assert (st.spent_usd, st.reserved_usd) == (0, 0)
+    await gw.aclose()
+
+
+def test_default_max_tokens_must_be_a_positive_token_count():
+    from hyperion_core import ConfigError
+
+    for bad in (0, -5, "lots"):
+        cfg = {"providers": {"p": {"kind": "openai", "api_key": "k"}},
+               "routes": {"chat": {"deployments": [{"model": "p/gpt-4o-mini"}], "default_max_tokens": bad}}}
+        with pytest.raises(ConfigError, match="routes.chat.default_max_tokens"):
+            Gateway(cfg)
