@@ -16,11 +16,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
+import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -82,11 +85,27 @@ def normalize_rows(vectors: Any) -> np.ndarray:
 # -- wordllama ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _root_logging_kept() -> Iterator[None]:
+    """wordllama calls ``logging.basicConfig(level=INFO)`` when imported, which would reconfigure the
+    application's root logger: whatever it changes there is put back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for h in root.handlers[:]:
+            if h not in handlers:
+                root.removeHandler(h)
+        root.setLevel(level)
+
+
 @functools.lru_cache(maxsize=4)
 def _load_wordllama(config: str, dim: int) -> Any:
     try:
-        import wordllama
-        from wordllama import WordLlama
+        with _root_logging_kept():
+            import wordllama
+            from wordllama import WordLlama
     except ImportError:
         raise EmbeddingsExtraMissingError(
             "the 'wordllama' embedder needs the wordllama package (a core dependency): pip install wordllama"
