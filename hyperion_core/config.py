@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ._text import suggest
 from .audit.config import AuditConfig
@@ -83,11 +91,32 @@ class DeploymentConfig(_Strict):
     #: per-attempt timeout in seconds; defaults to the route's ``attempt_timeout``
     timeout: float | None = Field(default=None, gt=0)
     pricing: PricingConfig | None = None
-    #: context window override in tokens (else litellm's map)
+    #: context window in tokens; also spelt ``context_window``. Unset: litellm's map, else 8192 for
+    #: OpenAI-wire kinds (4096 for ``ollama``, its default ``num_ctx``), else unknown
     max_input_tokens: int | None = Field(default=None, gt=0)
+    #: most tokens one answer may have (unset: litellm's map, else unknown)
     max_output_tokens: int | None = Field(default=None, gt=0)
+    #: does the model take tools? Unset: litellm's map, else yes for OpenAI-wire kinds (``openai``,
+    #: ``openai_compatible``, ``vllm``, ``ollama``), else no. A route calls tools only if all its deployments do
+    function_calling: bool | None = None
     #: default request parameters for this deployment (a request's own values win)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _context_window_alias(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "context_window" in data:
+            data = dict(data)
+            window = data.pop("context_window")
+            if window is not None and (isinstance(window, bool) or not str(window).isdigit() or int(window) < 1):
+                raise ValueError(f"context_window: must be a positive whole number of tokens, got {window!r}")
+            if data.get("max_input_tokens") not in (None, window):
+                raise ValueError(
+                    "context_window and max_input_tokens are the same setting (the model's context window in "
+                    f"tokens) and disagree ({window!r} vs {data['max_input_tokens']!r}): keep one"
+                )
+            data["max_input_tokens"] = window
+        return data
 
     @field_validator("model")
     @classmethod
@@ -304,7 +333,7 @@ def _all_field_names() -> set[str]:
               StateConfig, CacheConfig, KeysConfig, AuditConfig, cc.CacheSettings, cc.L1Settings, cc.L2Settings,
               cc.SemanticSettings, cc.CoalesceSettings, cc.GreyZone, gc.GovernanceConfig, gc.BudgetConfig,
               gc.RateLimitConfig, gc.AnomalyConfig, gc.AlertSinkConfig, gc.AnomalyHardLimit)
-    return {f for m in models for f in m.model_fields}
+    return {f for m in models for f in m.model_fields} | {"context_window"}
 
 
 def _config_error(problems: list[str]) -> ConfigError:
@@ -384,6 +413,8 @@ def _cross_check(cfg: GatewayConfig) -> list[str]:
                         f"{where}.adapter: provider kind '{kind}' has no native adapter "
                         "(use adapter: litellm or auto)"
                     )
+            if route.kind == "embedding" and dep.function_calling is not None:
+                problems.append(f"{where}.function_calling: only chat routes call tools (route '{rname}' is an embedding route)")
             if dep.id in seen:
                 problems.append(f"{where}.name: duplicate deployment '{dep.id}' in route '{rname}' (set name:)")
             seen.add(dep.id)

@@ -109,8 +109,17 @@ def _image_url(block: ImageBlock) -> str:
     return f"data:{block.image_mimetype or 'image/png'};base64,{data}"
 
 
-def tool_specs(tools: Iterable[Any]) -> list[dict[str, Any]]:
-    return [t.metadata.to_openai_tool(skip_length_check=True) for t in tools]
+def tool_specs(tools: Iterable[Any], *, strict: bool = False) -> list[dict[str, Any]]:
+    """Tools in the OpenAI format; ``strict`` marks each function strict with a closed schema (as
+    LlamaIndex's ``OpenAI(strict=True)`` does; adapters for other wires drop the flag)."""
+    specs = [t.metadata.to_openai_tool(skip_length_check=True) for t in tools]
+    if strict:
+        for spec in specs:
+            fn = spec.get("function")
+            if spec.get("type") == "function" and isinstance(fn, dict):
+                fn["strict"] = True
+                fn.setdefault("parameters", {})["additionalProperties"] = False
+    return specs
 
 
 def tool_choice_for(tool_choice: Any, tool_required: bool) -> Any:

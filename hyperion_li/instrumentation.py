@@ -92,6 +92,8 @@ class _Call:
     provider: str
     messages: list[dict[str, Any]]
     stream: bool
+    #: the output cap of the LLM making the call (the budget reservation's output tokens); None = the model's
+    max_tokens: int | None = None
     call: ExternalCall | None = None
     chunks: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -334,7 +336,8 @@ class HyperionInstrumentation:
             messages = [{"role": "user", "content": event.prompt}]
         model = str(md.get("model") or md.get("model_name") or "unknown")
         provider = self.provider or PROVIDERS.get(cls, "openai")
-        call = _Call(span_id, model, provider, messages, stream="stream" in _method(span_id))
+        call = _Call(span_id, model, provider, messages, stream="stream" in _method(span_id),
+                     max_tokens=max_tokens_of(md))
         with self._lock:
             self._pending[span_id] = call
 
@@ -350,7 +353,7 @@ class HyperionInstrumentation:
     def _begin(self, p: _Call) -> Any:
         return self.gateway.abegin_external(
             model=p.model, provider=p.provider, route=self.route, messages=p.messages,
-            virtual_key=self._virtual_key, stream=p.stream,
+            max_tokens=p.max_tokens, virtual_key=self._virtual_key, stream=p.stream,
         )
 
     def _take_unadmitted(self, span_id: str | None) -> _Call | None:
@@ -454,6 +457,24 @@ class HyperionInstrumentation:
             self._inflight.discard(fut)
 
 
+#: where LlamaIndex LLMs keep their output cap, most specific first: ``additional_kwargs`` are sent over
+#: the fields (``OpenAI``), ``max_completion_tokens`` is OpenAI's newer name, ``num_predict`` Ollama's
+_MAX_TOKENS_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens", "max_new_tokens", "num_predict")
+
+
+def max_tokens_of(model_dict: Mapping[str, Any]) -> int | None:
+    """The output-token cap a LlamaIndex LLM sends (from its serialised fields, as the start event
+    carries them), or None when it sends none. Its ``additional_kwargs`` win over its fields."""
+    sources = (model_dict.get("additional_kwargs"), model_dict)
+    for src in sources:
+        if isinstance(src, Mapping):
+            for key in _MAX_TOKENS_KEYS:
+                v = src.get(key)
+                if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                    return v
+    return None
+
+
 def usage_of(response: Any) -> Usage | None:
     """Token usage a LlamaIndex response carries: ``raw.usage`` (OpenAI, Anthropic shapes; object or
     dict), else OpenAI-style counts in ``additional_kwargs``; None when the provider reported none."""
@@ -491,4 +512,4 @@ def usage_of(response: Any) -> Usage | None:
                  cache_write_tokens=int(write), reasoning_tokens=int(reasoning))
 
 
-__all__ = ["HyperionInstrumentation", "HyperionGate", "usage_of", "LLM_METHODS", "PROVIDERS"]
+__all__ = ["HyperionInstrumentation", "HyperionGate", "usage_of", "max_tokens_of", "LLM_METHODS", "PROVIDERS"]

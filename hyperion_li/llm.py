@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
@@ -30,7 +30,7 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, field_validator
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
@@ -38,7 +38,9 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from hyperion_core import Gateway
-from hyperion_core.errors import HyperionError, InvalidRequestError
+from hyperion_core._text import suggest
+from hyperion_core.capabilities import route_info
+from hyperion_core.errors import ConfigError, HyperionError, InvalidRequestError
 from hyperion_core.types import ChatChunk, ChatRequest
 from hyperion_core.types import ChatResponse as HyperionResponse
 
@@ -60,10 +62,12 @@ from .events import (
     dispatcher,
 )
 
-#: call keyword arguments that are request fields of the gateway (everything else goes to the provider)
-_REQUEST_FIELDS = frozenset({
-    "temperature", "top_p", "max_tokens", "stop", "seed", "tools", "tool_choice", "response_format",
-    "timeout", "cache", "caller", "virtual_key", "metadata",
+#: fields sent with every request under their OpenAI names (None = not sent: the provider's default)
+_SENT_FIELDS = ("temperature", "top_p", "max_tokens", "stop", "seed", "timeout", "max_retries", "reasoning_effort")
+#: OpenAI-client arguments with no meaning here: the provider's account lives in the gateway config
+_CLIENT_ARGS = frozenset({
+    "api_key", "api_base", "base_url", "api_version", "default_headers", "http_client", "async_http_client",
+    "openai_client", "async_openai_client", "reuse_client", "organization",
 })
 #: LlamaIndex-side arguments that are not request parameters. ``parallel_tool_calls`` is OpenAI-only
 #: (it would break an Anthropic or Gemini deployment of the route); parallelism is decided in
@@ -88,17 +92,15 @@ class RouteFacts:
 
     @classmethod
     def of(cls, gw: Gateway, route: str) -> RouteFacts:
-        rs = gw.route(route)
-        if rs.cfg.kind != "chat":
-            raise InvalidRequestError(f"route '{route}' is a {rs.cfg.kind} route, not a chat route", route=route)
-        prices = [d.adapter.target.price for d in rs.deployments]
-        windows = [p.max_input_tokens for p in prices if p.max_input_tokens]
-        outputs = [p.max_output_tokens for p in prices if p.max_output_tokens]
+        """From the core's :func:`~hyperion_core.capabilities.route_info` (config, then litellm's map,
+        then the provider kind's default); LlamaIndex's own defaults where the window is unknown."""
+        info = route_info(gw, route)
+        if info.kind != "chat":
+            raise InvalidRequestError(f"route '{route}' is a {info.kind} route, not a chat route", route=route)
         return cls(
-            # the smallest window: a prompt that fits it fits whichever deployment answers
-            context_window=min(windows) if windows else DEFAULT_CONTEXT_WINDOW,
-            num_output=min(outputs) if outputs else DEFAULT_NUM_OUTPUTS,
-            supports_tools=all(p.supports_tools is True for p in prices),
+            context_window=info.max_input_tokens or DEFAULT_CONTEXT_WINDOW,
+            num_output=info.max_output_tokens or DEFAULT_NUM_OUTPUTS,
+            supports_tools=info.function_calling,
         )
 
 
@@ -113,8 +115,28 @@ class HyperionLLM(FunctionCallingLLM):
     max_tokens: int | None = Field(default=None, description="Most tokens to generate; None = the provider's default.", gt=0)
     timeout: float | None = Field(default=None, description="Total deadline in seconds; None = the route's `timeout`.", gt=0)
     stop: list[str] | None = Field(default=None, description="Stop sequences.")
+    top_p: float | None = Field(default=None, description="Nucleus sampling (0-1); None = the provider's default.", ge=0, le=1)
+    seed: int | None = Field(default=None, description="Sampling seed, where the provider supports one.")
+    max_retries: int | None = Field(
+        default=None, ge=0,
+        description="Extra attempts per deployment for retryable errors before failing over; None = the route's `retry.attempts`.",
+    )
+    logprobs: bool | None = Field(default=None, description="Ask for per-token log probabilities (OpenAI `logprobs`).")
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, description="With `logprobs`: alternatives per token.")
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = Field(
+        default=None, description="Reasoning effort for reasoning models; None = the provider's default."
+    )
+    strict: bool = Field(default=False, description="Mark tool schemas strict (OpenAI structured tool calls).")
+    context_window: int | None = Field(
+        default=None, gt=0, description="Override the route's context window (tokens) LlamaIndex plans prompts for."
+    )
+    is_function_calling_model: bool | None = Field(
+        default=None, description="Override whether the route calls tools (default: every deployment does)."
+    )
+    is_chat_model: bool = Field(default=True, description="Always True: Hyperion routes are chat routes.")
     additional_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Provider parameters sent with every request, unchanged."
+        default_factory=dict,
+        description="Parameters sent with every request, by their OpenAI names (the adapters translate them per provider).",
     )
     config: Any = Field(default=None, exclude=True, repr=False, description="Gateway config: YAML path, mapping or GatewayConfig.")
     virtual_key: SecretStr | None = Field(default=None, exclude=True, repr=False, description="Hyperion virtual key (hk-...).")
@@ -124,8 +146,16 @@ class HyperionLLM(FunctionCallingLLM):
 
     def __init__(self, model: str = "chat", *, gateway: Gateway | None = None, **kwargs: Any) -> None:
         check_source(gateway, kwargs.get("config"), "HyperionLLM")
+        _check_arguments(type(self), kwargs)
         super().__init__(model=model, **kwargs)
         self._gateway = gateway
+
+    @field_validator("is_chat_model")
+    @classmethod
+    def _chat_only(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError("HyperionLLM calls chat routes only; is_chat_model=False is not supported")
+        return v
 
     @classmethod
     def class_name(cls) -> str:
@@ -144,28 +174,38 @@ class HyperionLLM(FunctionCallingLLM):
         facts = self._facts
         if facts is None:
             facts = self._facts = RouteFacts.of(self.gateway, self.model)
+        tools = self.is_function_calling_model
         return LLMMetadata(
-            context_window=facts.context_window,
+            context_window=self.context_window or facts.context_window,
             num_output=self.max_tokens or facts.num_output,
             is_chat_model=True,
-            is_function_calling_model=facts.supports_tools,
+            is_function_calling_model=facts.supports_tools if tools is None else tools,
             model_name=self.model,
         )
 
     # -- prepare and finish: shared by every door ------------------------------------------------
 
+    def _params(self) -> dict[str, Any]:
+        """The LLM's own request parameters by their OpenAI names; ``additional_kwargs`` win over fields."""
+        params = {k: v for k in _SENT_FIELDS if (v := getattr(self, k)) is not None}
+        if self.logprobs:
+            params["logprobs"] = True
+            if self.top_logprobs:
+                params["top_logprobs"] = self.top_logprobs
+        params.update(self.additional_kwargs)
+        return params
+
     def _prepare(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatRequest:
-        params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens,
-                                  "stop": self.stop, "timeout": self.timeout}
-        extra = dict(self.additional_kwargs)
-        for key, value in kwargs.items():
-            if key in _REQUEST_FIELDS:
-                params[key] = value
-            elif key not in _NOT_SENT:
-                extra[key] = value
+        # precedence: fields < additional_kwargs < this call's keyword arguments; the gateway's
+        # ``request`` files named fields (temperature, max_retries, ...) and passes the rest as ``extra``
+        params = self._params()
+        params.update((k, v) for k, v in kwargs.items() if k not in _NOT_SENT)
+        for key in ("route", "messages"):
+            if key in params:
+                raise InvalidRequestError(f"'{key}' is not a request parameter (HyperionLLM sets it)", route=self.model)
         if params.get("virtual_key") is None and self.virtual_key is not None:
             params["virtual_key"] = self.virtual_key.get_secret_value()
-        req = self.gateway.request(self.model, to_openai_messages(messages), **params, **extra)
+        req = self.gateway.request(self.model, to_openai_messages(messages), **params)
         req.metadata.setdefault(_SPAN, active_span_id.get())
         return req
 
@@ -317,6 +357,7 @@ class HyperionLLM(FunctionCallingLLM):
         allow_parallel_tool_calls: bool = False,
         tool_required: bool = False,
         tool_choice: Any = None,
+        strict: bool | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         messages = list(chat_history or [])  # never the caller's list: it is their memory
@@ -324,7 +365,7 @@ class HyperionLLM(FunctionCallingLLM):
             user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
         if user_msg is not None:
             messages.append(user_msg)
-        specs = tool_specs(tools)
+        specs = tool_specs(tools, strict=self.strict if strict is None else strict)
         return {
             "messages": messages,
             "tools": specs or None,
@@ -373,6 +414,22 @@ class HyperionLLM(FunctionCallingLLM):
                 deployment=raw.get("deployment"), request_id=raw.get("request_id"),
             )
         return selections
+
+
+def _check_arguments(cls: type[HyperionLLM], kwargs: dict[str, Any]) -> None:
+    """Refuse a constructor argument the LLM would otherwise drop silently, naming it and the fix."""
+    fields = set(cls.model_fields)
+    for key in kwargs:
+        if key in fields:
+            continue
+        if key in _CLIENT_ARGS:
+            raise ConfigError(
+                f"HyperionLLM: '{key}' is a provider-client argument; HyperionLLM calls a Hyperion route, so the "
+                "provider's URL, key and headers belong in the gateway config (providers.<name>: base_url, "
+                "api_key, headers)"
+            )
+        hint = suggest(key, fields) or " (provider parameters go in additional_kwargs={...})"
+        raise ConfigError(f"HyperionLLM: unknown argument '{key}'{hint}")
 
 
 __all__ = ["HyperionLLM", "ToolCallMissingError", "RouteFacts"]

@@ -60,10 +60,10 @@ def test_metadata_comes_from_the_route(li_config):
     cfg = setup.config
     cfg["routes"]["small"] = {"deployments": [
         {"model": "primary/gpt-4o-mini", "max_input_tokens": 4000, "name": "a"},
-        {"model": "primary/some-local-model", "name": "b"},  # unknown to the model map: no tool support known
+        {"model": "primary/some-local-model", "name": "b"},  # unknown to the model map: the OpenAI wire's defaults
     ]}
     md = HyperionLLM(model="small", config=cfg).metadata
-    assert md.context_window == 4000 and md.is_function_calling_model is False
+    assert md.context_window == 4000 and md.is_function_calling_model is True
     with pytest.raises(InvalidRequestError, match="embedding route, not a chat route"):
         HyperionLLM(model="embeddings", config=cfg).metadata  # noqa: B018
 
