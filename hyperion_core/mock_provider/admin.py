@@ -8,6 +8,8 @@
 ``GET    /_mock/rules``    active rules
 ``DELETE /_mock/rules``    remove all -> ``{"removed"}``
 ``GET    /_mock/stats``    per-deployment counters (see ``stats``)
+``GET    /_mock/strict``   ``{"strict": bool}``: are bodies validated (see ``strict``)
+``POST   /_mock/strict``   body ``{"strict": bool}`` switches it -> ``{"strict"}``
 ``POST   /_mock/reset``    clear faults, rules and stats
 ``GET    /_mock/health``   ``{"status": "ok"}``
 =========================  ===================================================
@@ -73,6 +75,16 @@ def add_admin_routes(app: web.Application, state: MockState) -> None:
     async def stats(request: web.Request) -> web.Response:
         return json_response(state.stats.snapshot())
 
+    async def get_strict(request: web.Request) -> web.Response:
+        return json_response({"strict": state.strict})
+
+    async def set_strict(request: web.Request) -> web.Response:
+        value = (await _spec(request)).get("strict")
+        if not isinstance(value, bool):
+            raise ValueError('body must be {"strict": true|false}')
+        state.strict = value
+        return json_response({"strict": state.strict})
+
     async def reset(request: web.Request) -> web.Response:
         state.reset()
         return json_response({"status": "reset"})
@@ -88,5 +100,7 @@ def add_admin_routes(app: web.Application, state: MockState) -> None:
     router.add_get(f"{PREFIX}/rules", list_rules)
     router.add_delete(f"{PREFIX}/rules", clear_rules)
     router.add_get(f"{PREFIX}/stats", stats)
+    router.add_get(f"{PREFIX}/strict", get_strict)
+    router.add_post(f"{PREFIX}/strict", _guard(set_strict))
     router.add_post(f"{PREFIX}/reset", reset)
     router.add_get(f"{PREFIX}/health", health)

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from .common import BadRequest, ChatRequest, Event, Message, Reply, Tool, bearer_token, new_id, optional_int
 from .content import word_chunks
+from .strict import Issue, anthropic_rules
 
 NAME = "anthropic"
 MALFORMED_BODY = (
@@ -79,6 +80,55 @@ def error_body(
         "error": {"type": etype, "message": text},
         "request_id": f"req_{new_id()}",
     }
+
+
+# ---------------------------------------------------------------- strict validation
+
+_TYPE_NAMES = {
+    "str": "a valid string",
+    "int": "a valid integer",
+    "num": "a valid number",
+    "bool": "a valid boolean",
+    "list": "a valid list",
+    "object": "a valid dictionary",
+    "null": "None",
+}
+
+
+def strict_endpoint(kind: str, request: web.Request) -> str:
+    return "anthropic.messages"
+
+
+def strict_rules(kind: str, body: dict) -> Issue | None:
+    return anthropic_rules(body)
+
+
+def _or(values: list) -> str:
+    quoted = [f"'{v}'" for v in values]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+
+
+def invalid_body(issue: Issue, endpoint: str = "") -> tuple[int, dict]:
+    """A strict-validation issue as Anthropic's 400 (pydantic-style ``<loc>: <msg>`` messages)."""
+    loc = ".".join(str(p) for p in issue.path)
+    if issue.kind == "unknown":
+        message = f"{loc}: Extra inputs are not permitted"
+    elif issue.kind == "missing":
+        message = f"{loc}: Field required"
+    elif issue.kind == "type":
+        expected = issue.expected[0] if isinstance(issue.expected, list) else issue.expected
+        message = f"{loc}: Input should be {_TYPE_NAMES.get(expected, 'valid')}"
+    elif issue.kind == "value":
+        message = f"{loc}: Input should be {_or([v for v in issue.expected if v is not None])}"
+    elif issue.kind == "tag":
+        tags = ", ".join(f"'{t}'" for t in issue.expected)
+        message = (
+            f"{loc}: Input tag '{issue.value}' found using '{issue.key}' does not match any of the expected "
+            f"tags: {tags}"
+        )
+    else:
+        message = issue.message or "Invalid request"
+    return error_body("bad_request", message)
 
 
 # ---------------------------------------------------------------- requests

@@ -85,5 +85,11 @@ class MockProviderClient:
     def stats(self) -> dict[str, dict[str, Any]]:
         return self._call("GET", "stats")
 
+    def strict(self, on: bool | None = None) -> bool:
+        """Whether bodies are validated as the real APIs do; ``on`` switches it first."""
+        if on is None:
+            return self._call("GET", "strict")["strict"]
+        return self._call("POST", "strict", {"strict": bool(on)})["strict"]
+
     def reset(self) -> None:
         self._call("POST", "reset")

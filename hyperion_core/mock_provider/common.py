@@ -53,6 +53,15 @@ class BadRequest(Reject):
         super().__init__("bad_request", message)
 
 
+class Refused(Exception):
+    """Answer with this exact wire-formatted error (strict validation builds it with the wire's renderer)."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        err = body.get("error")
+        super().__init__(str(err.get("message") if isinstance(err, dict) else body))
+        self.status, self.body = status, body
+
+
 @dataclass(slots=True)
 class Message:
     role: str

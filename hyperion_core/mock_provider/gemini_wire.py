@@ -33,6 +33,7 @@ from aiohttp import web
 from .common import BadRequest, ChatRequest, EmbedRequest, Event, Message, Reply, Tool, new_id, optional_int
 from .content import word_chunks
 from .embeddings import DEFAULT_DIMENSIONS
+from .strict import Issue, gemini_rules
 
 NAME = "gemini"
 CHAT_METHODS = ("generateContent", "streamGenerateContent")
@@ -81,6 +82,75 @@ def split_tail(tail: str) -> tuple[str, str]:
     """``"gemini-2.5-flash:generateContent"`` -> ``("gemini-2.5-flash", "generateContent")``."""
     model, _, method = tail.rpartition(":")
     return (model, method) if model else (tail, "")
+
+
+# ---------------------------------------------------------------- strict validation
+
+_PROTO_TYPES = {"str": "TYPE_STRING", "int": "TYPE_INT32", "num": "TYPE_FLOAT", "bool": "TYPE_BOOL"}
+_STRICT = {
+    "generateContent": "gemini.generateContent",
+    "streamGenerateContent": "gemini.generateContent",
+    "embedContent": "gemini.embedContent",
+    "batchEmbedContents": "gemini.batchEmbedContents",
+}
+_REQUEST_NAMES = {
+    "gemini.generateContent": "GenerateContentRequest",
+    "gemini.embedContent": "EmbedContentRequest",
+    "gemini.batchEmbedContents": "BatchEmbedContentsRequest",
+}
+
+
+def strict_endpoint(kind: str, request: web.Request) -> str:
+    return _STRICT[split_tail(request.match_info["tail"])[1]]
+
+
+def strict_rules(kind: str, body: dict) -> Issue | None:
+    return gemini_rules(body) if kind == "chat" else None
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _path(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{_snake(p)}" if out else _snake(p))
+    return out
+
+
+def invalid_body(issue: Issue, endpoint: str = "gemini.generateContent") -> tuple[int, dict]:
+    """A strict-validation issue as Gemini's 400 INVALID_ARGUMENT (proto JSON parser wording)."""
+    where = _path(issue.path)
+    if issue.kind == "unknown":
+        parent = _path(issue.path[:-1])
+        message = f'Invalid JSON payload received. Unknown name "{issue.path[-1]}"' + (
+            f" at '{parent}'" if parent else ""
+        )
+        message += ": Cannot find field."
+        violation = {"field": parent, "description": message}
+        body = error_body("bad_request", message)[1]
+        body["error"]["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [violation]}
+        ]
+        return 400, body
+    if issue.kind == "missing":
+        name = _REQUEST_NAMES.get(endpoint, "GenerateContentRequest")
+        message = f"* {name}.{where}: {_snake(str(issue.path[-1]))} is not specified\n"
+    elif issue.kind == "type":
+        expected = issue.expected[0] if isinstance(issue.expected, list) else issue.expected
+        value = orjson.dumps(issue.value).decode()
+        if expected in _PROTO_TYPES:
+            message = f"Invalid value at '{where}' ({_PROTO_TYPES[expected]}), {value}"
+        elif expected == "list":
+            message = f"Invalid value at '{where}', {value}: expected a repeated field (a JSON array)"
+        else:
+            message = f"Invalid value at '{where}', {value}: expected a message (a JSON object)"
+    elif issue.kind in ("value", "tag"):
+        message = f"Invalid value at '{where}' (TYPE_ENUM), {orjson.dumps(issue.value).decode()}"
+    else:
+        message = issue.message or "Request contains an invalid argument."
+    return error_body("bad_request", message)
 
 
 # ---------------------------------------------------------------- requests

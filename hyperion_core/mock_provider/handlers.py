@@ -27,11 +27,12 @@ import orjson
 from aiohttp import web
 
 from . import delivery, gemini_wire, openai_wire
-from .common import BadRequest, ChatRequest, Reject, Reply
+from .common import BadRequest, ChatRequest, Refused, Reject, Reply
 from .content import build_reply, count_tokens, prompt_tokens
 from .embeddings import embed
 from .faults import Fault
 from .state import MockState
+from .strict import validate
 
 
 def deployment_of(request: web.Request) -> str:
@@ -74,6 +75,10 @@ class Handlers:
         self.state.stats.request(dep, wire.NAME, endpoint)
         try:
             return await handler(request, wire, dep)
+        except Refused as exc:  # strict validation: the wire's own 400, already rendered
+            self.state.stats.status(dep, exc.status)
+            self.state.stats.refusal(dep, str(exc))
+            return delivery.error_response(exc.status, exc.body, None)
         except Reject as exc:
             status, body = wire.error_body(
                 exc.kind, exc.message, status=exc.status, model=exc.model, prompt_tokens=exc.tokens
@@ -82,7 +87,7 @@ class Handlers:
             return delivery.error_response(status, body, exc.retry_after)
 
     async def _chat(self, request: web.Request, wire: ModuleType, dep: str) -> web.StreamResponse:
-        req = await _parse(request, wire, wire.parse_chat)
+        req = await _parse(request, wire, wire.parse_chat, "chat" if self.state.strict else None)
         req.deployment = dep
         fault = self.state.faults.take(dep, req.model)
         if fault is not None and (
@@ -99,7 +104,7 @@ class Handlers:
         return await self._send(request, wire, dep, wire.chat_body(req, reply), fault)
 
     async def _embed(self, request: web.Request, wire: ModuleType, dep: str) -> web.StreamResponse:
-        req = await _parse(request, wire, wire.parse_embed)
+        req = await _parse(request, wire, wire.parse_embed, "embeddings" if self.state.strict else None)
         tokens = sum(count_tokens(t) for t in req.texts)
         fault = self.state.faults.take(dep, req.model)
         if fault is not None and (hung := await self._fault_effects(request, dep, fault, req.model, tokens)):
@@ -179,8 +184,13 @@ def _check_key(key: str | None) -> None:
         raise Reject("auth")
 
 
-async def _parse(request: web.Request, wire: ModuleType, parse: Callable[[dict, web.Request], T]) -> T:
-    """Check the wire's API key, then parse the JSON body with ``parse``; bad input -> ``BadRequest``."""
+async def _parse(
+    request: web.Request, wire: ModuleType, parse: Callable[[dict, web.Request], T], strict: str | None = None
+) -> T:
+    """Check the wire's API key, then parse the JSON body with ``parse``; bad input -> ``BadRequest``.
+
+    ``strict`` (``chat`` / ``embeddings``) first validates the body against the wire's SDK-derived schema
+    and rules; a problem -> :class:`Refused` with the wire's own 400 body."""
     _check_key(wire.api_key(request))
     try:
         body = orjson.loads(await request.read())
@@ -188,6 +198,11 @@ async def _parse(request: web.Request, wire: ModuleType, parse: Callable[[dict, 
         raise BadRequest(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object.")
+    if strict is not None:
+        endpoint = wire.strict_endpoint(strict, request)
+        issue = validate(endpoint, body) or wire.strict_rules(strict, body)
+        if issue is not None:
+            raise Refused(*wire.invalid_body(issue, endpoint))
     try:
         return parse(body, request)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a field of an unexpected shape

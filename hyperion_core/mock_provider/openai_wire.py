@@ -40,6 +40,7 @@ from .common import (
 )
 from .content import word_chunks
 from .embeddings import DEFAULT_DIMENSIONS, to_base64
+from .strict import Issue, json_kind, openai_rules
 
 NAME = "openai"
 MALFORMED_BODY = b'{"id": "chatcmpl-mock", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": "Mock'
@@ -85,6 +86,69 @@ def error_body(
     text = message or default.format(model=model or "the model", over=128000 + prompt_tokens)
     param = "messages" if kind == "context_window" else None
     return status, {"error": {"message": text, "type": etype, "param": param, "code": code}}
+
+
+# ---------------------------------------------------------------- strict validation
+
+STRICT_ENDPOINTS = {"chat": "openai.chat", "embeddings": "openai.embeddings"}
+_TYPE_NAMES = {
+    "str": "a string",
+    "int": "an integer",
+    "num": "a decimal",
+    "bool": "a boolean",
+    "list": "an array",
+    "object": "an object",
+    "value": "a supported value",
+    "null": "null",
+}
+
+
+def strict_endpoint(kind: str, request: web.Request) -> str:
+    return STRICT_ENDPOINTS[kind]
+
+
+def strict_rules(kind: str, body: dict) -> Issue | None:
+    return openai_rules(body) if kind == "chat" else None
+
+
+def _path(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _one_of(names: list[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f", and {quoted[-1]}"
+
+
+def invalid_body(issue: Issue, endpoint: str = "") -> tuple[int, dict]:
+    """A strict-validation issue as OpenAI's 400 (messages as the real API words them)."""
+    param: str | None = _path(issue.path)
+    code: str | None
+    if issue.kind == "unknown" and len(issue.path) == 1:
+        message, param, code = f"Unrecognized request argument supplied: {issue.path[0]}", None, None
+    elif issue.kind == "unknown":
+        message, code = f"Unknown parameter: '{param}'.", "unknown_parameter"
+    elif issue.kind == "missing":
+        message, code = f"Missing required parameter: '{param}'.", "missing_required_parameter"
+    elif issue.kind == "type":
+        expected = issue.expected if isinstance(issue.expected, list) else [issue.expected]
+        names = [_TYPE_NAMES.get(e, e) for e in dict.fromkeys(expected)]
+        want = names[0] if len(names) == 1 else "one of " + " or ".join(names)
+        got = _TYPE_NAMES.get(json_kind(issue.value), "a value")
+        message, code = f"Invalid type for '{param}': expected {want}, but got {got} instead.", "invalid_type"
+    elif issue.kind in ("value", "tag"):
+        if issue.kind == "tag":
+            param = f"{param}.{issue.key}"
+        values = [str(v) for v in issue.expected if v is not None]
+        message = f"Invalid value: '{issue.value}'. Supported values are: {_one_of(values)}."
+        code = "invalid_value"
+    else:
+        message, code = issue.message or "Invalid request.", None
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+    return 400, body
 
 
 # ---------------------------------------------------------------- requests

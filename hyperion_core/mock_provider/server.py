@@ -89,10 +89,10 @@ class MockProvider:
     ...     base = mock.base_url("primary", "openai")
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, strict: bool = True) -> None:
         self.host = host
         self._port = port
-        self.state = MockState()
+        self.state = MockState(strict=strict)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -200,14 +200,24 @@ class MockProvider:
     def reset(self) -> None:
         self.state.reset()
 
+    @property
+    def strict(self) -> bool:
+        """True (the default): bodies the real APIs refuse get their 400; settable at runtime."""
+        return self.state.strict
 
-def serve(host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Run the mock provider in the foreground until interrupted (Ctrl-C)."""
+    @strict.setter
+    def strict(self, on: bool) -> None:
+        self.state.strict = bool(on)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, *, strict: bool = True) -> None:
+    """Run the mock provider in the foreground until interrupted (Ctrl-C); ``strict=False`` = ``--lenient``."""
 
     async def main() -> None:
-        runner, bound = await start_site(create_app(), host, port)
+        runner, bound = await start_site(create_app(MockState(strict=strict)), host, port)
         root = _root_url(host, bound)
-        print(f"Hyperion mock provider listening on {root}", flush=True)
+        mode = "strict" if strict else "lenient"
+        print(f"Hyperion mock provider listening on {root} ({mode} request validation)", flush=True)
         for wire in ("openai", "anthropic", "gemini"):
             print(f"  {wire:<9} base URL: {wire_base_url(root, '<deployment>', wire)}", flush=True)
         try:

@@ -18,8 +18,11 @@ class MockState:
     faults: FaultBook = field(default_factory=FaultBook)
     rules: RuleBook = field(default_factory=RuleBook)
     stats: Stats = field(default_factory=Stats)
+    #: validate request bodies as the real APIs do (see ``strict``); False accepts anything parseable
+    strict: bool = True
 
     def reset(self) -> None:
+        """Clear faults, rules and stats (the ``strict`` switch is configuration: it is kept)."""
         self.faults.clear()
         self.rules.clear()
         self.stats.reset()

@@ -12,6 +12,8 @@
     malformed           responses carrying invalid JSON on purpose
     hung                requests held open by ``hang``
     faults_applied      requests hit by any fault
+    refused             bodies refused by strict validation (400 in the wire's format)
+    last_refusal        the error message of the latest refusal ("" if none)
     prompt_tokens       usage reported to clients (chat + embeddings)
     completion_tokens
 """
@@ -30,6 +32,7 @@ _COUNTERS = (
     "malformed",
     "hung",
     "faults_applied",
+    "refused",
     "prompt_tokens",
     "completion_tokens",
 )
@@ -37,7 +40,7 @@ _COUNTERS = (
 
 def _empty() -> dict[str, Any]:
     out: dict[str, Any] = dict.fromkeys(_COUNTERS, 0)
-    out.update(by_endpoint={}, by_wire={}, by_status={})
+    out.update(by_endpoint={}, by_wire={}, by_status={}, last_refusal="")
     return out
 
 
@@ -70,6 +73,12 @@ class Stats:
             entry = self._entry(deployment)
             for name, n in counters.items():
                 entry[name] += n
+
+    def refusal(self, deployment: str, message: str) -> None:
+        with self._lock:
+            entry = self._entry(deployment)
+            entry["refused"] += 1
+            entry["last_refusal"] = message
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self._lock:
