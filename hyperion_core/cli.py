@@ -17,7 +17,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _mock(args: argparse.Namespace) -> int:
     from .mock_provider import serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port, strict=not args.lenient)
     return 0
 
 
@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("mock-provider", help="serve the OpenAI/Anthropic/Gemini mock provider")
     m.add_argument("--host", default="127.0.0.1")
     m.add_argument("--port", type=int, default=8900)
+    m.add_argument(
+        "--lenient",
+        action="store_true",
+        help="accept any parseable body (default: refuse what the real APIs refuse, in their error format)",
+    )
     m.set_defaults(func=_mock)
     conf = argparse.ArgumentParser(add_help=False)
     conf.add_argument("--config", default=None, help="gateway YAML (its state: section says where state lives)")
