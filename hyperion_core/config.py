@@ -28,7 +28,7 @@ from pydantic import (
 
 from ._text import suggest
 from .audit.config import AuditConfig
-from .cache.config import CacheSettings
+from .cache.config import CacheSettings, CacheTuning
 from .errors import ConfigError
 from .governance.config import GovernanceConfig
 
@@ -200,13 +200,12 @@ class StateConfig(_Strict):
     path: str = ".hyperion"
 
 
-class CacheConfig(_Strict):
-    """Gateway-wide cache settings (each route says whether and how it caches)."""
+class CacheConfig(CacheTuning):
+    """Gateway-wide cache settings (each route says whether and how it caches). Where the shared
+    tiers live follows ``state``; how they use Redis is the settings below."""
 
     #: ``wordllama`` (offline default) | ``minilm`` (the ``embeddings`` extra) | ``route:<embedding route>``
     embedder: str = "wordllama"
-    #: seconds; every cache operation on Redis is bounded by this (a slow Redis is a miss, not an error)
-    socket_timeout: float = Field(default=0.25, gt=0)
 
 
 class KeysConfig(_Strict):

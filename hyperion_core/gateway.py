@@ -82,12 +82,8 @@ class Gateway:
         from .cache.embedders import make_embedder
 
         st = self.config.state
-        backend = CacheBackendConfig(
-            backend=st.backend,
-            redis_url=st.redis_url,
-            key_prefix=st.prefix,
-            socket_timeout=self.config.cache.socket_timeout,
-        )
+        tuning = self.config.cache.model_dump(exclude={"embedder"})
+        backend = CacheBackendConfig(backend=st.backend, redis_url=st.redis_url, key_prefix=st.prefix, **tuning)
         embedder = None
         if any(rc.cache and rc.cache.enabled and rc.cache.semantic.enabled for rc in self.config.routes.values()):
             embedder = make_embedder(self.config.cache.embedder, self)

@@ -121,14 +121,10 @@ class CacheSettings(_Strict):
     store_tool_calls: bool = False
 
 
-class CacheBackendConfig(_Strict):
-    """Where the shared tiers live, for the whole gateway."""
+class CacheTuning(_Strict):
+    """How the shared tiers use Redis: the settings a gateway's ``cache:`` section shares with
+    :class:`CacheBackendConfig` (one definition, so the two cannot drift)."""
 
-    backend: Literal["memory", "redis"] = "memory"
-    #: required with ``backend: redis``, e.g. ``redis://localhost:6379/0``
-    redis_url: str | None = None
-    #: first part of every Redis key (no braces: they delimit Redis Cluster hash tags)
-    key_prefix: str = Field(default="hyperion", min_length=1, pattern=r"^[^{}\s]+$")
     #: seconds a Redis command may take, connect included, before it counts as a backend error. > 0
     socket_timeout: float = Field(default=0.25, gt=0)
     #: connections in the shared pool; a command waits at most ``socket_timeout`` for a free one
@@ -141,6 +137,16 @@ class CacheBackendConfig(_Strict):
     #: HNSW candidate list size at query time (higher = better recall, slower); >= 1
     hnsw_ef_runtime: int = Field(default=20, ge=1)
 
+
+class CacheBackendConfig(CacheTuning):
+    """Where the shared tiers live, for the whole gateway, and how they use Redis."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    #: required with ``backend: redis``, e.g. ``redis://localhost:6379/0``
+    redis_url: str | None = None
+    #: first part of every Redis key (no braces: they delimit Redis Cluster hash tags)
+    key_prefix: str = Field(default="hyperion", min_length=1, pattern=r"^[^{}\s]+$")
+
     @model_validator(mode="after")
     def _url_for_redis(self) -> CacheBackendConfig:
         if self.backend == "redis" and not self.redis_url:
@@ -151,6 +157,7 @@ class CacheBackendConfig(_Strict):
 __all__ = [
     "CacheSettings",
     "CacheBackendConfig",
+    "CacheTuning",
     "L1Settings",
     "L2Settings",
     "SemanticSettings",

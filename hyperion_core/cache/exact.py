@@ -228,17 +228,22 @@ class RedisBackend:
             import redis.asyncio as aredis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
 
             t = self.cfg.socket_timeout
+            # A pooled connection the server closed (a restart, an idle timeout) fails its next command:
+            # retry such a command once, on a fresh connection; a timeout is never retried (the
+            # operation is bounded by socket_timeout, and a hung server then backs off)
+            retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
             pool = aredis.BlockingConnectionPool.from_url(
                 self.cfg.redis_url,
                 max_connections=self.cfg.max_connections,
                 timeout=t,
                 socket_timeout=t,
                 socket_connect_timeout=t,
-                retry=Retry(NoBackoff(), 0),
+                retry=retry,
             )
-            client = aredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+            client = aredis.Redis(connection_pool=pool, retry=retry)
             conn = self._clients[loop] = (client, {})
         return conn
 

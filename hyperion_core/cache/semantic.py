@@ -272,9 +272,11 @@ class RedisSemantic:
         async def run(client: Any) -> list[dict[str, Any]]:
             try:
                 return await (await self._index(client)).query(query)
-            except Exception:
+            except Exception as exc:
                 self._indexes.pop(id(client), None)  # e.g. Redis restarted empty: check the index again
-                raise
+                if "no such index" not in str(exc).lower():
+                    raise
+            return await (await self._index(client)).query(query)  # created again (it indexes what exists)
 
         rows = await self.backend.call("semantic.search", run, [])
         out: list[SemanticCandidate] = []

@@ -301,3 +301,32 @@ async def test_a_hung_redis_is_bounded_by_timeouts_and_backoff(prefix):
         await cache.aclose()
     finally:
         server.stop()
+
+
+async def test_a_redis_restart_costs_no_backend_error_on_stale_pooled_connections(prefix):
+    """After a restart every pooled connection is stale: each used to fail once and switch the shared
+    tiers off for outage_backoff. A command that meets a connection the server closed is retried
+    once on a fresh one; a semantic index lost with the restart is created again."""
+    server = RedisServer().start()
+    port = server.port
+    try:
+        cfg = CacheBackendConfig(backend="redis", redis_url=server.url, key_prefix=prefix, outage_backoff=30.0,
+                                 socket_timeout=5.0)  # generous: only stale connections are under test
+        s = CacheSettings(l1=NO_L1, semantic={"enabled": True})
+        cache = ResponseCache(cfg, embedder=BagOfWords(), guard_check=allow_all)
+        texts = [f"question number {i} about the capital of France" for i in range(8)]
+        await asyncio.gather(*(cache.store(req(t), resp(t), s) for t in texts))  # several pooled connections
+        assert all(await asyncio.gather(*(cache.lookup(req(t), s) for t in texts)))
+
+        server.stop()
+        server = RedisServer(port=port).start()  # restarted empty, on the same port
+
+        for t in texts:  # the stale connections are met one after another
+            assert await cache.lookup(req(t), s) is None  # empty: a miss, not an error
+        assert await cache.store(req("after"), resp("fresh"), s)
+        assert (await cache.lookup(req("after"), s)).answer.content == "fresh"
+        assert (await cache.lookup(req("AFTER"), s)).info.tier == "semantic"  # the index is back
+        assert cache.metrics.backend_errors == 0, cache.metrics.as_dict()
+        await cache.aclose()
+    finally:
+        server.stop()

@@ -182,3 +182,31 @@ async def test_semantic_threshold_defaults_to_the_embedders_recommendation(mock)
     assert (await strict.acomplete("chat", user(q2))).cache is None
     await gw.aclose()
     await strict.aclose()
+
+
+async def test_every_documented_cache_setting_is_settable_and_reaches_the_backend(mock, redis_url):
+    """README documented vector_index, hnsw_ef_runtime, outage_backoff and max_connections, and the
+    gateway refused them as unknown keys. Every CacheBackendConfig tuning setting is settable."""
+    from hyperion_core.cache import CacheBackendConfig
+    from hyperion_core.cache.config import CacheTuning
+    from hyperion_core.config import CacheConfig
+
+    assert set(CacheTuning.model_fields) <= set(CacheConfig.model_fields)
+    assert set(CacheBackendConfig.model_fields) - set(CacheTuning.model_fields) == {"backend", "redis_url", "key_prefix"}
+    tuning = {"socket_timeout": 0.5, "max_connections": 7, "outage_backoff": 2.5, "vector_index": "flat",
+              "hnsw_ef_runtime": 33}
+    gw = Gateway({
+        "providers": {"p": {"kind": "openai", "api_key": "sk-test", "base_url": mock.base_url("c-set", "openai")}},
+        "routes": {"chat": {"deployments": [{"model": "p/gpt-4o-mini"}], "cache": {"semantic": {"enabled": True}}}},
+        "state": {"backend": "redis", "redis_url": redis_url, "prefix": f"set{uuid.uuid4().hex[:8]}"},
+        "cache": tuning,
+    })
+    assert {k: getattr(gw.cache.backend_config, k) for k in tuning} == tuning
+    await gw.acomplete("chat", user("what is the capital of Peru?"))
+    hit = await gw.acomplete("chat", user("What is the capital of Peru?"))
+    assert hit.cache is not None
+    await gw.aclose()
+    with pytest.raises(Exception, match="cache.vector_index"):
+        Gateway({"providers": {"p": {"kind": "openai", "api_key": "k"}},
+                 "routes": {"chat": {"deployments": [{"model": "p/gpt-4o-mini"}]}},
+                 "cache": {"vector_index": "svs"}})
