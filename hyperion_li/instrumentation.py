@@ -204,6 +204,7 @@ class HyperionInstrumentation:
         self.span_handler._owner = self
         self._lock = threading.Lock()
         self._parents: dict[str, str | None] = {}
+        self._caps: dict[str, int] = {}  # span -> the output cap of the LLM whose call it is
         self._pending: dict[str, _Call] = {}
         self._inflight: set[Future[Any]] = set()
         self._gated: dict[int, weakref.ref[Any]] = {}  # LLMs carrying a gate (pydantic models: unhashable)
@@ -289,13 +290,19 @@ class HyperionInstrumentation:
     def _entered(self, span_id: str, instance: Any, parent_id: str | None) -> None:
         with self._lock:
             self._parents[span_id] = parent_id
-        if (self.enforce and isinstance(instance, BaseLLM) and instance.class_name() not in _SKIP
+        if (isinstance(instance, BaseLLM) and instance.class_name() not in _SKIP
                 and _method(span_id) in LLM_METHODS):
-            self.guard(instance)
+            cap = max_tokens_of(instance)  # the start event carries metadata only, not the LLM's cap
+            if cap is not None:
+                with self._lock:
+                    self._caps[span_id] = cap
+            if self.enforce:
+                self.guard(instance)
 
     def _exited(self, span_id: str, result: Any) -> None:
         with self._lock:
             self._parents.pop(span_id, None)
+            self._caps.pop(span_id, None)
             pending = self._pending.get(span_id)
         if pending is not None and pending.stream and result is not None:
             # a stream's span ends when its generator is returned; the call ends with the generator
@@ -307,6 +314,7 @@ class HyperionInstrumentation:
     def _dropped(self, span_id: str, err: BaseException | None) -> None:
         with self._lock:
             self._parents.pop(span_id, None)
+            self._caps.pop(span_id, None)
         if err is not None:
             self._failed(span_id, err)
 
@@ -336,8 +344,9 @@ class HyperionInstrumentation:
             messages = [{"role": "user", "content": event.prompt}]
         model = str(md.get("model") or md.get("model_name") or "unknown")
         provider = self.provider or PROVIDERS.get(cls, "openai")
-        call = _Call(span_id, model, provider, messages, stream="stream" in _method(span_id),
-                     max_tokens=max_tokens_of(md))
+        with self._lock:
+            cap = self._caps.pop(span_id, None)
+        call = _Call(span_id, model, provider, messages, stream="stream" in _method(span_id), max_tokens=cap)
         with self._lock:
             self._pending[span_id] = call
 
@@ -462,16 +471,15 @@ class HyperionInstrumentation:
 _MAX_TOKENS_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens", "max_new_tokens", "num_predict")
 
 
-def max_tokens_of(model_dict: Mapping[str, Any]) -> int | None:
-    """The output-token cap a LlamaIndex LLM sends (from its serialised fields, as the start event
-    carries them), or None when it sends none. Its ``additional_kwargs`` win over its fields."""
-    sources = (model_dict.get("additional_kwargs"), model_dict)
-    for src in sources:
-        if isinstance(src, Mapping):
-            for key in _MAX_TOKENS_KEYS:
-                v = src.get(key)
-                if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-                    return v
+def max_tokens_of(llm: Any) -> int | None:
+    """The output-token cap a LlamaIndex LLM sends with each call, or None when it sends none (the
+    model's own limit applies). Its ``additional_kwargs`` win over its fields, as ``OpenAI`` sends them."""
+    extra = getattr(llm, "additional_kwargs", None)
+    for src in (extra, llm):
+        for key in _MAX_TOKENS_KEYS:
+            v = src.get(key) if isinstance(src, Mapping) else getattr(src, key, None)
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                return v
     return None
 
 

@@ -115,3 +115,72 @@ def test_from_file_yaml_errors(tmp_path):
 def test_example_config_is_valid():
     cfg = GatewayConfig.from_file("examples/hyperion.yaml", env={"HYPERION_MOCK_URL": "http://127.0.0.1:1"})
     assert "chat" in cfg.routes
+
+
+# -- deployment capabilities: context_window / max_input_tokens, function_calling ------------------
+
+
+def _dep(**fields):
+    return _cfg(deployments=[{"model": "openai/acme-local-ft", **fields}])
+
+
+def test_deployment_declares_window_and_function_calling():
+    dep = GatewayConfig.load(_dep(context_window="32768", function_calling=False)).routes["chat"].deployments[0]
+    # context_window is the familiar spelling of max_input_tokens (one setting, two names)
+    assert dep.max_input_tokens == 32768 and dep.function_calling is False
+    assert GatewayConfig.load(_dep(context_window=4096, max_input_tokens=4096)).routes["chat"].deployments[0].max_input_tokens == 4096
+    assert GatewayConfig.load(_dep()).routes["chat"].deployments[0].function_calling is None  # unset: resolved later
+
+
+@pytest.mark.parametrize(("fields", "problem"), [
+    ({"context_window": 8000, "max_input_tokens": 4000},
+     "routes.chat.deployments[0]: context_window and max_input_tokens are the same setting (the model's context "
+     "window in tokens) and disagree (8000 vs 4000): keep one"),
+    ({"context_window": 0}, "routes.chat.deployments[0]: context_window: must be a positive whole number of tokens, got 0"),
+    ({"context_window": "lots"},
+     "routes.chat.deployments[0]: context_window: must be a positive whole number of tokens, got 'lots'"),
+    ({"context_window": True},
+     "routes.chat.deployments[0]: context_window: must be a positive whole number of tokens, got True"),
+    ({"max_input_tokens": -5}, "routes.chat.deployments[0].max_input_tokens: Input should be greater than 0"),
+    ({"function_calling": "sometimes"},
+     "routes.chat.deployments[0].function_calling: Input should be a valid boolean, unable to interpret input"),
+    ({"context_windw": 5}, "routes.chat.deployments[0].context_windw: unknown key 'context_windw' "
+                           "(did you mean 'context_window'?)"),
+    ({"function_caling": True}, "routes.chat.deployments[0].function_caling: unknown key 'function_caling' "
+                                "(did you mean 'function_calling'?)"),
+])
+def test_capability_fields_are_validated_with_clear_errors(fields, problem):
+    assert _problems(_dep(**fields)) == [problem]
+
+
+def test_function_calling_is_for_chat_routes():
+    data = {"routes": {"emb": {"kind": "embedding", "deployments": [
+        {"model": "openai/text-embedding-3-small", "function_calling": True}]}}}
+    assert _problems(data) == [
+        "routes.emb.deployments[0].function_calling: only chat routes call tools (route 'emb' is an embedding route)"]
+
+
+def test_route_info_resolves_declared_then_map_then_default_without_a_gateway():
+    from hyperion_core.capabilities import OPENAI_WIRE_WINDOW, route_info
+    from hyperion_core.errors import RouteNotFoundError
+    from hyperion_core.pricing import lookup
+
+    cfg = GatewayConfig.load(_cfg(deployments=[
+        {"model": "openai/gpt-4o-mini"},
+        {"model": "openai/acme-local-ft"},  # unknown to litellm's map, OpenAI wire: defaults
+        {"model": "bedrock/acme-unknown", "function_calling": True, "max_output_tokens": 1000},  # declared
+    ]))
+    info = route_info(cfg, "chat")
+    mini, local, bedrock = info.deployments
+    assert (mini.max_input_tokens, mini.max_input_tokens_source) == (lookup("openai", "gpt-4o-mini").max_input_tokens,
+                                                                      "model_map")
+    assert (local.max_input_tokens, local.function_calling, local.function_calling_source) == (
+        OPENAI_WIRE_WINDOW, True, "default")
+    assert (bedrock.max_input_tokens, bedrock.max_input_tokens_source, bedrock.function_calling_source) == (
+        None, "unknown", "config")
+    assert info.max_input_tokens == OPENAI_WIRE_WINDOW and info.max_output_tokens == 1000 and info.function_calling
+    # an unknown long-tail model: no tools unless declared, and the whole route follows
+    plain = GatewayConfig.load(_cfg(deployments=[{"model": "openai/gpt-4o-mini"}, {"model": "bedrock/acme-unknown"}]))
+    assert route_info(plain, "chat").function_calling is False
+    with pytest.raises(RouteNotFoundError, match="unknown route 'caht' \\(did you mean 'chat'\\?\\)"):
+        route_info(cfg, "caht")
