@@ -1,7 +1,8 @@
 """Hyperion for LangChain.
 
 * :class:`HyperionChat` — a ``BaseChatModel`` whose calls run the gateway pipeline (failover, cache,
-  budgets, rate limits, audit): swap it in for ``ChatOpenAI``.
+  budgets, rate limits, audit): swap it in for ``ChatOpenAI``. Importing this package registers the
+  ``hyperion`` provider: ``init_chat_model("hyperion:chat")``, ``create_agent(model="hyperion:chat")``.
 * :class:`HyperionCallbackHandler` / :class:`AsyncHyperionCallbackHandler` — for chains that keep their
   own model: admission (key, rate limit, budget) on start, spend and audit on end / error.
 * :class:`HyperionCache` — ``set_llm_cache(HyperionCache(...))``: Hyperion's exact and semantic cache
@@ -15,7 +16,7 @@
 from ._registry import GatewayRegistry, aclose_gateways, close_gateways, get_gateway, registry
 from .cache import HyperionCache
 from .callbacks import AsyncHyperionCallbackHandler, HyperionCallbackHandler
-from .chat_models import HyperionChat
+from .chat_models import HyperionChat, register_provider
 from .errors import (
     HyperionAccessError,
     HyperionAllDeploymentsFailedError,
@@ -61,8 +62,11 @@ from .events import (
 )
 from .shadow import HyperionShadow, ShadowRecord, SideResult
 
+register_provider()  # init_chat_model("hyperion:<route>") / create_agent(model="hyperion:<route>")
+
 __all__ = [
     "HyperionChat",
+    "register_provider",
     "HyperionCallbackHandler",
     "AsyncHyperionCallbackHandler",
     "HyperionCache",

@@ -24,8 +24,28 @@ from hyperion_core.types import ChatChunk, ChatResponse, Message, ToolCall, Usag
 def to_openai_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     """LangChain messages -> OpenAI chat messages: system / user (text and multimodal parts, names) /
     assistant (text, ``tool_calls``; Anthropic-style ``tool_use`` blocks too) / tool results; LangChain's
-    standard content blocks (images as base64 or URL) become OpenAI parts."""
-    return convert_to_openai_messages(list(messages))
+    standard content blocks (images as base64 or URL, files, audio) become OpenAI parts.
+
+    What the Chat Completions format has no place for is left out, as ``ChatOpenAI`` does: an
+    assistant's non-text blocks (``tool_call`` blocks of v1 content — the calls travel in
+    ``tool_calls`` —, ``thinking`` / ``reasoning`` blocks) and a tool message's ``name``."""
+    return [_clean(m) for m in convert_to_openai_messages(list(messages))]
+
+
+_ASSISTANT_PARTS = ("text", "refusal")
+
+
+def _clean(m: Message) -> Message:
+    role = m.get("role")
+    if role == "tool":
+        return {k: v for k, v in m.items() if k in ("role", "content", "tool_call_id")}
+    if role == "assistant" and isinstance(m.get("content"), list):
+        parts = [p for p in m["content"] if isinstance(p, dict) and p.get("type") in _ASSISTANT_PARTS]
+        if all(p["type"] == "text" for p in parts):
+            text = "".join(p.get("text") or "" for p in parts)
+            return {**m, "content": text if text or not m.get("tool_calls") else ""}
+        return {**m, "content": parts}
+    return m
 
 
 def text_of(message: BaseMessage) -> str:
@@ -102,11 +122,21 @@ def usage_metadata(u: Usage) -> UsageMetadata:
     )
 
 
-def response_metadata(resp: ChatResponse) -> dict[str, Any]:
-    """Where the answer came from and what it cost (``cost`` in USD; 0 for a cache hit)."""
+#: what a provider may report beyond the text, passed on under ChatOpenAI's names when the core's
+#: response carries it (``id`` is the provider's response id)
+_PROVIDER_FIELDS = (("id", "id"), ("system_fingerprint", "system_fingerprint"), ("logprobs", "logprobs"),
+                    ("reasoning_content", "reasoning_content"), ("service_tier", "service_tier"))
+
+
+def response_metadata(resp: ChatResponse, provider: str | None = None) -> dict[str, Any]:
+    """Where the answer came from and what it cost (``cost`` in USD; 0 for a cache hit).
+    ``model_provider``: the provider of the deployment that answered (LangChain's provider names)."""
     c = resp.cache
+    provided = {key: v for attr, key in _PROVIDER_FIELDS if (v := getattr(resp, attr, None)) is not None}
     return {
         "model_name": resp.model,
+        "model_provider": provider,
+        **provided,
         "finish_reason": resp.finish_reason,
         "route": resp.route,
         "deployment": resp.deployment,
@@ -143,21 +173,26 @@ def _tool_calls(calls: Sequence[ToolCall]) -> tuple[list[Any], list[Any]]:
     return valid, invalid
 
 
-def to_ai_message(resp: ChatResponse) -> AIMessage:
+def to_ai_message(resp: ChatResponse, provider: str | None = None) -> AIMessage:
     tool_calls, invalid = _tool_calls(resp.tool_calls)
+    meta = response_metadata(resp, provider)
+    extra = {"id": meta["id"]} if isinstance(meta.get("id"), str) else {}
+    if meta.get("reasoning_content"):
+        extra["additional_kwargs"] = {"reasoning_content": meta["reasoning_content"]}
     return AIMessage(
         content=resp.content or "",
         tool_calls=tool_calls,
         invalid_tool_calls=invalid,
         usage_metadata=usage_metadata(resp.usage),
-        response_metadata=response_metadata(resp),
+        response_metadata=meta,
+        **extra,
     )
 
 
-def to_chat_result(resp: ChatResponse) -> ChatResult:
+def to_chat_result(resp: ChatResponse, provider: str | None = None) -> ChatResult:
     u = resp.usage
     return ChatResult(
-        generations=[ChatGeneration(message=to_ai_message(resp))],
+        generations=[ChatGeneration(message=to_ai_message(resp, provider))],
         llm_output={
             "model_name": resp.model,
             "token_usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
@@ -182,13 +217,13 @@ def to_message_chunk(chunk: ChatChunk) -> AIMessageChunk | None:
     return None
 
 
-def final_chunk(resp: ChatResponse) -> AIMessageChunk:
+def final_chunk(resp: ChatResponse, provider: str | None = None) -> AIMessageChunk:
     """The last chunk of a stream: no content; the whole stream's usage (input tokens counted once)
     and the response metadata."""
     return AIMessageChunk(
         content="",
         usage_metadata=usage_metadata(resp.usage),
-        response_metadata=response_metadata(resp),
+        response_metadata=response_metadata(resp, provider),
         chunk_position="last",
     )
 

@@ -15,9 +15,9 @@ every attempt, the cache tier and the cost.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, Literal
@@ -28,7 +28,7 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput, ModelProfile
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticToolsParser
 from langchain_core.output_parsers.pydantic import PydanticOutputParser
@@ -40,11 +40,14 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from hyperion_core import Gateway, HyperionError
+from hyperion_core.steward import estimate_prompt_tokens
 from hyperion_core.types import CacheControl, ChatRequest
 
 from . import _convert as C
+from . import _params as P
+from . import _route_info as R
 from ._registry import registry
-from .errors import HyperionInvalidRequestError, to_langchain_error
+from .errors import HyperionConfigError, HyperionInvalidRequestError, to_langchain_error
 from .events import HyperionEvent, aemit, emit, failure_events, response_events
 
 ENV_VIRTUAL_KEY = "HYPERION_VIRTUAL_KEY"
@@ -53,8 +56,13 @@ ENV_VIRTUAL_KEY = "HYPERION_VIRTUAL_KEY"
 #: (langchain-core calls _stream without the run manager there; see HyperionChat.stream)
 _CHANNEL = "_hyperion_events"
 
-#: call-time keyword arguments that map to ``ChatRequest`` fields (the rest go to the provider as is)
-_REQUEST_KWARGS = ("temperature", "top_p", "seed", "tools", "tool_choice", "timeout", "max_retries")
+log = logging.getLogger("hyperion.langchain")
+
+#: the constructor's fields that are OpenAI request parameters (sent per :mod:`hyperion_lc._params`)
+_PARAM_FIELDS = (
+    "temperature", "top_p", "seed", "max_tokens", "timeout", "max_retries", "presence_penalty", "frequency_penalty",
+    "logprobs", "top_logprobs", "logit_bias", "reasoning_effort", "reasoning", "verbosity", "service_tier", "store",
+)
 
 
 class HyperionChat(BaseChatModel):
@@ -85,8 +93,25 @@ class HyperionChat(BaseChatModel):
     streaming: bool = False
     n: int | None = None
     """Only 1: a gateway answer is one choice (use ``batch`` for several)."""
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[int, int] | None = None
+    reasoning_effort: str | None = None
+    """``none`` … ``xhigh``; Anthropic deployments get a thinking budget, Gemini a thinking config."""
+    reasoning: dict[str, Any] | None = None
+    """``ChatOpenAI``'s ``{"effort": ...}`` spelling of ``reasoning_effort``."""
+    verbosity: str | None = None
+    service_tier: str | None = None
+    store: bool | None = None
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Provider parameters sent as is (e.g. ``{"logprobs": True}``)."""
+    """Further OpenAI chat parameters (e.g. ``{"user": "u-1", "parallel_tool_calls": False}``); each
+    adapter translates them for its wire or drops what its wire lacks. Unknown names are refused."""
+    extra_body: dict[str, Any] | None = None
+    """Provider-specific parameters, merged into the request as they are (e.g. vLLM's ``top_k``)."""
+    disabled_params: dict[str, Any] | None = None
+    """Parameter names never to send (keys; values are ignored), as in ``ChatOpenAI``."""
     cache_control: CacheControl | None = Field(default=None, exclude=True)
     """Per-request cache control for every call (``CacheControl(no_cache=True)``, ``ttl=...``)."""
     config: Any = Field(default=None, exclude=True, repr=False)
@@ -102,8 +127,10 @@ class HyperionChat(BaseChatModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _collect_model_kwargs(cls, values: Any) -> Any:
-        """Unknown constructor arguments become ``model_kwargs`` (with a warning), as in ``ChatOpenAI``."""
+    def _sort_arguments(cls, values: Any) -> Any:
+        """``ChatOpenAI``'s constructor surface (see :mod:`hyperion_lc._params`): client options are
+        accepted and dropped, OpenAI request parameters without a field join ``model_kwargs``, and
+        refused or unknown arguments raise :class:`~hyperion_lc.errors.HyperionConfigError` naming them."""
         if not isinstance(values, dict):
             return values
         known = set()
@@ -111,23 +138,50 @@ class HyperionChat(BaseChatModel):
             known.add(name)
             if field.alias:
                 known.add(field.alias)
-        extra = {k: values[k] for k in values if k not in known}
-        if not extra:
-            return values
-        values = {k: v for k, v in values.items() if k not in extra}
-        for k in extra:
-            warnings.warn(f"HyperionChat: {k!r} is not a known parameter; it is sent to the provider "
-                          "through model_kwargs", stacklevel=4)
-        values["model_kwargs"] = {**extra, **(values.get("model_kwargs") or {})}
+        values = dict(values)
+        problems: list[str] = []
+        moved: dict[str, Any] = {}
+        for k in [k for k in values if k not in known]:
+            v = values.pop(k)
+            if k in P.CLIENT_OPTIONS:
+                log.debug("hyperion: HyperionChat(%s=...) is a client option; the gateway owns the connections", k)
+            elif k in P.WIRE_PARAMS:
+                moved[k] = v
+            else:
+                why = P.refusal(k, v)
+                if why is not None:
+                    problems.append(why)
+                elif k not in P.REFUSED:
+                    problems.append(P.unknown(k, known | P.WIRE_PARAMS | P.CLIENT_OPTIONS))
+        mk = dict(values.get("model_kwargs") or {})
+        for k in list(mk):
+            if k in cls.model_fields and k != "model_kwargs":  # a field's value passed the ChatOpenAI way
+                values.setdefault(k, mk.pop(k))
+            elif k == "max_completion_tokens":
+                values.setdefault("max_tokens", mk.pop(k))
+        if mk or moved:
+            _, _, bad = P.split({**mk, **moved})
+            problems += [f"model_kwargs: {p}" if not p.startswith(tuple(moved)) else p for p in bad]
+            values["model_kwargs"] = {**moved, **mk}
+        problems += [p for p in (P.check_reasoning_effort(values.get("reasoning_effort")),) if p]
+        if isinstance(values.get("reasoning"), dict):
+            problems += [p for p in (P.check_reasoning_effort(values["reasoning"].get("effort")),) if p]
+        if values.get("n") not in (None, 1):
+            problems.append("n: a gateway answer is one choice; only n=1 is supported (use batch() for several)")
+        if problems:
+            head = problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n  " + "\n  ".join(problems)
+            raise HyperionConfigError(f"HyperionChat: {head}", problems)
         return values
 
     @model_validator(mode="after")
     def _check(self) -> HyperionChat:
-        if self.n is not None and self.n != 1:
-            raise ValueError("n: a gateway answer is one choice; only n=1 is supported (use batch() for several)")
         if self.gateway is not None and not isinstance(self.gateway, Gateway):
             raise ValueError(f"gateway: expected a hyperion_core.Gateway, got {type(self.gateway).__name__}")
         return self
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """The route's profile (what holds whichever deployment answers; see :func:`_route_info.profile`)."""
+        return R.profile(R.targets(R.gateway_config(self.gateway or self.config), self.model))
 
     # -- LangChain plumbing ------------------------------------------------------------------------
 
@@ -151,25 +205,56 @@ class HyperionChat(BaseChatModel):
         return {}
 
     @property
-    def _identifying_params(self) -> dict[str, Any]:
+    def _default_params(self) -> dict[str, Any]:
+        """The constructor's request parameters, OpenAI names (``None``: unset)."""
         return {
-            "model": self.model,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "top_p": self.top_p,
-            "seed": self.seed,
-            "stop": self.stop,
-            "timeout": self.timeout,
-            "model_kwargs": self.model_kwargs,
+            **{name: getattr(self, name) for name in _PARAM_FIELDS},
+            **self.model_kwargs,
+            "extra_body": self.extra_body,
+            "disabled_params": self.disabled_params,
         }
 
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "stop": self.stop,
+                **{k: v for k, v in self._default_params.items() if v is not None}}
+
+    def route_targets(self, route: str | None = None) -> list[R.Target]:
+        """The deployments of ``route`` (default: this model's), in order, from the configuration."""
+        return R.targets(R.gateway_config(self._gw or self.gateway or self.config), route or self.model)
+
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """LangSmith sees the provider and model of the route's first deployment (the one that answers
+        unless it fails; ``response_metadata`` says which did); the route is in ``ls_hyperion_route``."""
         params = super()._get_ls_params(stop=stop, **kwargs)
-        params["ls_provider"] = "hyperion"
+        route = kwargs.get("model") or self.model
+        ts = self.route_targets(route)
+        params["ls_provider"] = ts[0].ls_provider if ts else "hyperion"
+        params["ls_model_name"] = ts[0].model if ts else route
+        params["ls_hyperion_route"] = route  # type: ignore[typeddict-unknown-key]
         ls_stop = stop or kwargs.get("stop") or self.stop
         if ls_stop:
             params["ls_stop"] = [ls_stop] if isinstance(ls_stop, str) else list(ls_stop)
         return params
+
+    def _provider_of(self, resp: Any) -> str | None:
+        """The LangChain provider name of the deployment that answered ``resp``."""
+        for t in self.route_targets(resp.route):
+            if t.name == resp.deployment:
+                return t.ls_provider
+        return None
+
+    # -- token counting: the embedded estimator, never a tokenizer download ---------------------------
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in ``text``, estimated offline (about 4 characters a token; no tokenizer download)."""
+        return max(len(text) // 4, 1 if text else 0)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """Prompt tokens of ``messages`` (and ``tools``), by the estimator the gateway's admission uses."""
+        req = ChatRequest(route=self.model, messages=C.to_openai_messages(messages),
+                          tools=C.format_tools(tools) if tools else None)
+        return estimate_prompt_tokens(req)
 
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         kwargs.pop(_CHANNEL, None)
@@ -196,30 +281,32 @@ class HyperionChat(BaseChatModel):
         kw.pop("stream", None)
         kw.pop(_CHANNEL, None)
         route = kw.pop("model", None) or self.model
-        params = {
-            "temperature": self.temperature, "top_p": self.top_p, "seed": self.seed, "timeout": self.timeout,
-            "max_retries": self.max_retries, "tools": None, "tool_choice": None,
-        }
-        for name in _REQUEST_KWARGS:
-            if name in kw:
-                params[name] = kw.pop(name)
         if "virtual_key" in kw or "api_key" in kw:
             # call kwargs are traced (invocation params) and part of LangChain's cache key
             raise HyperionInvalidRequestError(
                 "virtual_key is a constructor argument, never a call argument: build one HyperionChat per "
                 "key (construction is cheap and the gateway is shared)", route=self.model)
-        max_tokens = kw.pop("max_tokens", None)
-        max_completion_tokens = kw.pop("max_completion_tokens", None)
-        max_tokens = max_tokens or max_completion_tokens or self.max_tokens
-        stop = stop or self.stop or None
-        response_format = C.response_format_of(kw.pop("response_format", None))
         cache = kw.pop("cache_control", None) or self.cache_control
+        defaults = self._default_params
+        if "max_completion_tokens" in kw:  # the call's spelling wins over the constructor's max_tokens
+            defaults.pop("max_tokens", None)
+        if "reasoning" in kw:
+            defaults.pop("reasoning_effort", None)
+        if kw.get("extra_body") is not None and defaults.get("extra_body"):
+            kw["extra_body"] = {**defaults["extra_body"], **kw["extra_body"]}
+        typed, extra, problems = P.split({**defaults, **kw})
+        if problems:
+            raise HyperionInvalidRequestError(
+                "HyperionChat call: " + "; ".join(problems), route=route)
+        typed.pop("n", None)  # only 1, checked at construction
+        typed["stop"] = stop or typed.get("stop") or self.stop or None
+        typed["response_format"] = C.response_format_of(typed.get("response_format"))
         vk = self.virtual_key.get_secret_value() if self.virtual_key is not None else None
-        extra = {**self.model_kwargs, **kw} if self.model_kwargs else kw
-        return self.gateway_instance.request(
-            route, C.to_openai_messages(messages), max_tokens=max_tokens, stop=stop,
-            response_format=response_format, cache=cache, virtual_key=vk or None, **params, **extra,
+        req = self.gateway_instance.request(
+            route, C.to_openai_messages(messages), cache=cache, virtual_key=vk or None, **typed,
         )
+        req.extra = extra  # OpenAI names (``metadata`` here is the provider's, not the request's)
+        return req
 
     # -- calls -------------------------------------------------------------------------------------
 
@@ -237,7 +324,7 @@ class HyperionChat(BaseChatModel):
             emit(run_manager, failure_events(exc, req))
             raise to_langchain_error(exc) from exc.__cause__
         emit(run_manager, response_events(resp))
-        return C.to_chat_result(resp)
+        return C.to_chat_result(resp, self._provider_of(resp))
 
     async def _agenerate(
         self,
@@ -253,7 +340,7 @@ class HyperionChat(BaseChatModel):
             await aemit(run_manager, failure_events(exc, req))
             raise to_langchain_error(exc) from exc.__cause__
         await aemit(run_manager, response_events(resp))
-        return C.to_chat_result(resp)
+        return C.to_chat_result(resp, self._provider_of(resp))
 
     def _stream(
         self,
@@ -282,7 +369,7 @@ class HyperionChat(BaseChatModel):
             emit(run_manager, response_events(resp))
         else:
             _deliver(response_events(resp), sink)
-        yield ChatGenerationChunk(message=C.final_chunk(resp))
+        yield ChatGenerationChunk(message=C.final_chunk(resp, self._provider_of(resp)))
 
     async def _astream(
         self,
@@ -313,7 +400,7 @@ class HyperionChat(BaseChatModel):
             await aemit(run_manager, response_events(resp))
         else:
             _deliver(response_events(resp), sink)
-        yield ChatGenerationChunk(message=C.final_chunk(resp))
+        yield ChatGenerationChunk(message=C.final_chunk(resp, self._provider_of(resp)))
 
     # -- streamed runs: deliver the events to the run's handlers --------------------------------------
     # langchain-core's stream()/astream() (and invoke() of a streaming=True model) call _stream without
@@ -476,4 +563,30 @@ def _deliver(events: Any, sink: list[Any] | None) -> None:
         sink.extend(events)
 
 
-__all__ = ["HyperionChat", "ENV_VIRTUAL_KEY"]
+#: the provider name ``init_chat_model("hyperion:<route>")`` and ``create_agent(model="hyperion:<route>")`` use
+PROVIDER = "hyperion"
+
+
+def register_provider() -> bool:
+    """Make ``init_chat_model("hyperion:<route>", ...)`` (and so ``create_agent(model="hyperion:<route>")``)
+    build a :class:`HyperionChat`. ``langchain`` 1.x resolves ``provider:model`` strings through its
+    provider table and offers no plugin hook, so this adds one entry there; importing ``hyperion_lc``
+    calls it. Returns False when ``langchain`` is not installed. Idempotent."""
+    try:
+        from langchain.chat_models import base as lc_base
+    except ImportError:
+        return False
+    table = getattr(lc_base, "_BUILTIN_PROVIDERS", None)
+    if not isinstance(table, dict):
+        return False
+    if PROVIDER not in table:
+        table[PROVIDER] = ("hyperion_lc.chat_models", "HyperionChat", _init_hyperion)
+        lc_base._get_chat_model_creator.cache_clear()  # an earlier "unsupported provider" is not cached, but be safe
+    return True
+
+
+def _init_hyperion(cls: type[HyperionChat], model: str, **kwargs: Any) -> HyperionChat:
+    return cls(model=model, **kwargs)
+
+
+__all__ = ["HyperionChat", "ENV_VIRTUAL_KEY", "PROVIDER", "register_provider"]

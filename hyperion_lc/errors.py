@@ -188,11 +188,63 @@ def twin_class(cls: type[E.HyperionError]) -> type[E.HyperionError]:
     return twin
 
 
+_after_failover: dict[type[E.HyperionError], type[E.HyperionError]] = {}
+
+
+def failed_over_class(cls: type[E.ProviderError]) -> type[E.HyperionError]:
+    """The class raised when every deployment failed and the last with ``cls``: ``cls``'s twin (so
+    ``ModelRateLimitError`` / ``RateLimitError`` catch it) and ``HyperionAllDeploymentsFailedError``
+    (so callers catching ``AllDeploymentsFailedError`` keep working)."""
+    made = _after_failover.get(cls)
+    if made is None:
+        with _made_lock:
+            made = _after_failover.get(cls)
+            if made is None:
+                twin = twin_class(cls)
+                made = type(twin.__name__, (twin, HyperionAllDeploymentsFailedError), {
+                    "__module__": __name__,
+                    "__doc__": f"Every deployment failed, the last with {cls.__name__} (``attempts`` lists them).",
+                    "__reduce__": lambda self: (E._rebuild, (twin, self.__dict__.copy())),
+                })
+                _after_failover[cls] = made
+    return made
+
+
+def _typed_failure(exc: E.AllDeploymentsFailedError) -> E.HyperionError | None:
+    """``exc`` as the class of its last failed attempt (None when that is not a provider error)."""
+    failed = [a for a in exc.attempts if getattr(a, "outcome", None) == "error"]
+    if not failed or isinstance(exc, E.NoHealthyDeploymentError):
+        return None
+    cls = getattr(E, failed[-1].error_class or "", None)
+    if not (isinstance(cls, type) and issubclass(cls, E.ProviderError)):
+        return None
+    new_cls = failed_over_class(cls)
+    new = new_cls.__new__(new_cls)
+    Exception.__init__(new, *exc.args)
+    cause = exc.__cause__
+    new.__dict__.update({"status": failed[-1].status, "retry_after": None, "provider_code": None})
+    if isinstance(cause, E.ProviderError) and type(cause) is cls:
+        new.__dict__.update(status=cause.status, retry_after=cause.retry_after, provider_code=cause.provider_code)
+    new.__dict__.update(exc.__dict__)
+    new.__cause__ = cause
+    new.__suppress_context__ = exc.__suppress_context__
+    return new.with_traceback(exc.__traceback__)
+
+
 def to_langchain_error(exc: E.HyperionError) -> E.HyperionError:
     """``exc`` as an instance of its two-parent twin: same message, attributes (route, deployment,
-    request id, attempts, budget ...), cause and traceback."""
+    request id, attempts, budget ...), cause and traceback.
+
+    ``AllDeploymentsFailedError`` becomes the class of its last failed attempt (e.g.
+    ``HyperionRateLimitError`` when the last deployment answered 429), which is also an
+    ``AllDeploymentsFailedError`` with the same ``attempts``: ``with_fallbacks(exceptions_to_handle=
+    (ModelRateLimitError,))`` falls back when the whole route is rate-limited."""
     if isinstance(exc, ModelError):
         return exc
+    if type(exc) is E.AllDeploymentsFailedError:
+        typed = _typed_failure(exc)
+        if typed is not None:
+            return typed
     cls = twin_class(type(exc))
     new = cls.__new__(cls)
     Exception.__init__(new, *exc.args)
@@ -203,5 +255,5 @@ def to_langchain_error(exc: E.HyperionError) -> E.HyperionError:
 
 
 __all__ = sorted(
-    [c.__name__ for c in set(TWINS.values())] + ["TWINS", "twin_class", "to_langchain_error"]
+    [c.__name__ for c in set(TWINS.values())] + ["TWINS", "twin_class", "to_langchain_error", "failed_over_class"]
 )

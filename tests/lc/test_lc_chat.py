@@ -306,7 +306,9 @@ def test_the_virtual_key_never_leaks(make_config, mock):
         llm.invoke("hello", config={"callbacks": [handler]})
     (start,) = handler.starts  # ... but the run started, and its payload holds no secret
     assert secret not in json.dumps(start, default=str) and "sk-provider-secret-999" not in json.dumps(start, default=str)
-    assert start["metadata"]["ls_provider"] == "hyperion" and start["metadata"]["ls_model_name"] == "chat"
+    # LangSmith sees the provider and model that serve the route (its first deployment), and the route
+    assert start["metadata"]["ls_provider"] == "openai" and start["metadata"]["ls_model_name"] == "gpt-4o-mini"
+    assert start["metadata"]["ls_hyperion_route"] == "chat"
 
 
 def test_serialisation_round_trip(monkeypatch):
@@ -320,21 +322,21 @@ def test_serialisation_round_trip(monkeypatch):
 
 
 def test_parameters_ls_params_and_request_building(make_config):
-    llm = HyperionChat(model_name="chat", config=make_config("lc-params"), max_tokens=50, stop="END",
+    cfg = make_config("lc-params", extra_routes={"claude": {"deployments": [{"model": "backup/claude-haiku-4-5"}]}})
+    llm = HyperionChat(model_name="chat", config=cfg, max_tokens=50, stop="END",
                        temperature=0.2, timeout=7, max_retries=3, model_kwargs={"logprobs": True})
     ls = llm._get_ls_params()
-    assert ls == {"ls_provider": "hyperion", "ls_model_type": "chat", "ls_model_name": "chat",
-                  "ls_temperature": 0.2, "ls_max_tokens": 50, "ls_stop": ["END"]}
-    assert llm._get_ls_params(model="gpt-4.1-mini")["ls_model_name"] == "gpt-4.1-mini"
+    assert ls == {"ls_provider": "openai", "ls_model_type": "chat", "ls_model_name": "gpt-4o-mini",
+                  "ls_hyperion_route": "chat", "ls_temperature": 0.2, "ls_max_tokens": 50, "ls_stop": ["END"]}
+    assert llm._get_ls_params(model="claude")["ls_provider"] == "anthropic"
+    assert llm._get_ls_params(model="claude")["ls_model_name"] == "claude-haiku-4-5"
+    assert llm._get_ls_params(model="no-such-route")["ls_model_name"] == "no-such-route"
     req = llm._prepare([HumanMessage("hi")], None, {"model": "other", "temperature": 0, "parallel_tool_calls": False})
     assert (req.route, req.temperature, req.max_tokens, req.stop, req.timeout) == ("other", 0, 50, ["END"], 7)
     assert req.extra == {"logprobs": True, "parallel_tool_calls": False}
     with pytest.raises(hyperion_core.InvalidRequestError, match="constructor argument"):  # secrets stay out of call kwargs
         llm._prepare([HumanMessage("hi")], None, {"virtual_key": "hk-a.b"})
-    with pytest.warns(UserWarning, match="model_kwargs"):
-        odd = HyperionChat(model="chat", config={}, frequency_penalty=0.5)
-    assert odd.model_kwargs == {"frequency_penalty": 0.5}
-    with pytest.raises(ValueError, match="n=1"):
+    with pytest.raises(HyperionError, match="n=1"):
         HyperionChat(model="chat", config={}, n=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
