@@ -80,6 +80,7 @@ class Gateway:
     def _build_cache(self) -> Any:
         from .cache import CacheBackendConfig, ResponseCache
         from .cache.embedders import make_embedder
+        from .cache.keys import route_fingerprint
 
         st = self.config.state
         tuning = self.config.cache.model_dump(exclude={"embedder"})
@@ -87,7 +88,14 @@ class Gateway:
         embedder = None
         if any(rc.cache and rc.cache.enabled and rc.cache.semantic.enabled for rc in self.config.routes.values()):
             embedder = make_embedder(self.config.cache.embedder, self)
-        return ResponseCache(backend, embedder=embedder, verifier=self._verify_same_question)
+        route_ids = {
+            name: f"{name}#" + route_fingerprint(
+                {"kind": t.kind, "model": t.model, "base_url": t.base_url, "params": t.params}
+                for t in (d.adapter.target for d in rs.deployments)
+            )
+            for name, rs in self._routes.items()
+        }
+        return ResponseCache(backend, embedder=embedder, verifier=self._verify_same_question, route_ids=route_ids)
 
     async def _verify_same_question(self, route: str, query: str, cached_prompt: str) -> bool:
         """The semantic cache's grey-zone verifier: ask a (cheap) route whether two prompts ask the

@@ -9,14 +9,15 @@ replaced by their order of first appearance). Anything else that reaches the mod
 text, names, tool calls, every sampling parameter, tools, tool choice, response format, extra
 parameters — is part of the key, and so are the tenant scope and the request's cache namespace.
 
-The semantic tier partitions entries by :func:`semantic_partition_key` (everything but the last user
+The route part of every key is the route's name and :func:`route_fingerprint` (what serves it), when the
+gateway gives one. The semantic tier partitions entries by :func:`semantic_partition_key` (everything but the last user
 turn's text) and embeds :func:`semantic_text` (that text).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -205,13 +206,22 @@ def _namespace(req: ChatRequest) -> str | None:
     return req.cache.namespace if req.cache is not None else None
 
 
-def canonical_form(req: ChatRequest, scope: str) -> bytes:
-    """The canonical bytes behind :func:`exact_key` (useful for debugging a miss)."""
+def route_fingerprint(deployments: Iterable[Mapping[str, Any]]) -> str:
+    """A short hash of what serves a route: each deployment's provider, model, endpoint and default
+    parameters (never its credentials), in any order. Part of every key, so two gateways whose
+    routes share a name but not their models never share answers, and a route whose models change
+    starts with an empty cache instead of serving the old models' answers."""
+    return digest(canonical_json(sorted(canonical_json(d) for d in deployments)), 8)
+
+
+def canonical_form(req: ChatRequest, scope: str, route_id: str | None = None) -> bytes:
+    """The canonical bytes behind :func:`exact_key` (useful for debugging a miss). ``route_id``:
+    the route's name and fingerprint (default: its name alone)."""
     return canonical_json(
         {
             "v": KEY_VERSION,
             "tier": "exact",
-            "route": req.route,
+            "route": route_id or req.route,
             "scope": scope,
             "namespace": _namespace(req),
             "messages": canonical_messages(req.messages),
@@ -220,9 +230,9 @@ def canonical_form(req: ChatRequest, scope: str) -> bytes:
     )
 
 
-def exact_key(req: ChatRequest, scope: str) -> str:
+def exact_key(req: ChatRequest, scope: str, route_id: str | None = None) -> str:
     """The exact tiers' key: 32 hex characters (BLAKE2b-128 of :func:`canonical_form`)."""
-    return digest(canonical_form(req, scope))
+    return digest(canonical_form(req, scope, route_id))
 
 
 def semantic_text(req: ChatRequest) -> str | None:
@@ -237,7 +247,7 @@ def semantic_text(req: ChatRequest) -> str | None:
     return text if text and text.strip() else None
 
 
-def semantic_partition_key(req: ChatRequest, scope: str) -> str:
+def semantic_partition_key(req: ChatRequest, scope: str, route_id: str | None = None) -> str:
     """A hash of everything except the last user turn's text: earlier turns, system prompt, the
     last turn's other fields, parameters, tools, scope and namespace. Entries are only ever compared
     with entries of the same partition."""
@@ -249,7 +259,7 @@ def semantic_partition_key(req: ChatRequest, scope: str) -> str:
             {
                 "v": KEY_VERSION,
                 "tier": "semantic",
-                "route": req.route,
+                "route": route_id or req.route,
                 "scope": scope,
                 "namespace": _namespace(req),
                 "messages": msgs,
@@ -267,6 +277,7 @@ __all__ = [
     "canonical_messages",
     "digest",
     "exact_key",
+    "route_fingerprint",
     "scope_of",
     "scope_hash",
     "semantic_partition_key",

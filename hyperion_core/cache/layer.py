@@ -182,6 +182,8 @@ class ResponseCache:
     needed by the semantic tier. ``clock``: monotonic seconds for in-process TTLs (tests inject a
     manual one); ``wall``: wall-clock seconds for entry ages. ``verifier``: asked for semantic
     candidates in a route's grey zone. ``guard_check``: defaults to ``guards.check_guards``.
+    ``route_ids``: route name -> the name and fingerprint of what serves it (``keys.route_fingerprint``),
+    part of every key; a route not named is keyed by its name alone.
     """
 
     def __init__(
@@ -193,6 +195,7 @@ class ResponseCache:
         wall: Callable[[], float] = time.time,
         verifier: Verifier | None = None,
         guard_check: GuardCheck | None = None,
+        route_ids: Mapping[str, str] | None = None,
     ) -> None:
         if backend is None:
             backend = CacheBackendConfig()
@@ -204,6 +207,7 @@ class ResponseCache:
         self.wall = wall
         self.verifier = verifier
         self._guard_check = guard_check
+        self._route_ids = dict(route_ids or {})
         self._metrics = CacheMetrics()
         self.redis: RedisBackend | None = None
         self._l2: RedisExact | None = None
@@ -233,7 +237,7 @@ class ResponseCache:
     # -- keys
     def keys(self, req: ChatRequest, settings: CacheSettings) -> CacheKeys:
         scope = scope_of(req.caller, settings.scope)
-        return CacheKeys(scope, scope_hash(scope), exact_key(req, scope))
+        return CacheKeys(scope, scope_hash(scope), exact_key(req, scope, self._route_ids.get(req.route)))
 
     # -- lookup
     async def lookup(self, req: ChatRequest, settings: CacheSettings) -> CacheHit | None:
@@ -352,7 +356,7 @@ class ResponseCache:
             return None
         store = self._semantic_store_for(req.route, settings, vec.shape[0])
         sem = settings.semantic
-        partition = semantic_partition_key(req, k.scope)
+        partition = semantic_partition_key(req, k.scope, self._route_ids.get(req.route))
         threshold = sem.threshold if sem.threshold is not None else getattr(self.embedder, "recommended_threshold", 0.1)
         cands = await store.search(vec, scope=k.sh, partition=partition, threshold=threshold, k=sem.top_k)
         for cand in cands:
@@ -490,7 +494,7 @@ class ResponseCache:
         if vec is None:
             return None
         store = self._semantic_store_for(req.route, settings, vec.shape[0])
-        partition = semantic_partition_key(req, k.scope)
+        partition = semantic_partition_key(req, k.scope, self._route_ids.get(req.route))
         ok = await store.store(vec, scope=k.sh, partition=partition, prompt=text, answer=answer, ttl=ttl)
         return "semantic" if ok else None
 

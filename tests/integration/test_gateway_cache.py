@@ -28,6 +28,7 @@ def make(mock, dep: str, *, cache: dict | None = None, state: dict | None = None
     }
     if state:
         cfg["state"] = state
+        cfg["cache"] = {"socket_timeout": 5.0}  # a loaded CI machine: only outage tests want a short one
     return Gateway(cfg)
 
 
@@ -210,3 +211,33 @@ async def test_every_documented_cache_setting_is_settable_and_reaches_the_backen
         Gateway({"providers": {"p": {"kind": "openai", "api_key": "k"}},
                  "routes": {"chat": {"deployments": [{"model": "p/gpt-4o-mini"}]}},
                  "cache": {"vector_index": "svs"}})
+
+
+async def test_a_route_of_the_same_name_served_by_other_models_never_shares_answers(mock, redis_url):
+    """Two gateways on one Redis and one key prefix, each with a route "chat": the one on gpt-4o-mini
+    and the one on gpt-4o must not serve each other's answers (exact or paraphrase), and a route
+    whose model changes in config starts empty. The same route config in two gateways still shares."""
+    prefix = f"fp{uuid.uuid4().hex[:8]}"
+
+    def gw_on(model: str, dep: str) -> Gateway:
+        return Gateway({
+            "providers": {"p": {"kind": "openai", "api_key": "sk-test", "base_url": mock.base_url(dep, "openai")}},
+            "routes": {"chat": {"deployments": [{"model": f"p/{model}"}], "retry": {"attempts": 0},
+                                "cache": {"l1": {"enabled": False}, "semantic": {"enabled": True}}}},
+            "state": {"backend": "redis", "redis_url": redis_url, "prefix": prefix},
+            "cache": {"socket_timeout": 5.0},
+        })
+
+    mini, big, mini_again = gw_on("gpt-4o-mini", "fp"), gw_on("gpt-4o", "fp"), gw_on("gpt-4o-mini", "fp")
+    first = await mini.acomplete("chat", user("What is the capital of Chile?"))
+    assert first.cache is None and upstream(mock, "fp") == 1
+    # same question, same route name, other model: a miss (before: an L2 hit naming gpt-4o-mini)
+    other = await big.acomplete("chat", user("What is the capital of Chile?"))
+    assert other.cache is None and other.model == "gpt-4o" and upstream(mock, "fp") == 2
+    para = await big.acomplete("chat", user("what is the capital of chile"))
+    assert para.cache is None or para.cache.source_deployment == "p/gpt-4o"
+    # the same route config elsewhere (another process, the same Redis) still shares
+    shared = await mini_again.acomplete("chat", user("What is the capital of Chile?"))
+    assert shared.cache is not None and shared.cache.tier == "l2" and shared.content == first.content
+    for g in (mini, big, mini_again):
+        await g.aclose()

@@ -216,3 +216,22 @@ def test_semantic_text():
     img = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "data:x"}}]
     assert semantic_text(replace(r, messages=[{"role": "user", "content": img}])) is None
     assert semantic_text(replace(r, messages=[])) is None
+
+
+def test_route_fingerprint_names_what_serves_the_route():
+    from hyperion_core.cache.keys import exact_key, route_fingerprint, semantic_partition_key
+
+    a = {"kind": "openai", "model": "gpt-4o-mini", "base_url": "http://x/v1", "params": {}}
+    b = {"kind": "anthropic", "model": "claude-haiku-4-5", "base_url": "http://y", "params": {"top_k": 5}}
+    fp = route_fingerprint([a, b])
+    assert fp == route_fingerprint([b, a])  # deployment order does not change what may answer
+    assert len(fp) == 16
+    for changed in ({**a, "model": "gpt-4o"}, {**a, "base_url": "http://z/v1"}, {**a, "params": {"temperature": 0}}):
+        assert route_fingerprint([changed, b]) != fp
+    assert route_fingerprint([a]) != fp  # a deployment removed
+    from hyperion_core.types import ChatRequest
+
+    r = ChatRequest("chat", [{"role": "user", "content": "hi"}])
+    assert exact_key(r, "s", "chat#" + fp) != exact_key(r, "s", "chat#" + route_fingerprint([a]))
+    assert exact_key(r, "s") == exact_key(r, "s", None)
+    assert semantic_partition_key(r, "s", "chat#1") != semantic_partition_key(r, "s", "chat#2")
