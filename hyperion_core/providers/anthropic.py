@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from ..errors import InvalidRequestError, error_for_status
+from ..http import HttpClient
 from ..types import ChatChunk, ChatRequest, Message, ProviderResponse, ToolCall, ToolCallDelta, Usage
-from .base import HttpAdapter, StreamParser, merged_params, tool_arguments
+from .base import HttpAdapter, StreamParser, Target, merged_params, tool_arguments
+from .params import JSON_TOOL, all_params, anthropic_file_block, anthropic_params
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: max_tokens when neither the request, the deployment nor the price map says (the API requires one)
@@ -37,8 +41,6 @@ ERROR_STATUS = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
-
-_SAMPLING_DROPPED = ("seed", "n", "max_completion_tokens")
 
 
 def anthropic_usage(u: dict[str, Any] | None) -> Usage:
@@ -100,6 +102,13 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
             out.append(block)
         elif kind == "image_url":
             out.append(_image_block(part))
+        elif kind == "file":
+            out.append(anthropic_file_block(part))
+        elif kind == "input_audio":
+            raise InvalidRequestError("input_audio: the Anthropic wire format has no audio input")
+        elif kind == "refusal":
+            if part.get("refusal"):
+                out.append({"type": "text", "text": part["refusal"]})
         else:  # already an Anthropic block (image, document, thinking, ...)
             out.append(part)
     return out
@@ -270,6 +279,10 @@ class AnthropicStreamParser(StreamParser):
 class AnthropicAdapter(HttpAdapter):
     wire = "anthropic"
 
+    def __init__(self, target: Target, http: HttpClient) -> None:
+        super().__init__(target, http)
+        self._default_max_tokens = self.default_max_tokens()
+
     def url(self, stream: bool) -> str:
         base = (self.target.base_url or "https://api.anthropic.com").rstrip("/")
         if base.endswith("/v1/messages"):
@@ -287,40 +300,43 @@ class AnthropicAdapter(HttpAdapter):
         h.update(self.target.headers)
         return h
 
-    def max_tokens(self, params: dict[str, Any]) -> int:
-        value = params.get("max_tokens") or params.get("max_completion_tokens")
-        if value:
-            return int(value)
+    def default_max_tokens(self) -> int:
+        """The cap sent when the request says none (the API requires ``max_tokens``)."""
         cap = self.target.price.max_output_tokens
         return min(cap, DEFAULT_MAX_TOKENS) if cap else DEFAULT_MAX_TOKENS
 
     def build_body(self, req: ChatRequest, stream: bool) -> dict[str, Any]:
         system, messages = convert_messages(req.messages)
-        params = merged_params(req, self.target.params)
         body: dict[str, Any] = {"model": self.target.model, "messages": messages}
         if system is not None:
             body["system"] = system
-        body["max_tokens"] = self.max_tokens(params)
-        stop = params.pop("stop", None)
-        if stop:
-            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-        for key, value in params.items():
-            if key not in _SAMPLING_DROPPED and key != "max_tokens":
-                body[key] = value
-        if req.tools:
-            body["tools"] = convert_tools(req.tools)
-        choice = convert_tool_choice(req.tool_choice)
-        if choice is not None:
-            body["tool_choice"] = choice
-        if req.response_format is not None:
-            fmt = output_format(req.response_format)
-            if fmt is not None:
-                body["output_config"] = {"format": fmt}
-        if req.extra:
-            body.update(req.extra)
+        fields, json_tools = anthropic_params(
+            all_params(merged_params(req, self.target.params), req.extra),
+            default_max_tokens=self._default_max_tokens,
+            has_tools=bool(req.tools),
+            tool_choice=convert_tool_choice(req.tool_choice),
+            response_format=req.response_format,
+        )
+        body.update(fields)
+        if req.tools or json_tools:
+            body["tools"] = convert_tools(req.tools or []) + json_tools
         if stream:
             body["stream"] = True
         return body
+
+    async def chat(self, req: ChatRequest) -> ProviderResponse:
+        resp = await super().chat(req)
+        return unwrap_json_answer(resp) if req.response_format is not None else resp
+
+    async def stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        chunks = super().stream(req)
+        if req.response_format is None:
+            async for chunk in chunks:
+                yield chunk
+            return
+        unwrap = JsonToolUnwrapper()
+        async for chunk in chunks:
+            yield unwrap.feed(chunk)
 
     def parse_response(self, data: dict[str, Any]) -> ProviderResponse:
         texts: list[str] = []
@@ -351,20 +367,50 @@ class AnthropicAdapter(HttpAdapter):
         return super().error_details(data)
 
 
-def output_format(response_format: dict[str, Any]) -> dict[str, Any] | None:
-    """OpenAI ``response_format`` -> Anthropic structured-output format (sent as ``output_config.format``).
+def unwrap_json_answer(resp: ProviderResponse) -> ProviderResponse:
+    """The synthetic :data:`~.params.JSON_TOOL` call carrying a ``response_format`` answer, as JSON ``content``
+    (what the OpenAI wire returns); other tool calls stay tool calls."""
+    calls = [c for c in resp.tool_calls if c.name == JSON_TOOL]
+    if not calls:
+        return resp
+    rest = tuple(c for c in resp.tool_calls if c.name != JSON_TOOL)
+    finish = "stop" if resp.finish_reason == "tool_calls" and not rest else resp.finish_reason
+    return replace(resp, content=calls[0].arguments, tool_calls=rest, finish_reason=finish)
 
-    Only ``json_schema`` has a native equivalent; ``json_object`` and ``text`` send nothing.
-    """
-    if response_format.get("type") != "json_schema":
-        return None
-    schema = (response_format.get("json_schema") or {}).get("schema")
-    return {"type": "json_schema", "schema": schema} if schema else None
+
+class JsonToolUnwrapper:
+    """The streaming twin of :func:`unwrap_json_answer`: the JSON tool's argument pieces become content."""
+
+    __slots__ = ("_json_index", "_others")
+
+    def __init__(self) -> None:
+        self._json_index: int | None = None
+        self._others = 0
+
+    def feed(self, chunk: ChatChunk) -> ChatChunk:
+        if not chunk.tool_calls and chunk.finish_reason is None:
+            return chunk
+        content, kept = chunk.content, []
+        for d in chunk.tool_calls:
+            if d.name == JSON_TOOL:
+                self._json_index = d.index
+            if d.index == self._json_index:
+                content += d.arguments
+            else:
+                if d.name is not None:
+                    self._others += 1
+                kept.append(d)
+        finish = chunk.finish_reason
+        if finish == "tool_calls" and self._json_index is not None and not self._others:
+            finish = "stop"
+        return replace(chunk, content=content, tool_calls=tuple(kept), finish_reason=finish)
 
 
 __all__ = [
     "AnthropicAdapter",
     "AnthropicStreamParser",
+    "JsonToolUnwrapper",
+    "unwrap_json_answer",
     "anthropic_usage",
     "convert_messages",
     "convert_tools",

@@ -14,6 +14,7 @@ import orjson
 from ..errors import InvalidRequestError, MalformedResponseError, error_for_status
 from ..types import ChatChunk, ChatRequest, Message, ProviderResponse, ToolCall, ToolCallDelta, Usage
 from .base import HttpAdapter, StreamParser, merged_params, tool_arguments
+from .params import all_params, gemini_audio_part, gemini_file_part, gemini_params, gemini_response_format
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -30,19 +31,6 @@ FINISH_REASONS = {
     "FINISH_REASON_UNSPECIFIED": "stop",
 }
 
-#: OpenAI sampling parameter -> generationConfig field
-_GENERATION_KEYS = {
-    "temperature": "temperature",
-    "top_p": "topP",
-    "top_k": "topK",
-    "max_tokens": "maxOutputTokens",
-    "max_completion_tokens": "maxOutputTokens",
-    "stop": "stopSequences",
-    "seed": "seed",
-    "n": "candidateCount",
-    "presence_penalty": "presencePenalty",
-    "frequency_penalty": "frequencyPenalty",
-}
 #: JSON-schema keys the ``parameters`` (OpenAPI subset) schema rejects
 _SCHEMA_DROP = frozenset({"$schema", "additionalProperties", "strict", "$id"})
 _VERSIONED = ("/v1beta", "/v1", "/v1alpha")
@@ -97,6 +85,10 @@ def _parts(content: Any) -> list[dict[str, Any]]:
                 out.append({"text": part["text"]})
         elif kind == "image_url":
             out.append(_image_part(part))
+        elif kind == "file":
+            out.append(gemini_file_part(part))
+        elif kind == "input_audio":
+            out.append(gemini_audio_part(part))
         elif kind is None:  # a Gemini part already (inlineData, fileData, ...)
             out.append(part)
         else:
@@ -209,22 +201,9 @@ def convert_tool_choice(choice: Any) -> dict[str, Any] | None:
 
 
 def generation_config(params: dict[str, Any], response_format: dict[str, Any] | None) -> dict[str, Any]:
-    cfg: dict[str, Any] = {}
-    for key, value in params.items():
-        if value is None:
-            continue
-        if key == "stop":
-            value = [value] if isinstance(value, str) else list(value)
-        cfg[_GENERATION_KEYS.get(key, key)] = value
-    if response_format:
-        kind = response_format.get("type")
-        if kind == "json_schema":
-            cfg["responseMimeType"] = "application/json"
-            schema = (response_format.get("json_schema") or {}).get("schema")
-            if schema:
-                cfg["responseJsonSchema"] = schema
-        elif kind == "json_object":
-            cfg["responseMimeType"] = "application/json"
+    """OpenAI-named sampling parameters and ``response_format`` -> ``generationConfig`` (see ``params``)."""
+    cfg, _ = gemini_params(params)
+    cfg.update(gemini_response_format(response_format))
     return cfg
 
 
@@ -330,12 +309,13 @@ class GeminiAdapter(HttpAdapter):
         tool_config = convert_tool_choice(req.tool_choice)
         if tool_config is not None:
             body["toolConfig"] = tool_config
-        cfg = generation_config(merged_params(req, self.target.params), req.response_format)
+        cfg, top = gemini_params(all_params(merged_params(req, self.target.params), req.extra))
+        cfg.update(gemini_response_format(req.response_format))
         if cfg:
             body["generationConfig"] = cfg
-        for key, value in (req.extra or {}).items():
+        for key, value in top.items():
             if isinstance(value, dict) and isinstance(body.get(key), dict):
-                body[key] = {**body[key], **value}  # e.g. extra generationConfig fields
+                body[key] = {**body[key], **value}  # e.g. generationConfig fields given whole
             else:
                 body[key] = value
         return body

@@ -17,10 +17,16 @@ from hyperion_core.errors import (
 )
 from hyperion_core.http import HttpClient
 from hyperion_core.pricing import Price
-from hyperion_core.providers.anthropic import AnthropicAdapter, AnthropicStreamParser
+from hyperion_core.providers.anthropic import (
+    AnthropicAdapter,
+    AnthropicStreamParser,
+    JsonToolUnwrapper,
+    unwrap_json_answer,
+)
 from hyperion_core.providers.base import Target
 from hyperion_core.providers.gemini import GeminiAdapter, GeminiStreamParser
 from hyperion_core.providers.openai import OpenAIAdapter
+from hyperion_core.providers.params import JSON_TOOL
 from hyperion_core.types import ChatChunk, ChatRequest, ToolCall, ToolCallDelta, Usage
 
 TOOL = {
@@ -255,13 +261,17 @@ class TestAnthropicRequest:
         assert body["metadata"] == {"user_id": "u"}
         assert body["stream"] is True
 
-    def test_response_format_json_schema(self):
+    def test_response_format_json_schema_is_a_forced_tool(self):
         schema = {"type": "object", "properties": {"a": {"type": "string"}}}
         fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
         body = anthropic().build_body(req([{"role": "user", "content": "x"}], response_format=fmt), False)
-        assert body["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+        assert body["tools"] == [
+            {"name": JSON_TOOL, "description": "Answer with the x JSON object.", "input_schema": schema}
+        ]
+        assert body["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
+        assert "output_config" not in body and "response_format" not in body
         body = anthropic().build_body(req([{"role": "user", "content": "x"}], response_format={"type": "text"}), False)
-        assert "output_config" not in body
+        assert "tools" not in body and "tool_choice" not in body
 
 
 # ============================================================ Anthropic: response
@@ -733,3 +743,170 @@ class TestOpenAI:
         assert p.done and last.finish_reason == "tool_calls"
         assert last.usage == Usage(prompt_tokens=4, completion_tokens=2, cached_prompt_tokens=1)
         assert chunks[1].tool_calls == (ToolCallDelta(index=0, id="c", name="f", arguments="{}"),)
+
+
+# ============================================================ per-wire parameter translation
+
+PDF = "data:application/pdf;base64,JVBERi0xLjQK"
+USER = [{"role": "user", "content": "x"}]
+
+
+def openai(**kw) -> OpenAIAdapter:
+    return OpenAIAdapter(target("openai", **kw), HttpClient())
+
+
+class TestOpenAIPassThrough:
+    def test_openai_fields_are_sent_unchanged(self):
+        extra = {
+            "max_completion_tokens": 99,
+            "reasoning_effort": "low",
+            "parallel_tool_calls": False,
+            "frequency_penalty": 0.5,
+            "logprobs": True,
+            "top_logprobs": 2,
+            "user": "u-1",
+            "service_tier": "flex",
+        }
+        body = openai().build_body(req(USER, seed=3, n=2, extra=extra), False)
+        assert {k: body[k] for k in extra} == extra
+        assert body["seed"] == 3 and body["n"] == 2
+
+
+class TestAnthropicTranslation:
+    def body(self, **kw):
+        return anthropic().build_body(req(USER, **kw), False)
+
+    def test_max_completion_tokens_is_the_cap_when_max_tokens_is_absent(self):
+        assert self.body(extra={"max_completion_tokens": 77})["max_tokens"] == 77
+        assert self.body(max_tokens=10, extra={"max_completion_tokens": 77})["max_tokens"] == 10
+        assert "max_completion_tokens" not in self.body(extra={"max_completion_tokens": 77})
+
+    @pytest.mark.parametrize("effort, budget", [("minimal", 1024), ("low", 2048), ("medium", 8192), ("high", 16384)])
+    def test_reasoning_effort_becomes_a_thinking_budget_below_max_tokens(self, effort, budget):
+        body = self.body(max_tokens=300, temperature=0.3, extra={"reasoning_effort": effort})
+        assert body["thinking"] == {"type": "enabled", "budget_tokens": budget}
+        assert body["max_tokens"] == budget + 300  # the caller's cap stays available for the answer
+        assert "temperature" not in body and "reasoning_effort" not in body  # thinking allows no temperature
+        big = self.body(max_tokens=budget + 5000, extra={"reasoning_effort": effort})
+        assert big["max_tokens"] == budget + 5000
+
+    def test_reasoning_effort_none_sends_no_thinking_and_bad_effort_is_refused(self):
+        assert "thinking" not in self.body(extra={"reasoning_effort": "none"})
+        with pytest.raises(InvalidRequestError, match="reasoning_effort 'extreme'"):
+            self.body(extra={"reasoning_effort": "extreme"})
+
+    def test_parallel_tool_calls_false_disables_parallel_tool_use(self):
+        body = self.body(tools=[TOOL], extra={"parallel_tool_calls": False})
+        assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+        body = self.body(tools=[TOOL], tool_choice="required", extra={"parallel_tool_calls": False})
+        assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+        body = self.body(tools=[TOOL], extra={"parallel_tool_calls": True})
+        assert "tool_choice" not in body and "parallel_tool_calls" not in body
+
+    def test_user_becomes_metadata_user_id(self):
+        assert self.body(extra={"user": "u-7"})["metadata"] == {"user_id": "u-7"}
+        body = self.body(extra={"metadata": {"team": "t"}})  # OpenAI stored-completion metadata: no equivalent
+        assert "metadata" not in body
+
+    def test_parameters_without_equivalent_are_dropped_with_a_debug_log(self, caplog):
+        extra = {
+            "frequency_penalty": 0.1,
+            "presence_penalty": 0.1,
+            "logprobs": True,
+            "top_logprobs": 3,
+            "logit_bias": {"1": 2},
+            "service_tier": "flex",
+            "store": True,
+            "seed": 1,
+        }
+        with caplog.at_level("DEBUG", logger="hyperion.providers"):
+            body = self.body(n=1, extra=extra)
+        assert not set(extra) & set(body) and "n" not in body
+        logged = caplog.text
+        assert all(f"'{k}' dropped" in logged for k in extra) and "anthropic wire" in logged
+
+    def test_n_above_one_is_refused(self):
+        with pytest.raises(InvalidRequestError, match="n=2"):
+            self.body(n=2)
+
+    def test_json_object_and_schema_with_tools(self):
+        body = self.body(response_format={"type": "json_object"})
+        assert body["tools"][0]["name"] == JSON_TOOL and body["tools"][0]["input_schema"] == {"type": "object"}
+        fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+        body = self.body(tools=[TOOL], response_format=fmt)
+        assert [t["name"] for t in body["tools"]] == ["magic_function", JSON_TOOL]
+        assert body["tool_choice"] == {"type": "any"}  # the model may call the caller's tool or answer in JSON
+
+    def test_thinking_is_dropped_when_the_json_tool_is_forced(self):
+        fmt = {"type": "json_object"}
+        body = self.body(response_format=fmt, extra={"reasoning_effort": "high"})
+        assert "thinking" not in body and body["tool_choice"]["type"] == "tool"
+
+    def test_pdf_file_becomes_a_document_block_and_audio_is_refused(self):
+        part = {"type": "file", "file": {"filename": "a.pdf", "file_data": PDF}}
+        body = anthropic().build_body(req([{"role": "user", "content": [part]}]), False)
+        assert body["messages"][0]["content"] == [
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}}
+        ]
+        audio = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+        with pytest.raises(InvalidRequestError, match="no audio input"):
+            anthropic().build_body(req([{"role": "user", "content": [audio]}]), False)
+        with pytest.raises(InvalidRequestError, match="file_id"):
+            anthropic().build_body(req([{"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}]), False)
+
+    def test_json_tool_answer_is_unwrapped_into_content(self):
+        data = anthropic_message(
+            [{"type": "tool_use", "id": "toolu_1", "name": JSON_TOOL, "input": {"a": "b"}}], stop="tool_use"
+        )
+        resp = unwrap_json_answer(anthropic().parse_response(data))
+        assert resp.content == '{"a":"b"}' and resp.tool_calls == () and resp.finish_reason == "stop"
+
+    def test_streamed_json_tool_answer_is_unwrapped_into_content(self):
+        unwrap = JsonToolUnwrapper()
+        chunks = [
+            ChatChunk(tool_calls=(ToolCallDelta(index=0, id="toolu_1", name=JSON_TOOL, arguments=""),)),
+            ChatChunk(tool_calls=(ToolCallDelta(index=0, arguments='{"a":'),)),
+            ChatChunk(tool_calls=(ToolCallDelta(index=0, arguments='"b"}'),)),
+            ChatChunk(finish_reason="tool_calls", usage=Usage()),
+        ]
+        out = [unwrap.feed(c) for c in chunks]
+        assert "".join(c.content for c in out) == '{"a":"b"}'
+        assert all(not c.tool_calls for c in out) and out[-1].finish_reason == "stop"
+
+
+class TestGeminiTranslation:
+    def cfg(self, **kw):
+        return gemini().build_body(req(USER, **kw), False).get("generationConfig", {})
+
+    def test_max_completion_tokens_and_reasoning_effort(self):
+        assert self.cfg(extra={"max_completion_tokens": 64}) == {"maxOutputTokens": 64}
+        assert self.cfg(max_tokens=8, extra={"max_completion_tokens": 64}) == {"maxOutputTokens": 8}
+        assert self.cfg(extra={"reasoning_effort": "low"}) == {"thinkingConfig": {"thinkingBudget": 1024}}
+        assert self.cfg(extra={"reasoning_effort": "none"}) == {"thinkingConfig": {"thinkingBudget": 0}}
+
+    def test_openai_names_with_an_equivalent(self):
+        extra = {"frequency_penalty": 0.2, "presence_penalty": 0.3, "logprobs": True, "top_logprobs": 2}
+        assert self.cfg(extra=extra) == {
+            "frequencyPenalty": 0.2,
+            "presencePenalty": 0.3,
+            "responseLogprobs": True,
+            "logprobs": 2,
+        }
+
+    def test_parameters_without_equivalent_are_dropped_with_a_debug_log(self, caplog):
+        extra = {"parallel_tool_calls": False, "user": "u", "logit_bias": {"1": 1}, "service_tier": "flex", "store": True}
+        with caplog.at_level("DEBUG", logger="hyperion.providers"):
+            body = gemini().build_body(req(USER, tools=[TOOL], extra=extra), False)
+        assert not set(extra) & (set(body) | set(body.get("generationConfig", {})))
+        assert all(f"'{k}' dropped" in caplog.text for k in extra) and "gemini wire" in caplog.text
+
+    def test_file_and_audio_parts_become_inline_data(self):
+        parts = [
+            {"type": "file", "file": {"filename": "a.pdf", "file_data": PDF}},
+            {"type": "input_audio", "input_audio": {"data": "SUQz", "format": "mp3"}},
+        ]
+        body = gemini().build_body(req([{"role": "user", "content": parts}]), False)
+        assert body["contents"][0]["parts"] == [
+            {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0xLjQK"}},
+            {"inlineData": {"mimeType": "audio/mpeg", "data": "SUQz"}},
+        ]
