@@ -59,13 +59,23 @@ async def test_openai_constructor_arguments_are_real_fields_sent_by_their_openai
     async with Gateway(setup.config) as gw:
         seen = spy(gw)
         llm = HyperionLLM(
-            model="chat", gateway=gw, temperature=0.2, top_p=0.9, seed=7, max_retries=0, max_tokens=64,
-            logprobs=True, top_logprobs=3, reasoning_effort="low", timeout=20, strict=True,
-            context_window=32000, is_function_calling_model=False, is_chat_model=True,
-            additional_kwargs={"max_completion_tokens": 50, "user": "u-1"},
+            model="chat",
+            gateway=gw,
+            temperature=0.2,
+            top_p=0.9,
+            seed=7,
+            max_retries=0,
+            max_tokens=64,
+            logprobs=True,
+            top_logprobs=3,
+            timeout=20,
+            strict=True,
+            context_window=32000,
+            is_function_calling_model=False,
+            is_chat_model=True,
+            additional_kwargs={"user": "u-1"},
         )
         assert (llm.top_p, llm.seed, llm.max_retries, llm.logprobs, llm.top_logprobs) == (0.9, 7, 0, True, 3)
-        assert llm.reasoning_effort == "low" and llm.strict is True
         md = llm.metadata  # the declared window and tool flag win over the route's
         assert md.context_window == 32000 and md.is_function_calling_model is False and md.num_output == 64
 
@@ -73,9 +83,25 @@ async def test_openai_constructor_arguments_are_real_fields_sent_by_their_openai
         assert resp.raw["deployment"] == "primary"  # the call went over HTTP and was answered
     (req,) = seen
     assert (req.temperature, req.top_p, req.seed, req.max_retries, req.max_tokens, req.timeout) == (
-        0.2, 0.9, 7, 0, 64, 20)
-    assert req.extra == {"logprobs": True, "top_logprobs": 3, "reasoning_effort": "low",
-                         "max_completion_tokens": 50, "user": "u-1"}
+        0.2,
+        0.9,
+        7,
+        0,
+        64,
+        20,
+    )
+    assert req.extra == {"logprobs": True, "top_logprobs": 3, "user": "u-1"}
+
+    # reasoning models' parameters reach the core by their OpenAI names too (each adapter translates them)
+    reasoning = HyperionLLM(
+        model="chat",
+        config=setup.config,
+        reasoning_effort="low",
+        additional_kwargs={"max_completion_tokens": 50},
+    )
+    assert reasoning.reasoning_effort == "low"
+    req = reasoning._prepare(user("think"), {})
+    assert req.extra == {"reasoning_effort": "low", "max_completion_tokens": 50} and req.max_tokens is None
 
 
 async def test_precedence_is_fields_then_additional_kwargs_then_the_call(li_config, mock):
@@ -93,18 +119,29 @@ async def test_precedence_is_fields_then_additional_kwargs_then_the_call(li_conf
 def test_strict_marks_tool_schemas(li_config):
     llm = HyperionLLM(model="chat", config=li_config().config, strict=True)
     (spec,) = llm._prepare_chat_with_tools([MAGIC], user_msg="hi")["tools"]
-    assert spec["function"]["strict"] is True and spec["function"]["parameters"]["additionalProperties"] is False
+    assert (
+        spec["function"]["strict"] is True and spec["function"]["parameters"]["additionalProperties"] is False
+    )
     (spec,) = llm._prepare_chat_with_tools([MAGIC], user_msg="hi", strict=False)["tools"]
     assert "strict" not in spec["function"]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"top_k": 5}, "HyperionLLM: unknown argument 'top_k' (did you mean 'top_p'?)"),
-    ({"max_new_tokens": 5}, "HyperionLLM: unknown argument 'max_new_tokens' (did you mean 'max_tokens'?)"),
-    ({"frobnicate": 1}, "HyperionLLM: unknown argument 'frobnicate' (provider parameters go in additional_kwargs"),
-    ({"api_base": "http://x"}, "HyperionLLM: 'api_base' is a provider-client argument"),
-    ({"api_key": "sk-x"}, "belong in the gateway config (providers.<name>: base_url, api_key, headers)"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"top_k": 5}, "HyperionLLM: unknown argument 'top_k' (did you mean 'top_p'?)"),
+        (
+            {"max_new_tokens": 5},
+            "HyperionLLM: unknown argument 'max_new_tokens' (did you mean 'max_tokens'?)",
+        ),
+        (
+            {"frobnicate": 1},
+            "HyperionLLM: unknown argument 'frobnicate' (provider parameters go in additional_kwargs",
+        ),
+        ({"api_base": "http://x"}, "HyperionLLM: 'api_base' is a provider-client argument"),
+        ({"api_key": "sk-x"}, "belong in the gateway config (providers.<name>: base_url, api_key, headers)"),
+    ],
+)
 def test_unknown_constructor_arguments_are_refused_by_name(li_config, kwargs, message):
     with pytest.raises(ConfigError) as ei:
         HyperionLLM(model="chat", config=li_config().config, **kwargs)
@@ -128,8 +165,16 @@ def local_config(mock, tag: str, deployments: list[dict[str, Any]]) -> dict[str,
     """A route of deployments on mock providers: ``local`` (kind vllm), ``lab`` (kind anthropic)."""
     return {
         "providers": {
-            "local": {"kind": "vllm", "api_key": "sk-vllm", "base_url": mock.base_url(f"{tag}-local", "openai")},
-            "lab": {"kind": "anthropic", "api_key": "sk-ant", "base_url": mock.base_url(f"{tag}-lab", "anthropic")},
+            "local": {
+                "kind": "vllm",
+                "api_key": "sk-vllm",
+                "base_url": mock.base_url(f"{tag}-local", "openai"),
+            },
+            "lab": {
+                "kind": "anthropic",
+                "api_key": "sk-ant",
+                "base_url": mock.base_url(f"{tag}-lab", "anthropic"),
+            },
         },
         "routes": {"chat": {"deployments": deployments, "retry": {"attempts": 0}}},
     }
@@ -154,9 +199,18 @@ async def test_an_unknown_openai_compatible_model_runs_a_function_agent(mock):
 
 
 async def test_declared_window_and_function_calling_are_honoured(mock):
-    cfg = local_config(mock, "declared", [
-        {"model": "local/acme/llama-3-support-ft", "name": "a", "context_window": 32768, "function_calling": False},
-    ])
+    cfg = local_config(
+        mock,
+        "declared",
+        [
+            {
+                "model": "local/acme/llama-3-support-ft",
+                "name": "a",
+                "context_window": 32768,
+                "function_calling": False,
+            },
+        ],
+    )
     md = HyperionLLM(model="chat", config=cfg).metadata
     assert md.context_window == 32768 and md.is_function_calling_model is False
     with pytest.raises(ValueError, match="LLM must be a FunctionCallingLLM"):  # declared: no tools
@@ -172,11 +226,16 @@ async def test_declared_window_and_function_calling_are_honoured(mock):
 
 async def test_one_unknown_deployment_no_longer_turns_tools_off_when_declared(mock):
     # an Anthropic-wire model the map does not know: no default, so the route's tools are off ...
-    deployments = [{"model": "lab/claude-haiku-4-5", "name": "known"}, {"model": "lab/claude-inhouse-7", "name": "new"}]
+    deployments = [
+        {"model": "lab/claude-haiku-4-5", "name": "known"},
+        {"model": "lab/claude-inhouse-7", "name": "new"},
+    ]
     cfg = local_config(mock, "mixed", deployments)
     md = HyperionLLM(model="chat", config=cfg).metadata
     assert md.is_function_calling_model is False
-    assert md.context_window == lookup("anthropic", "claude-haiku-4-5").max_input_tokens  # the unknown one is ignored
+    assert (
+        md.context_window == lookup("anthropic", "claude-haiku-4-5").max_input_tokens
+    )  # the unknown one is ignored
     # ... until the config says it calls tools (and how large its window is)
     deployments[1].update(function_calling=True, context_window=100_000)
     llm = HyperionLLM(model="chat", config=cfg)
@@ -188,19 +247,26 @@ async def test_one_unknown_deployment_no_longer_turns_tools_off_when_declared(mo
 
 
 def test_route_info_is_the_door_neutral_source(mock):
-    cfg = local_config(mock, "info", [
-        {"model": "local/acme/llama-3-support-ft", "name": "vllm"},
-        {"model": "ollama/qwen-local", "name": "ollama"},
-        {"model": "openai/ft:gpt-4o-mini-2024-07-18:acme::abc123", "name": "fine-tune"},
-        {"model": "lab/claude-inhouse-7", "name": "anthropic", "function_calling": True},
-    ])
+    cfg = local_config(
+        mock,
+        "info",
+        [
+            {"model": "local/acme/llama-3-support-ft", "name": "vllm"},
+            {"model": "ollama/qwen-local", "name": "ollama"},
+            {"model": "openai/ft:gpt-4o-mini-2024-07-18:acme::abc123", "name": "fine-tune"},
+            {"model": "lab/claude-inhouse-7", "name": "anthropic", "function_calling": True},
+        ],
+    )
     info = route_info(Gateway(cfg), "chat")
     by = {d.name: d for d in info.deployments}
     assert (by["vllm"].max_input_tokens, by["vllm"].function_calling) == (OPENAI_WIRE_WINDOW, True)
     assert by["vllm"].max_input_tokens_source == by["vllm"].function_calling_source == "default"
     assert by["ollama"].max_input_tokens == OLLAMA_WINDOW
     base = lookup("openai", "gpt-4o-mini-2024-07-18")  # a fine-tune has its base model's limits
-    assert (by["fine-tune"].max_input_tokens, by["fine-tune"].function_calling) == (base.max_input_tokens, True)
+    assert (by["fine-tune"].max_input_tokens, by["fine-tune"].function_calling) == (
+        base.max_input_tokens,
+        True,
+    )
     assert by["fine-tune"].max_input_tokens_source == "model_map"
     assert by["anthropic"].max_input_tokens is None and by["anthropic"].function_calling_source == "config"
     assert info.max_input_tokens == OLLAMA_WINDOW and info.function_calling is True
@@ -239,19 +305,28 @@ class ReservedProbe:
         self.reserved.append(status.reserved_usd)
 
 
-@pytest.mark.parametrize(("llm_kwargs", "cap"), [
-    ({"max_tokens": 40}, 40),
-    ({"max_tokens": 40, "additional_kwargs": {"max_completion_tokens": 25}}, 25),
-    ({}, None),  # no cap: the model's own output limit
-])
+@pytest.mark.parametrize(
+    ("llm_kwargs", "cap"),
+    [
+        ({"max_tokens": 40}, 40),
+        ({"max_tokens": 40, "additional_kwargs": {"max_completion_tokens": 25}}, 25),
+        ({}, None),  # no cap: the model's own output limit
+    ],
+)
 async def test_the_reservation_uses_the_gated_llms_max_tokens(li_config, mock, llm_kwargs, cap):
     setup = li_config(governance={"budgets": [{"scope": "key", "period": "daily", "limit_usd": 10}]})
     gw = Gateway(setup.config)
     key, rec = await gw.keys.create("capped")
     handler = HyperionInstrumentation(gw, virtual_key=key).attach()
     try:
-        llm = OpenAILike(model="gpt-4o-mini", api_base=mock.base_url("ext-cap", "openai"), api_key="sk-ext",
-                         is_chat_model=True, max_retries=0, **llm_kwargs)
+        llm = OpenAILike(
+            model="gpt-4o-mini",
+            api_base=mock.base_url("ext-cap", "openai"),
+            api_key="sk-ext",
+            is_chat_model=True,
+            max_retries=0,
+            **llm_kwargs,
+        )
         probe = ReservedProbe(gw, rec.key_id)
         llm.rate_limiter = probe
         messages = user("how much will this cost at most?")
@@ -262,6 +337,8 @@ async def test_the_reservation_uses_the_gated_llms_max_tokens(li_config, mock, l
         await gw.aclose()
         gw.close()
     price = lookup("openai", "gpt-4o-mini")
-    prompt = estimate_prompt_tokens(gw.request("external:gpt-4o-mini", [{"role": "user", "content": messages[0].content}]))
+    prompt = estimate_prompt_tokens(
+        gw.request("external:gpt-4o-mini", [{"role": "user", "content": messages[0].content}])
+    )
     (reserved,) = probe.reserved
     assert reserved == pytest.approx(price.estimate(prompt, cap or price.max_output_tokens))
