@@ -994,3 +994,197 @@ async def test_litellm_maps_mock_errors(provider, litellm, wire):
     provider.fault(f"lle-{wire}", kind="context_window", times=1)
     with pytest.raises(litellm.ContextWindowExceededError):
         await litellm.acompletion(**kwargs)
+
+
+# -- strict validation: a wrong body gets the real API's 400 ------------------------------------
+
+
+async def test_openai_unknown_top_level_field_is_refused_as_openai_does(provider, http):
+    r = await call(http, provider, "openai", "strict", "hi", foo=1)
+    assert r.status_code == 400
+    assert r.json() == {
+        "error": {
+            "message": "Unrecognized request argument supplied: foo",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    stats = provider.stats()["strict"]
+    assert stats["refused"] == 1 and stats["last_refusal"] == "Unrecognized request argument supplied: foo"
+
+
+async def test_openai_nested_and_type_errors_name_the_parameter(provider, http):
+    client = oai(provider, "strict-oai")
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x", "colour": "red"}]
+        )
+    assert info.value.body == {
+        "message": "Unknown parameter: 'messages[0].colour'.",
+        "type": "invalid_request_error",
+        "param": "messages[0].colour",
+        "code": "unknown_parameter",
+    }
+    r = await call(http, provider, "openai", "strict", "hi", temperature="hot")
+    err = r.json()["error"]
+    assert r.status_code == 400 and err["param"] == "temperature" and err["code"] == "invalid_type"
+    assert err["message"] == "Invalid type for 'temperature': expected a decimal, but got a string instead."
+    r = await call(http, provider, "openai", "strict", [("wizard", "x")])
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].role"
+    assert r.json()["error"]["message"].startswith("Invalid value: 'wizard'. Supported values are:")
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
+    r = await http.post(
+        f"{provider.base_url('strict')}/chat/completions", headers={"Authorization": "Bearer k"}, json=body
+    )
+    assert r.status_code == 200
+    del body["model"]
+    r = await http.post(
+        f"{provider.base_url('strict')}/chat/completions", headers={"Authorization": "Bearer k"}, json=body
+    )
+    assert r.json()["error"]["message"] == "Missing required parameter: 'model'."
+
+
+async def test_openai_tool_message_must_answer_a_tool_call(provider, http):
+    turns = [{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "call_9", "content": "5"}]
+    r = await http.post(
+        f"{provider.base_url('strict')}/chat/completions",
+        headers={"Authorization": "Bearer k"},
+        json={"model": "gpt-4o-mini", "messages": turns},
+    )
+    assert r.status_code == 400
+    assert "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'" in (
+        r.json()["error"]["message"]
+    )
+
+
+async def test_openai_embeddings_unknown_field_is_refused(provider):
+    client = oai(provider, "strict-emb")
+    with pytest.raises(openai.BadRequestError, match="Unrecognized request argument supplied: task_type"):
+        await client.embeddings.create(model="text-embedding-3-small", input="x", extra_body={"task_type": "q"})
+
+
+async def test_anthropic_requires_max_tokens(provider, http):
+    req = chat_request(http, provider, "anthropic", "strict", "hi")
+    body = orjson.loads(req.content)
+    del body["max_tokens"]
+    r = await http.post(str(req.url), headers={"x-api-key": "k"}, json=body)
+    assert r.status_code == 400
+    assert r.json()["type"] == "error"
+    assert r.json()["error"] == {"type": "invalid_request_error", "message": "max_tokens: Field required"}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("frequency_penalty", 0.5),
+        ("logprobs", True),
+        ("response_format", {"type": "json_object"}),
+        ("n", 2),
+        ("seed", 1),
+        ("parallel_tool_calls", False),
+    ],
+)
+async def test_anthropic_refuses_openai_only_fields(provider, http, field, value):
+    r = await call(http, provider, "anthropic", "strict", "hi", **{field: value})
+    assert r.status_code == 400
+    assert r.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": f"{field}: Extra inputs are not permitted",
+    }
+
+
+async def test_anthropic_types_blocks_and_tool_pairing(provider, http):
+    r = await call(http, provider, "anthropic", "strict", "hi", temperature="warm")
+    assert r.json()["error"]["message"] == "temperature: Input should be a valid number"
+    r = await call(http, provider, "anthropic", "strict", "hi", messages="hello")
+    assert r.json()["error"]["message"] == "messages: Input should be a valid list"
+    bad_block = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+    r = await call(http, provider, "anthropic", "strict", "hi", messages=bad_block)
+    assert r.json()["error"]["message"].startswith(
+        "messages.0.content.0: Input tag 'image_url' found using 'type' does not match any of the expected tags:"
+    )
+    stray = [
+        {"role": "user", "content": "x"},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "5"}]},
+    ]
+    r = await call(http, provider, "anthropic", "strict", "hi", messages=stray)
+    assert r.status_code == 400 and "unexpected `tool_use_id` found in `tool_result` blocks: toolu_1" in (
+        r.json()["error"]["message"]
+    )
+    unanswered = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_2", "name": "f", "input": {}}]},
+        {"role": "user", "content": "and?"},
+    ]
+    r = await call(http, provider, "anthropic", "strict", "hi", messages=unanswered)
+    assert r.status_code == 400 and "`tool_use` ids were found without `tool_result` blocks" in (
+        r.json()["error"]["message"]
+    )
+    r = await call(
+        http, provider, "anthropic", "strict", "hi", thinking={"type": "enabled", "budget_tokens": 2048}
+    )
+    assert r.json()["error"]["message"] == "`max_tokens` must be greater than `thinking.budget_tokens`."
+    ok = await call(
+        http, provider, "anthropic", "strict", "hi", max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 2048}
+    )
+    assert ok.status_code == 200
+
+
+async def test_gemini_unknown_fields_are_refused_as_gemini_does(provider, http):
+    r = await call(http, provider, "gemini", "strict", "hi", foo=1)
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["code"] == 400 and err["status"] == "INVALID_ARGUMENT"
+    assert err["message"] == 'Invalid JSON payload received. Unknown name "foo": Cannot find field.'
+    r = await call(http, provider, "gemini", "strict", "hi", generationConfig={"max_tokens": 5})
+    assert r.json()["error"]["message"] == (
+        "Invalid JSON payload received. Unknown name \"max_tokens\" at 'generation_config': Cannot find field."
+    )
+    r = await call(http, provider, "gemini", "strict", "hi", generationConfig={"temperature": "hot"})
+    assert r.json()["error"]["message"] == "Invalid value at 'generation_config.temperature' (TYPE_FLOAT), \"hot\""
+    both = {"maxOutputTokens": 5, "thinking_config": {"thinkingBudget": 0}, "responseMimeType": "text/plain"}
+    r = await call(http, provider, "gemini", "strict", "hi", generationConfig=both)
+    assert r.status_code == 200  # camelCase and snake_case spellings, as the REST API accepts
+
+
+async def test_lenient_switch_accepts_what_strict_refuses(provider, http):
+    odd = {"foo": 1, "frequency_penalty": 0.5}
+    for wire in MODELS:
+        assert (await call(http, provider, wire, "lenient", "hi", **odd)).status_code == 400
+    provider.strict = False
+    try:
+        for wire in MODELS:
+            r = await call(http, provider, wire, "lenient", "hi", **odd)
+            assert r.status_code == 200, (wire, r.text)
+    finally:
+        provider.strict = True
+    client = MockProviderClient(provider.url)
+    assert client.strict() is True
+    assert client.strict(False) is False and provider.strict is False
+    assert (await call(http, provider, "anthropic", "lenient", "hi", seed=1)).status_code == 200
+    assert client.strict(True) is True
+    with MockProvider(strict=False) as lenient:
+        r = await call(http, lenient, "openai", "x", "hi", foo=1)
+        assert r.status_code == 200
+
+
+def test_cli_has_a_lenient_flag():
+    from hyperion_core.cli import build_parser
+
+    assert build_parser().parse_args(["mock-provider", "--lenient"]).lenient is True
+    assert build_parser().parse_args(["mock-provider"]).lenient is False
+
+
+def test_shipped_wire_schemas_match_the_installed_sdks():
+    from hyperion_core.mock_provider import _gen_schema
+
+    shipped = _gen_schema.OUT.read_text()
+    assert shipped == _gen_schema.render(_gen_schema.generate()), (
+        "wire_schemas.json is stale: run python -m hyperion_core.mock_provider._gen_schema"
+    )
+    doc = orjson.loads(shipped)
+    chat = doc["defs"][doc["endpoints"]["openai.chat"]]
+    assert {"messages", "model"} <= set(chat["required"]) and "frequency_penalty" in chat["fields"]
+    messages = doc["defs"][doc["endpoints"]["anthropic.messages"]]
+    assert "max_tokens" in messages["required"] and "frequency_penalty" not in messages["fields"]
