@@ -143,7 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a gateway config file")
     c.add_argument("config")
     c.set_defaults(func=_check)
+    cd = sub.add_parser("config-doc", help="print every setting (path, type, default, meaning) as a Markdown table")
+    cd.add_argument("--write", metavar="FILE", help="rewrite the settings block of FILE (e.g. README.md) instead")
+    cd.set_defaults(func=_config_doc)
     return p
+
+
+def _config_doc(args: argparse.Namespace) -> int:
+    from . import config_doc
+
+    if args.write:
+        changed = config_doc.write(args.write)
+        print(f"{args.write}: settings table {'rewritten' if changed else 'already current'}")
+    else:
+        print(config_doc.settings_table())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

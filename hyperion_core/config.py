@@ -60,7 +60,9 @@ class _Strict(BaseModel):
 class PricingConfig(_Strict):
     """Overrides litellm's price map for one deployment. Units: USD per million tokens."""
 
+    #: USD per million prompt tokens; overrides litellm's price map
     input_per_mtok: float = Field(ge=0)
+    #: USD per million output tokens (reasoning tokens included)
     output_per_mtok: float = Field(ge=0)
     #: prompt-cache reads; defaults to the input price
     cached_input_per_mtok: float | None = Field(default=None, ge=0)
@@ -71,9 +73,14 @@ class PricingConfig(_Strict):
 class ProviderConfig(_Strict):
     """A provider account. ``kind`` picks the adapter: a native kind or any litellm provider."""
 
+    #: ``openai``, ``anthropic``, ``gemini``, ``ollama``, ``vllm``, ``openai_compatible`` (native adapters) or
+    #: any litellm provider (``bedrock``, ``azure``, ...)
     kind: str
+    #: the provider's key; write ``${ENV_VAR}`` to read it from the environment. Never logged or audited
     api_key: SecretStr | None = None
+    #: the API's base URL; default: the kind's public endpoint (``ollama``: ``http://localhost:11434/v1``)
     base_url: str | None = None
+    #: extra HTTP headers sent with every request to this provider
     headers: dict[str, str] = Field(default_factory=dict)
     #: extra keyword arguments for litellm deployments (e.g. ``aws_region_name``)
     litellm_params: dict[str, Any] = Field(default_factory=dict)
@@ -142,6 +149,7 @@ class DeploymentConfig(_Strict):
 class BreakerConfig(_Strict):
     """Per-deployment circuit breaker: closed -> open -> half-open (one probe) -> closed."""
 
+    #: per-deployment circuit breaker: skip a deployment that keeps failing until a probe succeeds
     enabled: bool = True
     #: consecutive failures (of errors that fail over) that open the breaker; >= 1
     failure_threshold: int = Field(default=5, ge=1)
@@ -161,8 +169,12 @@ class RetryConfig(_Strict):
 
 
 class RouteConfig(_Strict):
+    #: ``chat`` (acomplete / astream) or ``embedding`` (aembed)
     kind: Literal["chat", "embedding"] = "chat"
+    #: which deployment a request tries first: in order (``failover``), by ``weight``, the fastest (EWMA) or
+    #: the cheapest; the others follow on failure
     strategy: Strategy = "failover"
+    #: the models that serve this route, at least one
     deployments: list[DeploymentConfig] = Field(min_length=1)
     #: total deadline in seconds for a request, across retries and failover
     timeout: float = Field(default=60.0, gt=0)
@@ -192,7 +204,10 @@ class StateConfig(_Strict):
     """Where shared state lives: ``memory`` (one process, the embedded default) or ``redis``
     (shared by processes and replicas)."""
 
+    #: ``memory``: one process, nothing to run; ``redis``: cache, budgets, rate limits and keys shared by
+    #: every process
     backend: Literal["memory", "redis"] = "memory"
+    #: required with ``backend: redis``, e.g. ``redis://localhost:6379/0``
     redis_url: str | None = None
     #: prefix of every Redis key Hyperion writes
     prefix: str = Field(default="hyperion", min_length=1)
@@ -218,7 +233,10 @@ class KeysConfig(_Strict):
 
 
 class GatewayConfig(_Strict):
+    #: provider accounts by name; a deployment's ``<provider>/<model>`` names one (or a kind, used with its
+    #: defaults)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    #: routes by name: what callers ask for (``acomplete("chat", ...)``, ``HyperionChat(model="chat")``)
     routes: dict[str, RouteConfig] = Field(min_length=1)
     state: StateConfig = Field(default_factory=StateConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)

@@ -36,6 +36,7 @@ class AuditConfig(BaseModel):
     max_pending: int = Field(default=100_000, ge=1)
     #: first retry delay after a failed write, doubling up to ``retry_max_s`` (seconds, > 0)
     retry_base_s: float = Field(default=0.1, gt=0)
+    #: the longest wait between retries of a failed write, seconds (> 0)
     retry_max_s: float = Field(default=5.0, gt=0)
     #: seconds one sink write may take before it counts as failed; None = no limit
     write_timeout_s: float | None = Field(default=30.0, gt=0)

@@ -20,6 +20,7 @@ class _Strict(BaseModel):
 class L1Settings(_Strict):
     """The in-process exact tier (LRU + TTL), bounded by entries AND bytes."""
 
+    #: serve and store exact repeats from this process's memory
     enabled: bool = True
     #: seconds an entry lives (0 = this tier stores nothing)
     ttl: float = Field(default=300.0, ge=0)
@@ -33,6 +34,7 @@ class L1Settings(_Strict):
 class L2Settings(_Strict):
     """The shared exact tier (Redis; ignored with the memory backend). Redis expires the entries."""
 
+    #: serve and store exact repeats from Redis (with ``state.backend: redis``)
     enabled: bool = True
     #: seconds an entry lives (0 = this tier stores nothing)
     ttl: float = Field(default=3600.0, ge=0)
@@ -42,7 +44,9 @@ class GreyZone(_Strict):
     """Semantic candidates whose distance lies in ``[low, high]`` (cosine distance, 0..2) are also
     checked by a verifier route (a cheap model asked whether two prompts ask the same thing)."""
 
+    #: cosine distance from which a candidate also needs the verifier's yes
     low: float = Field(ge=0, le=2)
+    #: cosine distance up to which the verifier is asked (above it: a miss)
     high: float = Field(ge=0, le=2)
     #: the route that answers the verifier question
     route: str = Field(min_length=1)
@@ -58,6 +62,7 @@ class SemanticSettings(_Strict):
     """The semantic tier: the last user turn is embedded and compared with entries that share
     everything else (earlier turns, system prompt, parameters, tools, scope, namespace)."""
 
+    #: serve paraphrases of an earlier question (embedding distance, then the guards)
     enabled: bool = False
     #: seconds an entry lives (0 = this tier stores nothing)
     ttl: float = Field(default=86_400.0, ge=0)
@@ -93,6 +98,7 @@ class CoalesceSettings(_Strict):
     """Single-flight: identical concurrent misses make one upstream call; the others wait for it.
     Across processes (Redis backend with L2 on) the leader holds a lock that it renews while alive."""
 
+    #: identical concurrent misses share one upstream call
     enabled: bool = True
     #: seconds the leader's lock lives without renewal; a live leader renews it every third of this,
     #: so a dead leader's followers take over within this time. > 0
@@ -106,6 +112,7 @@ class CoalesceSettings(_Strict):
 class CacheSettings(_Strict):
     """One route's cache policy."""
 
+    #: off keeps the section but neither reads nor writes the cache
     enabled: bool = True
     #: who shares entries: ``key`` = one virtual key sees only its own entries; ``team`` = the
     #: caller's team; ``shared`` = every caller of the route. Callers without a key are "anonymous"

@@ -54,9 +54,11 @@ class BudgetConfig(_Strict):
     """A hard spending limit with soft alert thresholds. When a specific ``id`` and ``"*"`` both
     exist for the same scope and period, the specific one applies to that subject instead."""
 
+    #: what the budget counts: one virtual key, team or user, or everything (``global``)
     scope: BudgetScope
     #: which key / team / user; ``"*"`` = each one separately; must be ``"*"`` for ``global``
     id: str = EACH
+    #: when it resets: ``daily``, ``weekly`` (ISO, Monday), ``monthly``, or never (``total``)
     period: Period
     #: USD per period; > 0. Admission refuses a request whose worst-case cost would pass it.
     limit_usd: float = Field(gt=0)
@@ -89,6 +91,7 @@ class BudgetConfig(_Strict):
 class RateLimitConfig(_Strict):
     """Requests and tokens per minute for a key, team or route (GCRA; see ``ratelimit``)."""
 
+    #: what the limit counts: one virtual key, team, or route
     scope: LimitScope
     #: which key / team / route; ``"*"`` = each one separately
     id: str = EACH
@@ -112,7 +115,9 @@ class RateLimitConfig(_Strict):
 class AnomalyHardLimit(_Strict):
     """Alert whenever a subject's spend rate reaches ``usd_per_min``, whatever its baseline."""
 
+    #: what the hard limit watches: one virtual key or team
     scope: AnomalyScope
+    #: which key / team; ``"*"`` = each one separately
     id: str = EACH
     #: USD per minute over the last minute; > 0
     usd_per_min: float = Field(gt=0)
@@ -122,7 +127,9 @@ class AnomalyConfig(_Strict):
     """Spend-rate anomalies per key and team: the last minute's spend against the subject's own
     baseline (an EWMA of its past per-minute spend)."""
 
+    #: watch each subject's spend rate against its own baseline and alert on spikes
     enabled: bool = True
+    #: whose spend rate is watched
     scopes: tuple[AnomalyScope, ...] = ("key", "team")
     #: seconds per bucket (the rate is the last ``bucket_s`` seconds, sliding); > 0, <= 3600
     bucket_s: float = Field(default=60.0, gt=0, le=3600)
@@ -135,6 +142,7 @@ class AnomalyConfig(_Strict):
     multiplier: float = Field(default=10.0, gt=1)
     #: ratio alerts also need rate >= this many USD per minute (ignores cents-level noise); >= 0
     min_usd_per_min: float = Field(default=0.10, ge=0)
+    #: absolute spend rates that alert at once, whatever the baseline
     hard: tuple[AnomalyHardLimit, ...] = ()
     #: seconds after an alert during which the same subject and kind stays quiet; >= 0
     cooldown_s: float = Field(default=600.0, ge=0)
@@ -144,18 +152,24 @@ class AlertSinkConfig(_Strict):
     """Where alerts go: ``log`` (logger ``hyperion.alerts``), ``webhook`` (JSON POST to ``url``, retried
     with backoff off the request path) or ``callback`` (``"package.module:function"`` or a callable)."""
 
+    #: where alerts go: the ``hyperion.alerts`` logger, an HTTP ``webhook`` (JSON POST), or a Python
+    #: ``callback``
     type: Literal["log", "webhook", "callback"]
+    #: webhook: the URL to POST each alert to (required for ``webhook``)
     url: str | None = None
+    #: callback: a callable taking one alert (required for ``callback``; Python config only)
     callback: Any = None
     #: webhook: extra attempts after the first, >= 0
     retries: int = Field(default=3, ge=0, le=10)
     #: webhook: seconds before the first retry, doubled each retry up to ``backoff_max_s``
     backoff_s: float = Field(default=0.5, ge=0)
+    #: webhook: the longest wait between retries, seconds
     backoff_max_s: float = Field(default=10.0, ge=0)
     #: webhook: seconds per POST attempt, > 0
     timeout_s: float = Field(default=5.0, gt=0)
     #: webhook: alerts queued while the endpoint is slow or down; when full the oldest is dropped
     queue_size: int = Field(default=1000, ge=1)
+    #: webhook: extra HTTP headers (e.g. an auth token as ``${ENV_VAR}``)
     headers: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -170,6 +184,7 @@ class AlertSinkConfig(_Strict):
 
 
 class GovernanceConfig(_Strict):
+    #: ``memory`` (one process) or ``redis`` (shared); follows ``state`` when unset in a gateway
     backend: Literal["memory", "redis"] = "memory"
     #: required for ``backend: redis`` unless a client is passed to ``Governance``
     redis_url: str | None = None
@@ -183,9 +198,12 @@ class GovernanceConfig(_Strict):
     reservation_ttl_s: float = Field(default=120.0, gt=0)
     #: days spend-report counters are kept; >= 1
     spend_retention_days: int = Field(default=400, ge=1)
+    #: hard spending limits; a request is refused if its worst case would pass any that applies
     budgets: tuple[BudgetConfig, ...] = ()
+    #: requests and tokens per minute (GCRA: exact, burst = the per-minute count)
     rate_limits: tuple[RateLimitConfig, ...] = ()
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    #: where budget, threshold and anomaly alerts go (default: the log)
     alerts: tuple[AlertSinkConfig, ...] = (AlertSinkConfig(type="log"),)
 
     @field_validator("key_prefix")
