@@ -12,10 +12,11 @@ Sources, read by introspection (never by hand-written field lists):
   ``__required_keys__``, ``Literal``, nested TypedDicts, ``PropertyInfo`` aliases).
 * Anthropic: ``anthropic.types.message_create_params.MessageCreateParams{Non,}Streaming``.
 * Gemini: the ``google-genai`` pydantic models (``Content``, ``Tool``, ``ToolConfig``, ``SafetySetting``,
-  ``GenerationConfig``, ``EmbedContentConfig``); each field is accepted under its snake_case name and its
-  camelCase alias, as the REST API does. The request envelopes (``GenerateContentRequest``,
-  ``EmbedContentRequest``) are not SDK types: their handful of top-level names is listed in
-  :data:`GEMINI_ENVELOPES`, with their types taken from the SDK models.
+  ``GenerateContentConfig``, ``EmbedContentConfig``); each field is accepted under its snake_case name and
+  its camelCase alias, as the REST API does. Which ``GenerateContentConfig`` fields go top level and which
+  into ``generationConfig`` is read from the SDK's own Gemini-API request converter. The embedding
+  envelopes are not SDK types: their handful of names is listed in :data:`GEMINI_ENVELOPES`, with their
+  types taken from the SDK models.
 
 Supplements (documented, kept tiny): :data:`ANTHROPIC_SAMPLING` — ``temperature``/``top_p``/``top_k``, which
 the API still accepts for the models that have them although the SDK stopped typing them in 1.0; and an
@@ -47,21 +48,20 @@ OUT = Path(__file__).with_name("wire_schemas.json")
 #: sampling parameters the Anthropic API accepts on models that support them (not typed by SDK >= 1.0)
 ANTHROPIC_SAMPLING: dict[str, Any] = {"temperature": "num", "top_p": "num", "top_k": "int"}
 
-#: Gemini request envelopes: REST name -> (genai model or scalar, is list); required names in "required"
+#: Gemini request fields whose SDK type is a client-side convenience union (str, callables, ...): the REST
+#: type is the model named here
+GEMINI_REST_TYPES: dict[str, tuple[str, bool]] = {
+    "contents": ("Content", True),
+    "systemInstruction": ("Content", False),
+    "tools": ("Tool", True),
+    "toolConfig": ("ToolConfig", False),
+    "safetySettings": ("SafetySetting", True),
+    "responseSchema": ("Schema", False),
+    "speechConfig": ("SpeechConfig", False),
+}
+
+#: Gemini embedding envelopes (not SDK types): REST name -> (genai model, scalar or "Model.field"; is list)
 GEMINI_ENVELOPES: dict[str, dict[str, Any]] = {
-    "GenerateContentRequest": {
-        "fields": {
-            "contents": ("Content", True),
-            "system_instruction": ("Content", False),
-            "tools": ("Tool", True),
-            "tool_config": ("ToolConfig", False),
-            "safety_settings": ("SafetySetting", True),
-            "generation_config": ("GenerationConfig", False),
-            "cached_content": ("str", False),
-            "model": ("str", False),
-        },
-        "required": ["contents"],
-    },
     "EmbedContentRequest": {
         "fields": {
             "model": ("str", False),
@@ -93,6 +93,10 @@ _MAPS = (dict, collections.abc.Mapping)
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def _union(specs: list[Any]) -> Any:
@@ -205,6 +209,49 @@ class Generator:
         }
         return f"gemini.{name}"
 
+    def generate_content(self, genai: Any) -> str:
+        """``GenerateContentRequest`` as the SDK sends it to the Gemini API: the REST names are read from the
+        SDK's own request converter (``models._GenerateContent{Parameters,Config}_to_mldev``), the types from
+        ``GenerateContentConfig`` (or :data:`GEMINI_REST_TYPES` where the SDK type is a client-side union)."""
+        import inspect
+        import re
+
+        from google.genai import models
+
+        def names(fn: Any, target: str) -> list[str]:
+            return re.findall(rf"setv\(\s*{target},\s*\['(\w+)'\]", inspect.getsource(fn))
+
+        config_fields = genai.GenerateContentConfig.model_fields
+
+        def typed(camel: str) -> Any:
+            if camel in GEMINI_REST_TYPES:
+                kind, is_list = GEMINI_REST_TYPES[camel]
+                ref = {"ref": self.model(getattr(genai, kind))}
+                return {"list": ref} if is_list else ref
+            return self.spec(config_fields[_snake(camel)].annotation)
+
+        gen_fields: dict[str, Any] = {}
+        for camel in names(models._GenerateContentConfig_to_mldev, "to_object"):
+            gen_fields[camel] = gen_fields[_snake(camel)] = typed(camel)
+        self.defs["gemini.GenerationConfig"] = {
+            "fields": gen_fields,
+            "required": [],
+            "case_insensitive_enums": True,
+        }
+        fields: dict[str, Any] = {"model": "str"}
+        top = names(models._GenerateContentParameters_to_mldev, "to_object")
+        top += names(models._GenerateContentConfig_to_mldev, "parent_object")
+        for camel in top:
+            spec = {"ref": "gemini.GenerationConfig"} if camel == "generationConfig" else typed(camel)
+            fields[camel] = fields[_snake(camel)] = spec
+        self.defs["gemini.GenerateContentRequest"] = {
+            "fields": fields,
+            "required": ["contents"],
+            "required_any_spelling": ["contents"],
+            "case_insensitive_enums": True,
+        }
+        return "gemini.GenerateContentRequest"
+
     # ------------------------------------------------------------------ types
 
     def spec(self, tp: Any) -> Any:
@@ -272,9 +319,8 @@ def generate() -> dict[str, Any]:
     from anthropic.types import message_create_params as anthropic_params
     from google.genai import types as genai
     from openai.types import embedding_create_params
-    from openai.types.chat import completion_create_params as openai_params
-
     from openai.types.chat import ChatCompletionAssistantMessageParam, ChatCompletionMessage
+    from openai.types.chat import completion_create_params as openai_params
 
     g = Generator()
     assistant = g.defs[g.typeddict(ChatCompletionAssistantMessageParam)]
@@ -295,7 +341,7 @@ def generate() -> dict[str, Any]:
         ),
     }
     g.envelope("EmbedContentRequest", genai)
-    endpoints["gemini.generateContent"] = g.envelope("GenerateContentRequest", genai)
+    endpoints["gemini.generateContent"] = g.generate_content(genai)
     endpoints["gemini.embedContent"] = "gemini.EmbedContentRequest"
     endpoints["gemini.batchEmbedContents"] = g.envelope("BatchEmbedContentsRequest", genai)
     versions = {p: metadata.version(p) for p in ("openai", "anthropic", "google-genai")}

@@ -35,6 +35,10 @@ from ..errors import (
 )
 from ..types import ChatChunk, ChatRequest, ProviderResponse, ToolCall, ToolCallDelta, Usage
 from .base import Adapter, merged_params, retry_after_seconds
+from .params import OPENAI_PARAMS, dropped
+
+#: parameters the adapter always sends itself (litellm handles them for every provider)
+_ALWAYS_SENT = frozenset({"stream_options", "tools", "tool_choice"})
 
 _litellm: Any = None
 
@@ -406,6 +410,7 @@ def check_tool_arguments(messages: list[dict[str, Any]]) -> None:
 
 class LiteLLMAdapter(Adapter):
     wire = "litellm"
+    _unsupported: frozenset[str] | None = None
 
     def model_name(self) -> str:
         provider = PROVIDER_NAMES.get(self.target.kind, self.target.kind)
@@ -442,7 +447,26 @@ class LiteLLMAdapter(Adapter):
             kw["stream_options"] = {"include_usage": True}
         kw.update(self.target.litellm_params)
         kw.update(req.extra)
+        unsupported = self._unsupported_params()
+        for key in unsupported.intersection(kw):
+            dropped(key, f"litellm {self.model_name()}", "litellm does not send it for this provider")
+            del kw[key]
         return kw
+
+    def _unsupported_params(self) -> frozenset[str]:
+        """OpenAI parameters litellm refuses for this model (``UnsupportedParamsError``), computed once: the
+        adapter drops them, as the native adapters drop what their wire has no equivalent for."""
+        if self._unsupported is None:
+            provider = PROVIDER_NAMES.get(self.target.kind, self.target.kind)
+            try:
+                supported = load_litellm().get_supported_openai_params(
+                    model=self.target.model.removeprefix(f"{provider}/"), custom_llm_provider=provider
+                )
+            except Exception:  # unknown provider/model: let litellm itself decide per call
+                supported = None
+            keep = _ALWAYS_SENT | set(supported or OPENAI_PARAMS)
+            self._unsupported = frozenset(OPENAI_PARAMS - keep)
+        return self._unsupported
 
     def _error(self, exc: BaseException) -> HyperionError:
         return map_exception(exc, route=self.target.route, deployment=self.target.name)

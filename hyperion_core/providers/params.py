@@ -23,8 +23,9 @@ response_format            a forced synthetic tool carrying the    responseMimeT
 (json_schema/json_object)  schema; its input comes back as the     responseJsonSchema
                            answer's JSON ``content``
 user                       metadata.user_id                        dropped
-logit_bias, service_tier,  dropped                                 dropped
-store, metadata, ...
+service_tier               auto / standard_only kept, else dropped serviceTier (default -> standard)
+store                      dropped                                 store
+logit_bias, metadata, ...  dropped                                 dropped
 =========================  ======================================  ====================================
 
 A key that is already the wire's own name (``thinking``, ``top_k``, ``metadata`` on Anthropic;
@@ -41,6 +42,16 @@ from typing import Any
 from ..errors import InvalidRequestError
 
 log = logging.getLogger("hyperion.providers")
+
+#: OpenAI Chat Completions request parameters (besides model/messages/stream): the names a caller may use
+#: on any route; a test keeps this in step with the openai SDK's ``CompletionCreateParams``
+OPENAI_PARAMS = frozenset({
+    "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs", "max_completion_tokens",
+    "max_tokens", "metadata", "modalities", "moderation", "n", "parallel_tool_calls", "prediction",
+    "presence_penalty", "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention", "reasoning_effort",
+    "response_format", "safety_identifier", "seed", "service_tier", "stop", "store", "stream_options",
+    "temperature", "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+})
 
 #: ``reasoning_effort`` -> Anthropic ``thinking.budget_tokens`` (the API's minimum is 1024)
 ANTHROPIC_THINKING_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 24576, "max": 32000}
@@ -89,7 +100,7 @@ GEMINI_GENERATION = {
 GEMINI_TOP_LEVEL = frozenset({
     "contents", "systemInstruction", "system_instruction", "tools", "toolConfig", "tool_config",
     "safetySettings", "safety_settings", "generationConfig", "generation_config", "cachedContent",
-    "cached_content",
+    "cached_content", "serviceTier", "store", "labels",
 })
 #: Gemini ``generationConfig`` fields a caller may set directly (camelCase), placed in ``generationConfig``
 GEMINI_GENERATION_NATIVE = frozenset({
@@ -98,9 +109,11 @@ GEMINI_GENERATION_NATIVE = frozenset({
     "responseSchema", "responseJsonSchema", "responseModalities", "thinkingConfig", "speechConfig",
     "mediaResolution", "enableEnhancedCivicAnswers",
 })
+#: OpenAI ``service_tier`` -> Gemini ``serviceTier`` (others dropped)
+GEMINI_SERVICE_TIERS = {"default": "standard", "flex": "flex", "priority": "priority"}
 #: Gemini: OpenAI parameters with no equivalent (dropped, debug-logged)
 GEMINI_DROPPED = frozenset({
-    "user", "parallel_tool_calls", "logit_bias", "service_tier", "store", "metadata", "verbosity",
+    "user", "parallel_tool_calls", "logit_bias", "metadata", "verbosity",
     "prediction", "modalities", "audio", "web_search_options", "prompt_cache_key", "prompt_cache_retention",
     "prompt_cache_options", "safety_identifier", "stream_options", "moderation", "functions",
     "function_call",
@@ -294,6 +307,11 @@ def gemini_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
             if key == "stop":
                 value = [value] if isinstance(value, str) else list(value)
             cfg[GEMINI_GENERATION[key]] = value
+        elif key == "service_tier":
+            if value in GEMINI_SERVICE_TIERS:
+                top["serviceTier"] = GEMINI_SERVICE_TIERS[value]
+            else:
+                dropped(key, "gemini", f"OpenAI tier {value!r} has no Gemini equivalent")
         elif key in GEMINI_GENERATION_NATIVE:
             cfg[key] = value
         elif key in GEMINI_TOP_LEVEL:
@@ -328,6 +346,7 @@ def gemini_response_format(response_format: dict[str, Any] | None) -> dict[str, 
 
 
 __all__ = [
+    "OPENAI_PARAMS",
     "ANTHROPIC_THINKING_BUDGET",
     "GEMINI_THINKING_BUDGET",
     "JSON_TOOL",

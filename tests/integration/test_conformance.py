@@ -234,6 +234,122 @@ async def test_json_schema_response_format(wire, path, mock, http):
     assert set(data) == {"city", "population"} and isinstance(data["population"], int)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["chat", "stream"])
+async def test_anthropic_json_schema_comes_back_as_json_content(mock, http, stream):
+    """Anthropic has no response_format: the native adapter forces a synthetic tool carrying the schema and
+    unwraps its input into ``content``, so callers see what the OpenAI wire gives them."""
+    adapter = build("anthropic", "native", mock, http)
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": schema}}
+    req = chat_req("Describe a city", response_format=fmt, max_tokens=300)
+    if stream:
+        chunks = await collect(adapter, req)
+        assert not joined_calls(chunks)
+        content, finish = "".join(c.content for c in chunks), chunks[-1].finish_reason
+    else:
+        resp = await adapter.chat(req)
+        assert resp.tool_calls == ()
+        content, finish = resp.content, resp.finish_reason
+    data = orjson.loads(content)
+    assert set(data) == {"city", "population"} and isinstance(data["population"], int)
+    assert finish == "stop"
+    assert mock.stats()["conf-anthropic"]["refused"] == 0
+
+
+# ============================================================ every translated parameter, strict mock
+
+#: OpenAI-named parameters each adapter must translate (or drop) so the strict mock accepts the body
+TRANSLATED = {
+    "max_completion_tokens": 400,
+    "reasoning_effort": "low",
+    "parallel_tool_calls": False,
+    "user": "user-7",
+    "frequency_penalty": 0.1,
+    "presence_penalty": 0.1,
+    "logprobs": True,
+    "top_logprobs": 2,
+    "logit_bias": {"50256": -100},
+    "service_tier": "default",
+    "store": False,
+    "metadata": {"purpose": "conformance"},
+}
+
+
+def litellm_supported(wire: str) -> set[str]:
+    """The OpenAI parameters litellm itself says it sends for the wire's provider (others it refuses)."""
+    import litellm
+
+    provider = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini"}[wire]
+    return set(litellm.get_supported_openai_params(model=MODELS[wire], custom_llm_provider=provider) or ())
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["chat", "stream"])
+async def test_translated_parameters_are_accepted_by_the_strict_mock(case, stream):
+    wire, path, adapter, mock = case
+    params = dict(TRANSLATED)
+    if path == "litellm":
+        params = {k: v for k, v in params.items() if k in litellm_supported(wire)}
+    assert mock.strict
+    req = chat_req(
+        MAGIC_PROMPT, tools=[MAGIC_TOOL], temperature=0.2, top_p=0.9, seed=5, n=1, stop=["\n\n"], extra=params
+    )
+    if path == "litellm" and wire == "anthropic":
+        # litellm turns reasoning_effort into a thinking budget but neither raises max_tokens above it nor
+        # drops temperature: the real API (and the strict mock) refuse such a body. The native adapter does both.
+        with pytest.raises(E.BadRequestError, match="`max_tokens` must be greater than `thinking.budget_tokens`"):
+            await (collect(adapter, req) if stream else adapter.chat(req))
+        req.extra["max_completion_tokens"] = 8192
+        with pytest.raises(E.BadRequestError, match="`temperature` may only be set to 1 when thinking is enabled"):
+            await (collect(adapter, req) if stream else adapter.chat(req))
+        mock.reset()
+        del req.extra["reasoning_effort"]
+    if stream:
+        calls = joined_calls(await collect(adapter, req))
+    else:
+        resp = await adapter.chat(req)
+        calls = [{"name": c.name, "arguments": c.arguments} for c in resp.tool_calls]
+    stats = mock.stats()[f"conf-{wire}"]
+    assert stats["refused"] == 0, stats["last_refusal"]
+    assert [c["name"] for c in calls] == ["magic_function"]
+    assert orjson.loads(calls[0]["arguments"]) == {"input": 3}
+
+
+@pytest.mark.parametrize("wire", WIRES)
+async def test_unknown_extra_is_dropped_not_refused_on_translating_wires(wire, mock, http):
+    adapter = build(wire, "native", mock, http)
+    req = chat_req(extra={"not_a_real_parameter": 1}, max_tokens=50)
+    if wire == "openai":  # the OpenAI wire passes fields through: the API's own 400 comes back
+        with pytest.raises(E.BadRequestError, match="Unrecognized request argument supplied: not_a_real_parameter"):
+            await adapter.chat(req)
+        return
+    resp = await adapter.chat(req)
+    assert resp.content == answer_for(PROMPT)[: len(resp.content or "")] and resp.content
+    assert mock.stats()[f"conf-{wire}"]["refused"] == 0
+
+
+PDF_PART = {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}}
+AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "UklGRiQAAABXQVZF", "format": "wav"}}
+
+
+@pytest.mark.parametrize("wire", ["anthropic", "gemini"])
+async def test_pdf_and_audio_parts_over_the_strict_mock(wire, mock, http):
+    adapter = build(wire, "native", mock, http)
+    text = {"type": "text", "text": PROMPT}
+    resp = await adapter.chat(ChatRequest(route="conf", messages=[{"role": "user", "content": [text, PDF_PART]}]))
+    assert resp.content == answer_for(PROMPT)
+    audio = ChatRequest(route="conf", messages=[{"role": "user", "content": [text, AUDIO_PART]}])
+    if wire == "anthropic":
+        with pytest.raises(E.InvalidRequestError, match="no audio input"):
+            await adapter.chat(audio)
+    else:
+        assert (await adapter.chat(audio)).content == answer_for(PROMPT)
+    assert mock.stats()[f"conf-{wire}"]["refused"] == 0
+
+
 # ============================================================ usage details
 
 

@@ -17,6 +17,7 @@ from hyperion_core.errors import (
 )
 from hyperion_core.http import HttpClient
 from hyperion_core.pricing import Price
+from hyperion_core.providers import params as P
 from hyperion_core.providers.anthropic import (
     AnthropicAdapter,
     AnthropicStreamParser,
@@ -894,11 +895,16 @@ class TestGeminiTranslation:
         }
 
     def test_parameters_without_equivalent_are_dropped_with_a_debug_log(self, caplog):
-        extra = {"parallel_tool_calls": False, "user": "u", "logit_bias": {"1": 1}, "service_tier": "flex", "store": True}
+        extra = {"parallel_tool_calls": False, "user": "u", "logit_bias": {"1": 1}, "service_tier": "auto"}
         with caplog.at_level("DEBUG", logger="hyperion.providers"):
             body = gemini().build_body(req(USER, tools=[TOOL], extra=extra), False)
         assert not set(extra) & (set(body) | set(body.get("generationConfig", {})))
         assert all(f"'{k}' dropped" in caplog.text for k in extra) and "gemini wire" in caplog.text
+
+    def test_service_tier_and_store(self):
+        body = gemini().build_body(req(USER, extra={"service_tier": "default", "store": True}), False)
+        assert body["serviceTier"] == "standard" and body["store"] is True
+        assert gemini().build_body(req(USER, extra={"service_tier": "flex"}), False)["serviceTier"] == "flex"
 
     def test_file_and_audio_parts_become_inline_data(self):
         parts = [
@@ -910,3 +916,36 @@ class TestGeminiTranslation:
             {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0xLjQK"}},
             {"inlineData": {"mimeType": "audio/mpeg", "data": "SUQz"}},
         ]
+
+
+class TestTranslationTablesMatchTheWires:
+    """The adapters' name tables agree with the SDK-derived schemas the strict mock enforces."""
+
+    @pytest.fixture
+    def schemas(self):
+        from hyperion_core.mock_provider.strict import SCHEMA_FILE
+
+        doc = orjson.loads(SCHEMA_FILE.read_bytes())
+        return {ep: doc["defs"][name]["fields"] for ep, name in doc["endpoints"].items()} | {
+            "gemini.generationConfig": doc["defs"]["gemini.GenerationConfig"]["fields"]
+        }
+
+    def test_openai_params_are_the_sdk_create_params(self, schemas):
+        assert P.OPENAI_PARAMS == set(schemas["openai.chat"]) - {"model", "messages", "stream"}
+
+    def test_anthropic_native_names_are_anthropic_fields(self, schemas):
+        assert P.ANTHROPIC_NATIVE <= set(schemas["anthropic.messages"])
+        assert not (P.ANTHROPIC_DROPPED & set(schemas["anthropic.messages"]))
+
+    def test_gemini_names_are_gemini_fields(self, schemas):
+        generation = set(schemas["gemini.generationConfig"])
+        assert set(P.GEMINI_GENERATION.values()) <= generation and P.GEMINI_GENERATION_NATIVE <= generation
+        assert P.GEMINI_TOP_LEVEL <= set(schemas["gemini.generateContent"])
+
+    def test_every_openai_param_has_a_rule_on_each_translating_wire(self):
+        handled = {"max_tokens", "max_completion_tokens", "reasoning_effort", "parallel_tool_calls", "user", "stop", "n"}
+        handled |= {"tools", "tool_choice", "response_format"}  # typed request fields, converted apart
+        anthropic_rules = handled | P.ANTHROPIC_NATIVE | P.ANTHROPIC_DROPPED
+        gemini_rules = handled | set(P.GEMINI_GENERATION) | P.GEMINI_DROPPED | {"service_tier", "store"}
+        assert P.OPENAI_PARAMS - anthropic_rules == set()
+        assert P.OPENAI_PARAMS - gemini_rules == set()
