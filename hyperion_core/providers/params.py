@@ -36,13 +36,13 @@ anything else unknown to the wire is dropped with a debug log, never sent to be 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from ..errors import InvalidRequestError
 
 log = logging.getLogger("hyperion.providers")
 
+# fmt: off
 #: OpenAI Chat Completions request parameters (besides model/messages/stream): the names a caller may use
 #: on any route; a test keeps this in step with the openai SDK's ``CompletionCreateParams``
 OPENAI_PARAMS = frozenset({
@@ -118,7 +118,7 @@ GEMINI_DROPPED = frozenset({
     "prompt_cache_options", "safety_identifier", "stream_options", "moderation", "functions",
     "function_call",
 })
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# fmt: on
 
 
 def dropped(name: str, wire: str, reason: str = "no equivalent") -> None:
@@ -239,7 +239,9 @@ def json_tool(
     if kind == "json_schema":
         spec = response_format.get("json_schema") or {}
         schema = spec.get("schema") or {"type": "object"}
-        description = spec.get("description") or f"Answer with the {spec.get('name') or 'requested'} JSON object."
+        description = (
+            spec.get("description") or f"Answer with the {spec.get('name') or 'requested'} JSON object."
+        )
     elif kind == "json_object":
         schema, description = {"type": "object"}, "Answer with a JSON object."
     else:
@@ -260,7 +262,9 @@ def anthropic_file_block(part: dict[str, Any]) -> dict[str, Any]:
 
         text = base64.b64decode(data).decode("utf-8", "replace")
         return {"type": "document", "source": {"type": "text", "media_type": media, "data": text}}
-    raise InvalidRequestError(f"file of type {media!r}: the Anthropic wire takes PDF and plain-text documents")
+    raise InvalidRequestError(
+        f"file of type {media!r}: the Anthropic wire takes PDF and plain-text documents"
+    )
 
 
 def gemini_file_part(part: dict[str, Any]) -> dict[str, Any]:
