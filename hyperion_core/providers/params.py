@@ -35,6 +35,7 @@ anything else unknown to the wire is dropped with a debug log, never sent to be 
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -258,8 +259,6 @@ def anthropic_file_block(part: dict[str, Any]) -> dict[str, Any]:
     if media == "application/pdf":
         return {"type": "document", "source": {"type": "base64", "media_type": media, "data": data}}
     if media == "text/plain":
-        import base64  # noqa: PLC0415 - rare path
-
         text = base64.b64decode(data).decode("utf-8", "replace")
         return {"type": "document", "source": {"type": "text", "media_type": media, "data": text}}
     raise InvalidRequestError(
