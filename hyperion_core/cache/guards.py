@@ -20,6 +20,9 @@ turned off per route (``enabled={"entities": False}``):
 ``opposites``  no word whose opposite is in the other prompt but not in its own (buy/sell, before/after,
                open/close, maximum/minimum, import/export, ... see :mod:`.lexicon`; also un-/non-
                prefixes: safe/unsafe, null/non-null). Extend with :func:`register_opposites`.
+``word_swap``  not the same sentence but for one or two content words ("How do I sort a list" / "How
+               do I reverse a list"; lowercase words no other guard sees), unless the words are
+               synonyms or inflections (see :mod:`.word_swap`; extend with ``register_synonyms``).
 ``entities``   the same names and identifiers: capitalised words not at the start of a sentence,
                acronyms, dotted/underscored/camelCase identifiers ("Paris" is not "Rome"). A word that
                is capitalised only because it starts a sentence counts only when the other prompt
@@ -42,10 +45,15 @@ from functools import cached_property, lru_cache
 
 from ..errors import ConfigError
 from .lexicon import DEFAULT_OPPOSITES, Opposites, stem
+from .word_swap import register_synonyms, swapped_words
 
-__all__ = ["GUARD_NAMES", "GuardResult", "check_guards", "register_opposites", "analyze", "Opposites"]
+__all__ = [
+    "GUARD_NAMES", "GuardResult", "check_guards", "register_opposites", "register_synonyms", "analyze", "Opposites",
+]
 
-GUARD_NAMES: tuple[str, ...] = ("numbers", "dates", "quoted", "negation", "role_swap", "opposites", "entities")
+GUARD_NAMES: tuple[str, ...] = (
+    "numbers", "dates", "quoted", "negation", "role_swap", "opposites", "entities", "word_swap",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +177,9 @@ whether not no nor never any some all each every both either neither other anoth
 very too just only also even still again ever really quite rather please thanks thank hi hello hey ok okay
 up down out off s t way get got give me let make tell explain show write help want need like use using
 """.split())
+#: stop words that still name the action of a question ("is it safe to use / eat sushi"): kept as content
+#: words by the word-swap guard
+_SWAP_KEEP = frozenset(("use", "using"))
 _MARKERS = frozenset("""
 to from into onto than before after by over under above below toward towards per then minus instead
 """.split())
@@ -327,6 +338,11 @@ class _Text:
     @cached_property
     def stems(self) -> tuple[str, ...]:
         return tuple(stem(w) for w in self.words)
+
+    @cached_property
+    def content(self) -> tuple[str, ...]:
+        """Stems of the content words (stop words dropped), in order (for the word-swap guard)."""
+        return tuple(s for w, s in zip(self.words, self.stems) if w not in _STOPWORDS or w in _SWAP_KEEP)
 
     @cached_property
     def keys(self) -> frozenset[str]:
@@ -722,6 +738,10 @@ def _entities(a: _Text, b: _Text) -> bool:
     return not (a_extra and b_extra)
 
 
+def _word_swap(a: _Text, b: _Text) -> bool:
+    return not swapped_words(a.content, b.content)
+
+
 _CHECKS = {
     "numbers": _numbers,
     "dates": _dates,
@@ -730,4 +750,5 @@ _CHECKS = {
     "role_swap": _role_swap,
     "opposites": _opposites,
     "entities": _entities,
+    "word_swap": _word_swap,
 }

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -177,6 +176,20 @@ CASES: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
             ("Is the bank open on Sundays?", "Is the bank open on Sunday?"),
         ],
     ),
+    "word_swap": (
+        [
+            ("How do I sort a list in Python?", "How do I shuffle a list in Python?"),
+            ("Which red wine goes well with salmon?", "Which white wine goes well with salmon?"),
+            ("How long should I boil eggs?", "How long should I fry eggs?"),
+            ("Why is my basil turning yellow?", "Why is my basil turning brown?"),
+        ],
+        [
+            ("How do I delete a folder?", "How can I remove a directory?"),
+            ("What is the capital of France?", "What is the capital city of France?"),
+            ("How do I sort a list in Python?", "How would I go about sorting lists in Python?"),
+            ("Give me a fun fact about octopuses", "Tell me an interesting fact about octopuses"),
+        ],
+    ),
 }
 
 
@@ -239,16 +252,17 @@ def test_unknown_guard_name_is_a_config_error() -> None:
 
 def test_register_opposites_extends_the_default_lexicon() -> None:
     a, b = "Should I zorp the blick?", "Should I flarn the blick?"
-    assert check_guards(a, b).passed
+    no_swap = {"word_swap": False}  # (a one-word swap: the word_swap guard refuses it too)
+    assert check_guards(a, b, no_swap).passed
     register_opposites([("zorp", "flarn"), ("check the box", "uncheck the box")])
     try:
-        assert check_guards(a, b).failed == ("opposites",)
-        assert check_guards("Did they zorping it?", "Did they flarned it?").failed == ("opposites",)  # stemmed
+        assert check_guards(a, b, no_swap).failed == ("opposites",)
+        assert check_guards("Did they zorping it?", "Did they flarned it?", no_swap).failed == ("opposites",)
         assert not check_guards("Please check the box", "Please uncheck the box", only("opposites")).passed
         assert check_guards("zorp or flarn?", "flarn or zorp?").passed  # both words on both sides
     finally:
         DEFAULT_OPPOSITES.discard([("zorp", "flarn"), ("check the box", "uncheck the box")])
-    assert check_guards(a, b).passed
+    assert check_guards(a, b, no_swap).passed
     assert "zorp" not in DEFAULT_OPPOSITES and "buy" in DEFAULT_OPPOSITES
 
 
@@ -264,8 +278,9 @@ def test_a_route_can_use_its_own_lexicon_without_touching_the_default() -> None:
     lex = DEFAULT_OPPOSITES.copy()
     lex.add([("bullish", "bearish"), ("hawkish", "dovish")])
     a, b = "Is the Fed hawkish?", "Is the Fed dovish?"
-    assert check_guards(a, b, opposites=lex).failed == ("opposites",)
-    assert check_guards(a, b).passed
+    no_swap = {"word_swap": False}
+    assert check_guards(a, b, no_swap, opposites=lex).failed == ("opposites",)
+    assert check_guards(a, b, no_swap).passed
     assert "hawkish" in lex and "hawkish" not in DEFAULT_OPPOSITES
     assert check_guards("buy", "sell", opposites=Opposites()).passed  # an empty lexicon knows no opposites
 
@@ -333,17 +348,75 @@ def test_guards_on_the_near_miss_set(name: str) -> None:
     assert len(passed) >= 0.85 * len(para), [r["id"] for r in para if r not in passed]
 
 
-def test_guards_are_cheap() -> None:
-    rows = _pairs("near_miss.jsonl")
-    analyze.cache_clear()
-    t0 = time.perf_counter()
-    for r in rows:
-        check_guards(r["b"], r["a"])
-    cold = (time.perf_counter() - t0) / len(rows)
-    t0 = time.perf_counter()
-    for _ in range(5):
-        for r in rows:
-            check_guards(r["b"], r["a"])
-    warm = (time.perf_counter() - t0) / (5 * len(rows))
-    # measured ~0.2 ms cold (two texts analysed) and ~10 µs warm; generous bounds for a busy CI box
-    assert cold < 0.005 and warm < 0.0005, (cold, warm)
+# -- word_swap: one lowercase content word swapped (issue: wordllama served 20/60 verb swaps) ------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How do I sort a list in Python?", "How do I reverse a list in Python?"),
+        ("How do I sort a list in Python?", "How do I sort a string in Python?"),
+        ("Which red wine goes well with salmon?", "Which white wine goes well with salmon?"),
+        ("Is a tomato a fruit?", "Is a tomato a vegetable?"),
+        ("Can you recommend a lightweight sleeping bag for hiking?", "Can you recommend a lightweight jacket for hiking?"),
+        ("How long should I boil eggs?", "How long should I fry eggs?"),
+    ],
+)
+def test_word_swap_refuses_one_swapped_content_word(a: str, b: str) -> None:
+    only = {g: g == "word_swap" for g in GUARD_NAMES}
+    result = check_guards(a, b, only)
+    assert not result.passed and result.failed == ("word_swap",)
+    assert not check_guards(b, a, only).passed  # symmetric
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How do I delete a file in Python?", "How do I remove a file in Python?"),  # synonyms
+        ("How do I sort a list in Python?", "How can I go about sorting lists in Python?"),  # inflection, frame
+        ("What is the capital of France?", "What is the capital city of France?"),  # a word added
+        ("What are the early symptoms of rabies in dogs?", "What are early signs of rabies in dogs?"),
+        ("List 3 healthy breakfast ideas", "Give me three healthy breakfast ideas"),  # numbers are not its job
+        ("Why is my basil turning yellow?", "Why is my basil turning yellow? Thanks!"),
+    ],
+)
+def test_word_swap_lets_paraphrases_through(a: str, b: str) -> None:
+    assert check_guards(a, b, {g: g == "word_swap" for g in GUARD_NAMES}).passed
+
+
+def test_word_swap_synonyms_can_be_extended() -> None:
+    from hyperion_core.cache.word_swap import Synonyms, swapped_words
+
+    a, b = analyze("Can I run this on my laptop?").content, analyze("Can I run this on my notebook?").content
+    assert swapped_words(a, b) == [("laptop", "notebook")]
+    assert swapped_words(a, b, Synonyms([("laptop", "notebook")])) == []
+
+
+def test_word_swap_on_the_generated_set_and_its_cost_on_the_paraphrase_sets() -> None:
+    """tests/data/word_swaps.jsonl (make_word_swaps.py): 300 one-word swaps, 99 rephrasings. The guard
+    refuses every swap and keeps every rephrasing; on the hand-written sets it turns away no
+    paraphrase that the other guards let through."""
+    rows = _pairs("word_swaps.jsonl")
+    near = [r for r in rows if r["kind"] == "near_miss"]
+    para = [r for r in rows if r["kind"] == "paraphrase"]
+    assert (len(near), len(para)) == (300, 99)
+    off = {"word_swap": False}
+    assert sum(check_guards(r["b"], r["a"], off).passed for r in near) == 300  # no other guard sees them
+    assert [r["id"] for r in near if check_guards(r["b"], r["a"]).passed] == []
+    assert all(check_guards(r["b"], r["a"]).passed for r in para)
+    for name in ("near_miss.jsonl", "near_miss_holdout.jsonl"):
+        for r in _pairs(name):
+            if r["kind"] == "paraphrase" and check_guards(r["b"], r["a"], off).passed:
+                assert check_guards(r["b"], r["a"]).passed, r["id"]
+
+
+def test_the_generated_set_is_what_its_generator_makes(tmp_path, monkeypatch) -> None:
+    import importlib.util
+
+    gen = Path(__file__).resolve().parents[1] / "data" / "make_word_swaps.py"
+    spec = importlib.util.spec_from_file_location("make_word_swaps", gen)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "OUT", tmp_path / "word_swaps.jsonl")
+    mod.main()
+    assert (tmp_path / "word_swaps.jsonl").read_text() == (gen.parent / "word_swaps.jsonl").read_text()
