@@ -54,7 +54,7 @@ Strategy = Literal["failover", "weighted", "lowest_latency", "lowest_cost"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .inf / .nan are never settings
 
 
 class PricingConfig(_Strict):
@@ -276,7 +276,7 @@ class GatewayConfig(_Strict):
         except OSError as exc:
             raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
@@ -285,6 +285,77 @@ class GatewayConfig(_Strict):
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+#: most nodes a config may expand to once its YAML aliases are followed (a real config has hundreds;
+#: "billion laughs" documents have billions)
+MAX_YAML_NODES = 100_000
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses what would silently change or hang a config: a key given twice
+    in one mapping (the second would win: a second ``governance:`` block dropping every budget), and
+    aliases that expand past :data:`MAX_YAML_NODES` nodes. Raises ``yaml.YAMLError`` with a mark."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        f"while reading the mapping at line {node.start_mark.line + 1}",
+                        node.start_mark,
+                        f"key '{key}' appears twice (first at line {seen[key].line + 1}): the second would "
+                        "silently replace the first; keep one",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark
+            return super().construct_mapping(node, deep=deep)
+
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _bounded(node, yaml)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _bounded(root: Any, yaml: Any) -> None:
+    """Count the nodes ``root`` expands to (aliases followed), memoised per node: linear in the
+    document, so an alias bomb is refused before anything is expanded."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being counted: meeting one again is a cycle
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = (
+            [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+            else list(node.value) if isinstance(node, yaml.SequenceNode) else []
+        )
+        if not done:
+            if id(node) in open_:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "an alias refers to a node that contains it (a recursive config)", node.start_mark
+                )
+            open_.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        open_.discard(id(node))
+        sizes[id(node)] = total = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if total > MAX_YAML_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None,
+                f"the document expands to more than {MAX_YAML_NODES:,} values through its aliases "
+                "(an alias bomb?); a config has far fewer",
+                node.start_mark,
+            )
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

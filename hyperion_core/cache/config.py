@@ -14,7 +14,7 @@ Scope = Literal["key", "team", "shared"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .inf / .nan are never settings
 
 
 class L1Settings(_Strict):

@@ -41,7 +41,7 @@ EACH = "*"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .inf / .nan are never settings
 
 
 def _check_id(v: str) -> str:
