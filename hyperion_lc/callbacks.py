@@ -16,16 +16,21 @@ correlated by ``run_id``: exactly one settle or release per admitted start. Runs
 skipped (the gateway already governs them).
 
 :class:`HyperionCallbackHandler` is sync and works for sync and async runs (LangChain runs a sync handler
-of an async run in a worker thread). :class:`AsyncHyperionCallbackHandler` stays on the event loop, for
-async-only applications; do not use it for sync runs (LangChain swallows an async handler's errors
-there, so a refusal would not stop the call).
+of an async run in a worker thread). :class:`AsyncHyperionCallbackHandler` stays on the event loop in
+async runs; in sync runs it gates too: LangChain would run its coroutines on a throwaway loop and
+swallow their errors (so a refusal would not stop the call), so there its methods run synchronously on
+the gateway's own loop instead, and a refusal raises as from the sync handler.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import sys
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 from uuid import UUID
 
@@ -224,8 +229,47 @@ class HyperionCallbackHandler(_Ledger, BaseCallbackHandler):
             log.exception("hyperion: auditing the failure of run %s failed", run_id)
 
 
+def _sync_dispatch() -> bool:
+    """Is a handler method being looked up by LangChain's *sync* dispatcher (a sync run)? True when
+    no event loop runs in this thread, or when the caller is ``langchain_core``'s ``handle_event``
+    (a sync run inside a running loop, e.g. ``invoke`` in a notebook cell)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    caller = sys._getframe(2)  # _sync_dispatch <- __get__ <- LangChain's dispatcher (getattr adds no frame)
+    return caller.f_code.co_name == "handle_event" and caller.f_globals.get("__name__") == _LC_MANAGER
+
+
+_LC_MANAGER = "langchain_core.callbacks.manager"
+
+
+class _gated:  # noqa: N801 - used as a decorator
+    """An async handler method that LangChain's sync dispatcher gets as a sync method: the coroutine
+    runs to completion on the gateway's loop and its errors propagate (``raise_error``), so a refusal
+    stops a sync run as it stops an async one."""
+
+    def __init__(self, fn: Callable[..., Coroutine[Any, Any, None]]) -> None:
+        self.fn = fn
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self.fn
+        bound = self.fn.__get__(obj, objtype)
+        if not _sync_dispatch():
+            return bound
+
+        @functools.wraps(self.fn)
+        def run_sync(*args: Any, **kwargs: Any) -> None:
+            obj.gateway.run_sync(bound(*args, **kwargs))
+
+        return run_sync
+
+
 class AsyncHyperionCallbackHandler(_Ledger, AsyncCallbackHandler):
-    """:class:`HyperionCallbackHandler` for async-only applications (runs on the caller's loop)."""
+    """:class:`HyperionCallbackHandler` on the caller's event loop for async runs; sync runs are gated
+    synchronously on the gateway's loop (see the module docstring)."""
 
     def __init__(self, **kw: Any) -> None:
         _Ledger.__init__(self, **kw)
@@ -241,17 +285,21 @@ class AsyncHyperionCallbackHandler(_Ledger, AsyncCallbackHandler):
             raise self._refusal(exc) from exc.__cause__
         self._opened(run_id, call)
 
+    @_gated
     async def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *,
                                   run_id: UUID, **kwargs: Any) -> None:
         await self._begin(self._chat_messages(messages), run_id, kwargs)
 
+    @_gated
     async def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
                            **kwargs: Any) -> None:
         await self._begin(self._prompt_messages(prompts), run_id, kwargs)
 
+    @_gated
     async def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
         self._token(run_id)
 
+    @_gated
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         call, first = self._take(run_id)
         if call is None:
@@ -262,6 +310,7 @@ class AsyncHyperionCallbackHandler(_Ledger, AsyncCallbackHandler):
         except Exception:  # noqa: BLE001
             log.exception("hyperion: settling run %s failed", run_id)
 
+    @_gated
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         call, _ = self._take(run_id)
         if call is None:

@@ -111,3 +111,31 @@ async def test_async_runs_with_both_handlers_and_hyperion_runs_are_not_counted_t
         big = chat_openai(mock, "cb-aopenai", max_tokens=10_000_000)
         await big.ainvoke("x", config={"callbacks": [AsyncHyperionCallbackHandler(gateway=gw, virtual_key=key)]})
     await gw.aclose()
+
+
+async def test_async_handler_gates_sync_runs_too(mock, tmp_path):
+    """A sync run (here inside a running loop, as in a notebook cell) with the async handler: the refusal
+    stops the call, and an admitted call is settled exactly once."""
+    gw = gateway(mock, tmp_path, "cb-async-sync", limit_usd=0.00001)
+    key, rec = await gw.keys.create("sync-with-async-handler")
+    handler = AsyncHyperionCallbackHandler(gateway=gw, virtual_key=key)
+    with pytest.raises(BudgetExceededError):
+        chat_openai(mock, "cb-as-refused", max_tokens=500).invoke("too expensive", config={"callbacks": [handler]})
+    assert "cb-as-refused" not in mock.stats()  # the model was never called
+    chat_openai(mock, "cb-as-ok", max_tokens=5).invoke("hi", config={"callbacks": [handler]})
+    assert handler.open_calls == 0
+    assert [e.outcome for e in reversed(await gw.audit.query(limit=10))] == ["budget_exceeded", "ok"]
+    await gw.aclose()
+
+
+def test_async_handler_gates_plain_sync_code(mock, tmp_path):
+    """No event loop at all (a script): the async handler's refusal still raises."""
+    gw = gateway(mock, tmp_path, "cb-async-plain", limit_usd=0.00001)
+    key, _ = gw.run_sync(gw.keys.create("plain"))
+    handler = AsyncHyperionCallbackHandler(gateway=gw, virtual_key=key)
+    with pytest.raises(BudgetExceededError):
+        chat_openai(mock, "cb-plain-refused", max_tokens=500).invoke("too expensive", config={"callbacks": [handler]})
+    assert "cb-plain-refused" not in mock.stats()
+    chat_openai(mock, "cb-plain-ok", max_tokens=5).invoke("hi", config={"callbacks": [handler]})
+    assert handler.open_calls == 0
+    gw.close()
