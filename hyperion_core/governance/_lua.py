@@ -80,6 +80,20 @@ local function now_us(arg)
 end
 """
 
+# Every numeric argument is checked before the first write: Redis does not roll back a script that fails
+# half-way, so a bad number found by HINCRBY after the hold was taken would leave ``reserved`` wrong.
+# ``int_args(i, j)``: ARGV[i..j] must be whole numbers in [0, 2^53) (exact in Lua's doubles, and in int64).
+_INT_ARGS = """
+local function int_args(first, last)
+  for i = first, last do
+    local v = tonumber(ARGV[i])
+    if v == nil or v ~= math.floor(v) or v < 0 or v >= 9007199254740992 then
+      error({err = 'ERR hyperion: argument ' .. i .. ' must be a whole number in [0, 2^53), got ' .. tostring(ARGV[i])})
+    end
+  end
+end
+"""
+
 # Expire ``key`` at the absolute Unix second ``exp`` (0 = never) as seen from the script's ``now`` (ms):
 # a relative PEXPIRE, at least one second, so the client's and the script's clocks never disagree.
 _EXPIRE_AT = """
@@ -93,7 +107,13 @@ end
 """
 
 # Release held reservations whose time is up: give their amount back to every budget they hold.
+# ``unhold`` gives a hold back without ever taking ``r`` below zero (clamped, whatever happened before).
 _SWEEP = """
+local function unhold(c, amount)
+  local held = tonumber(redis.call('HGET', c, 'r') or '0')
+  if amount > held then amount = held end
+  if amount > 0 then redis.call('HINCRBY', c, 'r', -amount) end
+end
 local function sweep(resq, rprefix, now, grace)
   local ids = redis.call('ZRANGEBYSCORE', resq, '-inf', now, 'LIMIT', 0, 64)
   for _, id in ipairs(ids) do
@@ -102,7 +122,7 @@ local function sweep(resq, rprefix, now, grace)
     if v[1] == 'r' then
       local amt = tonumber(v[2])
       for c in string.gmatch(v[3] or '', '[^\\n]+') do
-        if redis.call('EXISTS', c) == 1 then redis.call('HINCRBY', c, 'r', -amt) end
+        if redis.call('EXISTS', c) == 1 then unhold(c, amt) end
       end
       redis.call('HSET', rk, 's', 'x')
       redis.call('PEXPIRE', rk, grace)
@@ -137,9 +157,12 @@ end
 #: -> {1} held | {2, state} the id already has a reservation | {0, i, spent, reserved, first_refusal}
 RESERVE = (
     _NOW_MS
+    + _INT_ARGS
     + _EXPIRE_AT
     + _SWEEP
     + """
+int_args(3, 5)
+int_args(7, #ARGV)
 local now = now_ms(ARGV[1])
 local amount = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
@@ -179,10 +202,14 @@ return {1}
 #: -> {1, late, {spent...}, {"i:label"...}} | {0, state or 'missing'}
 SETTLE = (
     _NOW_MS
+    + _INT_ARGS
     + _EXPIRE_AT
     + _SWEEP
     + _SPEND
     + """
+int_args(3, 4)
+int_args(6, 8)
+int_args(10, 12)
 local now = now_ms(ARGV[1])
 local grace = tonumber(ARGV[4])
 sweep(KEYS[1], ARGV[5], now, grace)
@@ -199,7 +226,7 @@ local fired = {}
 for i = 1, n do
   local c = KEYS[2 + i]
   if redis.call('EXISTS', c) == 1 then
-    if st == 'r' then redis.call('HINCRBY', c, 'r', -amount) end
+    if st == 'r' then unhold(c, amount) end
     local spent = redis.call('HINCRBY', c, 's', actual)
     spent_out[i] = spent
     for label, thr in string.gmatch(ARGV[12 + i], '([^=,]+)=([^,]+)') do
@@ -228,8 +255,10 @@ return {1, late, spent_out, fired}
 #: -> 1 released | 0 nothing held under that id
 RELEASE = (
     _NOW_MS
+    + _INT_ARGS
     + _SWEEP
     + """
+int_args(3, 3)
 local now = now_ms(ARGV[1])
 local grace = tonumber(ARGV[3])
 sweep(KEYS[1], ARGV[4], now, grace)
@@ -237,7 +266,7 @@ local v = redis.call('HMGET', KEYS[2], 's', 'a')
 if v[1] ~= 'r' then return 0 end
 local amount = tonumber(v[2])
 for i = 3, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('HINCRBY', KEYS[i], 'r', -amount) end
+  if redis.call('EXISTS', KEYS[i]) == 1 then unhold(KEYS[i], amount) end
 end
 redis.call('HSET', KEYS[2], 's', 'l')
 redis.call('PEXPIRE', KEYS[2], grace)
@@ -267,9 +296,12 @@ return out
 #: ARGV: now_ms|'', m, expire_at, day, requests, pt, ct, cost, saved, groups...
 SPEND = (
     _NOW_MS
+    + _INT_ARGS
     + _EXPIRE_AT
     + _SPEND
     + """
+int_args(2, 3)
+int_args(5, 9)
 local now = now_ms(ARGV[1])
 local m = tonumber(ARGV[2])
 add_spend(1, m, 10, ARGV[4], tonumber(ARGV[3]), now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),

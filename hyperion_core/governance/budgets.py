@@ -53,8 +53,24 @@ SETTLE_GRACE_S = 600.0
 PERIOD_GRACE_S = 86_400
 
 
+#: the largest amount (nano-USD) or token count a ledger stores: exact in Lua's doubles and in int64
+MAX_COUNT = 2**53 - 1
+
+
 def to_nano(usd: float) -> int:
     return round(usd * NANO)
+
+
+def _count(n: int) -> int:
+    """A token count as the ledger stores it: clamped into [0, 2^53) (upstream usage is not trusted)."""
+    return 0 if n < 0 else min(int(n), MAX_COUNT)
+
+
+def _usd_checked(what: str, usd: float) -> None:
+    if not usd >= 0 or math.isinf(usd) or usd * NANO > MAX_COUNT:
+        raise InvalidRequestError(
+            f"{what} must be a finite USD amount from 0 to {MAX_COUNT / NANO:,.0f}, got {usd}"
+        )
 
 
 def to_nano_up(usd: float) -> int:
@@ -600,10 +616,7 @@ class BudgetLedger:
         self, request_id: str, subjects: Subjects | Mapping[str, Any], amount_usd: float
     ) -> Reservation:
         """The reservation to ask the store for (pure; ``reserve`` = prepare + store + ``finish``)."""
-        if not amount_usd >= 0 or math.isinf(amount_usd):
-            raise InvalidRequestError(
-                f"budget reservation: amount must be a finite USD amount >= 0, got {amount_usd}"
-            )
+        _usd_checked("budget reservation: amount", amount_usd)
         subj = Subjects.of(subjects)
         t = self.now()
         return Reservation(request_id, amount_usd, subj, self.book.applied(subj, t), t)
@@ -669,18 +682,16 @@ class BudgetLedger:
         model: str | None = None,
         saved_usd: float = 0.0,
     ) -> tuple[int, SpendWrite]:
-        if not actual_usd >= 0 or math.isinf(actual_usd):
-            raise InvalidRequestError(
-                f"settle: actual cost must be a finite USD amount >= 0, got {actual_usd}"
-            )
+        _usd_checked("settle: actual cost", actual_usd)
+        _usd_checked("settle: saved", saved_usd)
         actual_n = to_nano(actual_usd)
         w = spend_write(
             self.periods.day(),
             res.subjects,
             deployment=deployment,
             model=model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            prompt_tokens=_count(prompt_tokens),
+            completion_tokens=_count(completion_tokens),
             cost_n=actual_n,
             saved_n=to_nano(saved_usd),
         )

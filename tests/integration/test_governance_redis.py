@@ -433,3 +433,59 @@ async def test_redis_clock_reports_a_dead_server_as_a_store_error():
             await RedisClock(dead).sync()
     finally:
         await dead.aclose()
+
+
+# -- absurd values never leave a half-executed script behind ----------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1.0, 1e12])
+async def test_absurd_amounts_are_refused_before_anything_is_held(make, bad):
+    gov = make({"budgets": [{**TEAM, "limit_usd": 5.0}]})
+    with pytest.raises(Exception, match="must be a finite USD amount from 0 to"):
+        await gov.ledger.reserve("r1", ML, bad)
+    res = await gov.ledger.reserve("r2", ML, 1.0)
+    with pytest.raises(Exception, match="settle: actual cost must be a finite USD amount"):
+        await gov.ledger.settle(res, bad)
+    (st,) = await gov.status({"team": "ml"})
+    assert (st.spent_usd, st.reserved_usd) == (0, 1.0)  # the refused settle changed nothing
+    assert (await gov.ledger.settle(res, 0.5)).settled
+    (st,) = await gov.status({"team": "ml"})
+    assert (st.spent_usd, st.reserved_usd) == (0.5, 0)
+
+
+async def test_absurd_token_counts_are_clamped_not_fatal(make):
+    """2^63 tokens (or negative ones) from an upstream's usage must neither fail the settle half-way nor
+    poison the spend report."""
+    gov = make({"budgets": [{**TEAM, "limit_usd": 5.0}]})
+    res = await gov.ledger.reserve("r1", ML, 1.0)
+    done = await gov.ledger.settle(res, 0.25, prompt_tokens=2**63, completion_tokens=-7, deployment="d")
+    assert done.settled
+    (st,) = await gov.status({"team": "ml"})
+    assert (st.spent_usd, st.reserved_usd) == (0.25, 0)
+    (row,) = await gov.spend_report("deployment")
+    assert (row.prompt_tokens, row.completion_tokens, row.cost_usd) == (2**53 - 1, 0, 0.25)
+
+
+async def test_a_script_given_a_bad_number_writes_nothing(client):
+    """The Lua scripts check every numeric argument before their first write (Redis does not roll a
+    failed script back): raw calls with a non-integer or out-of-range amount change no counter."""
+    gov = Governance({"backend": "redis", "key_prefix": f"bad{next(_n)}-{time.time_ns()}", "alerts": [],
+                      "budgets": [{**TEAM, "limit_usd": 5.0}]}, redis=client)
+    store = gov.ledger.store
+    res = await gov.ledger.reserve("held", ML, 1.0)
+    for bad in ("1.5", "-3", str(2**63), "abc"):
+        name, keys, args = store.settle_call("held", res.budgets, 100, None)
+        args[2] = bad  # the actual amount
+        with pytest.raises(GovernanceStoreError, match="must be a whole number"):
+            await store.scripts.run(name, keys, args)
+        name, keys, args = store.reserve_call("other", 10, res.budgets, 60)
+        args[2] = bad
+        with pytest.raises(GovernanceStoreError, match="must be a whole number"):
+            await store.scripts.run(name, keys, args)
+    (st,) = await gov.status({"team": "ml"})
+    assert (st.spent_usd, st.reserved_usd) == (0, 1.0)
+    # a counter already driven below zero (by an older version) is never pushed further: unhold clamps
+    key = store.key(res.budgets[0])
+    await client.hset(key, "r", 0)
+    assert await gov.ledger.release(res) is True
+    assert int(await client.hget(key, "r")) == 0
