@@ -211,6 +211,11 @@ class StateConfig(_Strict):
     redis_url: str | None = None
     #: prefix of every Redis key Hyperion writes
     prefix: str = Field(default="hyperion", min_length=1)
+    #: connections in the pool shared by keys and governance (>= 1); more concurrent requests wait
+    #: for a free one instead of failing
+    max_connections: int = Field(default=64, ge=1)
+    #: seconds a request waits for a free pooled connection before it fails (> 0)
+    pool_timeout: float = Field(default=10.0, gt=0)
     #: folder of the embedded files (keys and audit SQLite databases)
     path: str = ".hyperion"
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import AccessError, BudgetExceededError, InvalidKeyError, StreamInterruptedError
 from .governance.keys import KEY_PREFIX, KeyRecord, check_active, parse_key, verify_secret
+from .redis_client import state_client
 from .types import Caller, ChatRequest, ChatResponse, Usage
 
 if TYPE_CHECKING:
@@ -118,9 +119,8 @@ class Steward:
     # -- keys --------------------------------------------------------------------------------------
     def _client(self) -> Any:
         if self._redis is None:
-            import redis.asyncio as aioredis
-
-            self._redis = aioredis.Redis.from_url(self.cfg.state.redis_url)
+            st = self.cfg.state
+            self._redis = state_client(st.redis_url, max_connections=st.max_connections, pool_timeout=st.pool_timeout)
         return self._redis
 
     def _keys_kind(self) -> str:

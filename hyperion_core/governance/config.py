@@ -190,6 +190,10 @@ class GovernanceConfig(_Strict):
     redis_url: str | None = None
     #: first part of every Redis key; no ``{`` or ``}`` (hash tags are added per structure)
     key_prefix: str = "hyperion"
+    #: connections in the Redis pool (>= 1); more concurrent requests wait for a free one
+    max_connections: int = Field(default=64, ge=1)
+    #: seconds a request waits for a free pooled connection before it fails (> 0)
+    pool_timeout: float = Field(default=10.0, gt=0)
     #: IANA zone for budget periods and spend days (``UTC`` default)
     timezone: str = "UTC"
     #: seconds a reservation holds budget before a crashed process's hold is released; > 0.

@@ -83,9 +83,9 @@ class Governance:
             if redis is None:
                 if not cfg.redis_url:
                     raise ConfigError("governance.redis_url: required for backend 'redis' (or pass a client)")
-                import redis.asyncio as aioredis
+                from ..redis_client import state_client
 
-                redis = aioredis.Redis.from_url(cfg.redis_url)
+                redis = state_client(cfg.redis_url, max_connections=cfg.max_connections, pool_timeout=cfg.pool_timeout)
                 self._owns_client = True
             self._client = redis
             self._scripts = Scripts(redis)

@@ -390,3 +390,27 @@ def test_default_max_tokens_must_be_a_positive_token_count():
                "routes": {"chat": {"deployments": [{"model": "p/gpt-4o-mini"}], "default_max_tokens": bad}}}
         with pytest.raises(ConfigError, match="routes.chat.default_max_tokens"):
             Gateway(cfg)
+
+
+async def test_four_hundred_concurrent_requests_on_redis_state_all_succeed(mock, tmp_path, redis_url):
+    """redis-py's default pool fails every request past the 100th in a burst ("Too many connections"):
+    the shared pool is bounded (state.max_connections) and requests wait for a free connection."""
+    gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 100.0}],
+           "rate_limits": [{"scope": "key", "rpm": 100_000}]}
+    state = {"backend": "redis", "redis_url": redis_url, "prefix": f"c400{uuid.uuid4().hex[:8]}", "max_connections": 16}
+    gw = make(mock, "g-400", tmp_path, governance=gov, state=state, keys_store="redis")
+    key, rec = await gw.keys.create("burst", team="wide")
+    results = await asyncio.gather(
+        *(gw.acomplete("chat", user(f"burst {i}"), virtual_key=key, max_tokens=5) for i in range(400)),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert errors == [], errors[:3]
+    (st,) = await gw.governance.status({"team": "wide"})
+    assert st.reserved_usd == 0
+    assert st.spent_usd == pytest.approx(sum(r.cost for r in results), abs=1e-6)
+    await gw.audit.aflush()
+    assert (await outcomes(gw)).count("ok") == 400
+    pool = gw.steward._client().connection_pool
+    assert pool.max_connections == 16
+    await gw.aclose()
