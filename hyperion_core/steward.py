@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import AccessError, BudgetExceededError, InvalidKeyError, StreamInterruptedError
 from .governance.keys import KEY_PREFIX, KeyRecord, check_active, parse_key, verify_secret
 from .redis_client import state_client
-from .types import Caller, ChatRequest, ChatResponse, Usage
+from .types import Caller, ChatRequest, ChatResponse, Usage, new_request_id
 
 if TYPE_CHECKING:
     from .config import GatewayConfig
@@ -196,7 +196,9 @@ class Steward:
         reads = (self.keys.record_key(cached.key_id),) if cached is not None else ()
         try:
             t.admission = await self.governance.admit(
-                req.request_id,
+                # one reservation per admitted call, whatever id the caller chose: a shared request_id
+                # must never let many calls share (and settle) one hold
+                f"{req.request_id}/{new_request_id()}",
                 {"key": c.key_id, "team": c.team, "user": c.user, "route": req.route},
                 tokens_estimate=prompt + max_out,
                 cost_estimate_usd=worst,

@@ -414,3 +414,24 @@ async def test_four_hundred_concurrent_requests_on_redis_state_all_succeed(mock,
     pool = gw.steward._client().connection_pool
     assert pool.max_connections == 16
     await gw.aclose()
+
+
+async def test_calls_sharing_one_request_id_are_each_reserved_and_billed(mock, tmp_path):
+    """Field trial: 20 concurrent calls with one caller-chosen request_id shared one reservation and one
+    was billed. Each admitted call holds and settles its own reservation."""
+    gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 10.0}]}
+    gw = make(mock, "g-same-id", tmp_path, governance=gov)
+    key, _ = await gw.keys.create("s", team="same")
+
+    async def call(i: int):
+        req = gw.request("chat", user(f"same id {i}"), virtual_key=key, max_tokens=5)
+        req.request_id = "caller-chosen-id"
+        return await gw.acomplete(req)
+
+    results = await asyncio.gather(*(call(i) for i in range(20)))
+    (st,) = await gw.governance.status({"team": "same"})
+    assert st.reserved_usd == 0
+    assert st.spent_usd == pytest.approx(sum(r.cost for r in results), abs=1e-9) and all(r.cost > 0 for r in results)
+    (row,) = await gw.governance.spend_report("team")
+    assert row.requests == 20
+    await gw.aclose()
