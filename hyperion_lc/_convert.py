@@ -39,13 +39,15 @@ def _clean(m: Message) -> Message:
     role = m.get("role")
     if role == "tool":
         return {k: v for k, v in m.items() if k in ("role", "content", "tool_call_id")}
-    if role == "assistant" and isinstance(m.get("content"), list):
-        parts = [p for p in m["content"] if isinstance(p, dict) and p.get("type") in _ASSISTANT_PARTS]
-        if all(p["type"] == "text" for p in parts):
-            text = "".join(p.get("text") or "" for p in parts)
-            return {**m, "content": text if text or not m.get("tool_calls") else ""}
-        return {**m, "content": parts}
-    return m
+    if role != "assistant":
+        return m
+    content = m.get("content")
+    if isinstance(content, list):
+        parts = [p for p in content if isinstance(p, dict) and p.get("type") in _ASSISTANT_PARTS]
+        content = "".join(p.get("text") or "" for p in parts) if all(p["type"] == "text" for p in parts) else parts
+    if not content and m.get("tool_calls"):
+        content = None  # only tool calls: null content, as ChatOpenAI sends it
+    return m if content is m.get("content") else {**m, "content": content}
 
 
 def text_of(message: BaseMessage) -> str:

@@ -155,7 +155,7 @@ class HyperionChat(BaseChatModel):
                     problems.append(P.unknown(k, known | P.WIRE_PARAMS | P.CLIENT_OPTIONS))
         mk = dict(values.get("model_kwargs") or {})
         for k in list(mk):
-            if k in cls.model_fields and k != "model_kwargs":  # a field's value passed the ChatOpenAI way
+            if k in _PARAM_FIELDS or k in ("stop", "n"):  # a field's value passed the ChatOpenAI way
                 values.setdefault(k, mk.pop(k))
             elif k == "max_completion_tokens":
                 values.setdefault("max_tokens", mk.pop(k))

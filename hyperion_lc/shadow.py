@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import itertools
 import random
 import re
@@ -196,10 +197,44 @@ class HyperionShadow(Runnable[Any, Any]):
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
-        self._executor: ThreadPoolExecutor | None = None
+        self._shared = _Shared()
         self._futures: set[Future[Any]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.skipped = 0  # requests not mirrored (sampling or max_pending)
+
+    @property
+    def skipped(self) -> int:
+        """Requests not mirrored (sampling or ``max_pending``)."""
+        return self._shared.skipped
+
+    @skipped.setter
+    def skipped(self, value: int) -> None:
+        self._shared.skipped = value
+
+    @property
+    def _executor(self) -> ThreadPoolExecutor | None:
+        return self._shared.executor
+
+    @_executor.setter
+    def _executor(self, value: ThreadPoolExecutor | None) -> None:
+        self._shared.executor = value
+
+    # -- tools and structured output: both sides get the same binding, one report ----------------------
+
+    def _derive(self, primary: Runnable[Any, Any], shadow: Runnable[Any, Any]) -> HyperionShadow:
+        """A shadow of ``primary`` / ``shadow`` sharing this one's settings, records and workers."""
+        new = copy.copy(self)
+        new.primary, new.shadow = primary, shadow
+        return new
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> HyperionShadow:
+        """Both sides with ``tools`` bound (so a shadow can wrap an agent's model); one shared report."""
+        return self._derive(_side_call(self.primary, "bind_tools", tools, **kwargs),
+                            _side_call(self.shadow, "bind_tools", tools, **kwargs))
+
+    def with_structured_output(self, schema: Any = None, **kwargs: Any) -> HyperionShadow:
+        """Both sides shaped by ``schema``; answers compare by their repr. One shared report."""
+        return self._derive(_side_call(self.primary, "with_structured_output", schema, **kwargs),
+                            _side_call(self.shadow, "with_structured_output", schema, **kwargs))
 
     def __repr__(self) -> str:
         return f"HyperionShadow(primary={self.primary!r}, shadow={self.shadow!r})"
@@ -432,6 +467,21 @@ class HyperionShadow(Runnable[Any, Any]):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+
+@dataclass(slots=True)
+class _Shared:
+    """What a shadow and the ones derived from it (``bind_tools``, ``with_structured_output``) share."""
+
+    executor: ThreadPoolExecutor | None = None
+    skipped: int = 0
+
+
+def _side_call(side: Runnable[Any, Any], method: str, *args: Any, **kwargs: Any) -> Runnable[Any, Any]:
+    fn = getattr(side, method, None)
+    if fn is None:
+        raise NotImplementedError(f"HyperionShadow.{method}: {type(side).__name__} has no {method}()")
+    return fn(*args, **kwargs)
 
 
 def _add(acc: Any, chunk: Any) -> Any:
