@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -268,13 +268,32 @@ class Steward:
         if self.audit is not None:
             self.audit.emit(
                 self._event_error(
-                    exc, t.req.request_id, t.req.route, t.req.caller, stream=t.stream,
+                    exc, t.req.request_id, t.req.route, await self._attributed(t.req.caller), stream=t.stream,
                     deployment=getattr(exc, "deployment", None), attempts=getattr(exc, "attempts", None),
                     usage=usage, cost=cost, latency_ms=(time.perf_counter() - t.perf) * 1000.0,
                     delivered_chunks=getattr(exc, "delivered_chunks", None), store_content=self.audit.store_content,
                     messages=t.req.messages, secrets=self.secrets, time=t.started,
                 )
             )
+
+    async def _attributed(self, caller: Caller | None) -> Caller | None:
+        """A caller refused before its key was authenticated (unknown, revoked or expired key; a bad
+        route) is audited under the key id it presented, when that parses — and under the key's team
+        and user when the presented secret is the key's own (never the secret itself)."""
+        if caller is None or caller.key_id is not None or not caller.virtual_key:
+            return caller
+        try:
+            key_id, secret = parse_key(caller.virtual_key)
+        except AccessError:
+            return caller
+        team, user = caller.team, caller.user
+        try:
+            rec = await self.keys.get(key_id)
+            if rec is not None and verify_secret(rec, secret):
+                team, user = rec.team or team, rec.user or user
+        except Exception:  # noqa: BLE001 - attribution is best effort; the denial is audited regardless
+            pass
+        return replace(caller, key_id=key_id, team=team, user=user)
 
     async def aclose(self) -> None:
         if self.audit is not None:

@@ -65,9 +65,12 @@ async def test_keys_gate_every_request_and_each_denial_is_audited(mock, tmp_path
     with pytest.raises(KeyRevokedError):
         await gw.acomplete("chat", user("hello"), virtual_key=key)
     assert await outcomes(gw) == ["ok", "denied", "denied", "denied", "denied"]
-    events = await gw.audit.query(limit=10)
+    events = list(reversed(await gw.audit.query(limit=10)))
     assert {e.key_id for e in events if e.key_id} == {rec.key_id}
-    assert all(e.team == "ml" for e in events if e.key_id)
+    # denials are attributed to the presented key id; to its team only when the secret was the key's
+    assert [(e.key_id, e.team) for e in events] == [
+        (rec.key_id, "ml"), (None, None), (rec.key_id, None), (rec.key_id, "ml"), (rec.key_id, "ml"),
+    ]
     dump = json.dumps([e.to_dict() for e in events])
     secret = key.split(".", 1)[1]
     assert secret not in dump and "sk-provider-secret-123" not in dump  # secrets never reach audit rows
