@@ -28,8 +28,28 @@ def to_openai_messages(messages: Sequence[BaseMessage]) -> list[Message]:
 
     What the Chat Completions format has no place for is left out, as ``ChatOpenAI`` does: an
     assistant's non-text blocks (``tool_call`` blocks of v1 content — the calls travel in
-    ``tool_calls`` —, ``thinking`` / ``reasoning`` blocks) and a tool message's ``name``."""
-    return [_clean(m) for m in convert_to_openai_messages(list(messages))]
+    ``tool_calls`` —, ``thinking`` / ``reasoning`` blocks) and a tool message's ``name``. A tool
+    result's images and files (Chat Completions tool messages carry text only) follow the turn's tool
+    messages in a user message, which every wire accepts."""
+    out: list[Message] = []
+    media: list[dict[str, Any]] = []
+    for m in convert_to_openai_messages(list(messages)):
+        m = _clean(m)
+        if media and m.get("role") != "tool":
+            out.append({"role": "user", "content": media})
+            media = []
+        if m.get("role") == "tool" and isinstance(m.get("content"), list):
+            parts = m["content"]
+            text = [p for p in parts if isinstance(p, dict) and p.get("type") == "text"]
+            other = [p for p in parts if not (isinstance(p, dict) and p.get("type") == "text")]
+            if other:
+                note = f"[the tool's result includes {len(other)} attachment(s), in the next message]"
+                m = {**m, "content": text or [{"type": "text", "text": note}]}
+                media += [{"type": "text", "text": f"Attachments of tool call {m.get('tool_call_id')}:"}, *other]
+        out.append(m)
+    if media:
+        out.append({"role": "user", "content": media})
+    return out
 
 
 _ASSISTANT_PARTS = ("text", "refusal")

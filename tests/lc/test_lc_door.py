@@ -292,3 +292,48 @@ async def test_shadow_binds_tools_and_structured_output_on_both_sides(make_confi
     assert records[0].primary.text.startswith(" lookup(") or "lookup(" in records[0].primary.text
     assert json.loads(json.dumps(shadow.summary()))["records"] == 3
     await gw.aclose()
+
+
+# -- structured output and files after failover to the Anthropic wire ---------------------------------------
+
+
+def test_structured_output_and_files_after_failover_to_anthropic(make_config, mock):
+    import base64
+
+    from media import pdf, wav
+
+    gw = Gateway(make_config("door-files"))
+    mock.fault("door-files-primary", kind="unavailable")
+    llm = HyperionChat(model="chat", gateway=gw)
+    for method in ("json_schema", "function_calling"):
+        joke = llm.with_structured_output(Joke, method=method).invoke("Tell me a joke")
+        assert isinstance(joke, Joke), method
+    raw = llm.with_structured_output(method="json_mode").invoke("Answer in JSON, please")
+    assert isinstance(raw, dict)
+    doc = base64.b64encode(pdf()).decode()
+    msg = llm.invoke([HumanMessage([{"type": "text", "text": "Summarize this document:"},
+                                    {"type": "file", "base64": doc, "mime_type": "application/pdf"}])])
+    assert msg.response_metadata["deployment"] == "anthropic-backup"
+    # Anthropic has no audio input: refused clearly, not sent
+    with pytest.raises(InvalidRequestError, match="audio"):
+        llm.invoke([HumanMessage([{"type": "text", "text": "Describe this audio:"},
+                                  {"type": "audio", "base64": base64.b64encode(wav()).decode(), "mime_type": "audio/wav"}])])
+    gw.close()
+
+
+def test_tool_results_with_media_follow_in_a_user_message():
+    from langchain_core.messages import ToolMessage
+
+    from hyperion_lc._convert import to_openai_messages
+
+    msgs = to_openai_messages([
+        HumanMessage("draw two"),
+        AIMessage("", tool_calls=[{"name": "draw", "args": {}, "id": "a", "type": "tool_call"},
+                                  {"name": "draw", "args": {}, "id": "b", "type": "tool_call"}]),
+        ToolMessage([{"type": "image", "base64": "iVBORw0KGgo=", "mime_type": "image/png"}], tool_call_id="a", name="draw"),
+        ToolMessage("plain text", tool_call_id="b", name="draw"),
+    ])
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "tool", "user"]
+    assert msgs[1]["content"] is None and "name" not in msgs[2]
+    assert msgs[2]["content"][0]["type"] == "text" and msgs[3]["content"] == "plain text"
+    assert msgs[4]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}

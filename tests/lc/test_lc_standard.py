@@ -131,32 +131,52 @@ class TestHyperionChatIntegration(ChatModelIntegrationTests):
         assert msg.usage_metadata["output_token_details"]["reasoning"] == 7  # type: ignore[index]
         return msg
 
-    # -- not applicable offline ------------------------------------------------------------------
-    # Each of these downloads its media (an image from GitHub, a PDF from w3.org, a WAV from
-    # Wikimedia) at run time; this suite runs with no network. HyperionChat passes multimodal parts
-    # through in the OpenAI format (tests/lc/test_lc_chat.py checks the conversion); whether a
-    # deployment understands them is the provider's business, and the mock provider ignores them.
-    _OFFLINE = "downloads its media from the internet at run time; the suite runs offline"
+    # -- media, offline ----------------------------------------------------------------------------
+    # The suite fetches its media with httpx.get (an image from GitHub, a PDF from w3.org, a WAV from
+    # Wikimedia); here that module-level httpx is swapped for local, generated files of the same types
+    # (tests/lc/media.py), so the tests run as written with no network. Both deployments of the route
+    # take images and PDFs (the Anthropic adapter translates OpenAI ``file`` parts after a failover).
 
-    @pytest.mark.xfail(reason=_OFFLINE, run=False)
-    def test_image_inputs(self, model: BaseChatModel) -> None:
-        super().test_image_inputs(model)
+    @pytest.fixture(autouse=True)
+    def _local_media(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import langchain_tests.integration_tests.chat_models as suite
+        from media import LocalMedia
 
-    @pytest.mark.xfail(reason=_OFFLINE, run=False)
-    def test_image_tool_message(self, model: BaseChatModel) -> None:
-        super().test_image_tool_message(model)
+        monkeypatch.setattr(suite, "httpx", LocalMedia())
 
-    @pytest.mark.xfail(reason=_OFFLINE + "; the mock provider has no PDF understanding", run=False)
-    def test_pdf_inputs(self, model: BaseChatModel) -> None:
-        super().test_pdf_inputs(model)
+    @property
+    def supports_image_inputs(self) -> bool:
+        return True
 
-    @pytest.mark.xfail(reason=_OFFLINE + "; the mock provider has no PDF understanding", run=False)
-    def test_pdf_tool_message(self, model: BaseChatModel) -> None:
-        super().test_pdf_tool_message(model)
+    @property
+    def supports_image_tool_message(self) -> bool:
+        return True
 
-    @pytest.mark.xfail(reason=_OFFLINE + "; the mock provider has no audio understanding", run=False)
-    def test_audio_inputs(self, model: BaseChatModel) -> None:
-        super().test_audio_inputs(model)
+    @property
+    def supports_pdf_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_pdf_tool_message(self) -> bool:
+        return True
+
+    @property
+    def supports_audio_inputs(self) -> bool:
+        return True  # on routes whose deployments take audio: see the model fixture
+
+    @pytest.fixture
+    def model(self, request: Any) -> BaseChatModel:
+        """The suite's model; for the audio test, one on a route that takes audio. gpt-4o-mini and
+        Claude take none (the ``chat`` route's profile says ``audio_inputs=False``), Gemini does."""
+        if request.node.originalname != "test_audio_inputs":
+            return super().model.__wrapped__(self, request)  # type: ignore[attr-defined]
+        cfg = _config()
+        cfg["providers"]["google"] = {"kind": "gemini", "api_key": "gm-mock",
+                                      "base_url": _MOCK["mock"].base_url(f"{PREFIX}-google", "gemini")}
+        cfg["routes"]["listen"] = {"deployments": [{"model": "google/gemini-2.5-flash"}]}
+        listen = HyperionChat(model="listen", config=cfg)
+        assert listen.profile is not None and listen.profile.get("audio_inputs") is True
+        return listen
 
     # VCR cassettes record real provider traffic; here the mock provider is the cassette, and the
     # streaming overhead this benchmark watches is measured by bench/langchain.py instead.
