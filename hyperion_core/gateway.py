@@ -8,6 +8,7 @@ in around the same flow. Sync methods are twins of the async ones, driven on one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -31,8 +32,8 @@ from .http import HttpClient
 from .pricing import lookup
 from .providers import Target, adapter_class
 from .routing import CircuitBreaker, Clock, DeploymentState, Router, RouteState, _timeout
-from .steward import Steward, StreamCancelled, output_cap
-from .streaming import Accumulator, ChatStream, resume_messages
+from .steward import Steward, StreamCancelled, estimate_prompt_tokens, output_cap
+from .streaming import Accumulator, ChatStream, resume_messages, segment_usage
 from .types import (
     Attempt,
     CacheControl,
@@ -462,9 +463,10 @@ class Gateway:
                 yield chunk
         except GeneratorExit:  # the caller stopped reading
             if inner is not None:
-                await _aclose(inner)
+                await _aclose(inner)  # the live stream records what it generated in out.partial
             if ticket is not None:
-                await st.fail(ticket, StreamCancelled(delivered))
+                usage, cost, dep = out.partial or (None, 0.0, None)
+                await st.fail(ticket, StreamCancelled(delivered, usage=usage, cost=cost, deployment=dep))
             raise
         except BaseException as exc:
             if ticket is not None:
@@ -484,8 +486,9 @@ class Gateway:
                 if not flight.leader:
                     hit = await flight.wait()
                 if hit is None:
-                    async for chunk in self._stream(rs, req, out):
-                        yield chunk
+                    async with contextlib.aclosing(self._stream(rs, req, out)) as live:  # closed with us
+                        async for chunk in live:
+                            yield chunk
                     await flight.finish(out.response, complete=True)
                     return
         ttft_ms = (time.perf_counter() - started) * 1000.0
@@ -504,12 +507,22 @@ class Gateway:
         ttft_ms = (time.perf_counter() - started) * 1000.0
         idle = rs.cfg.stream_idle_timeout
         chunk: ChatChunk | None = first
-        seg_chunks = 0
+        seg_req, seg_chunks, seg_chars = req, 0, 0  # the current segment (a resume starts a new one)
+
+        def segment_cut() -> Usage:
+            """What the current segment cost upstream though it never reported usage."""
+            return segment_usage(estimate_prompt_tokens(seg_req), seg_chunks, acc.chars - seg_chars)
+
         try:
             while chunk is not None:
                 acc.add(chunk)
                 seg_chunks += 1
-                yield chunk
+                try:
+                    yield chunk
+                except GeneratorExit:  # the caller closed the stream: bill what was generated so far
+                    seg = acc.usage if acc.usage is not None else segment_cut()
+                    out.partial = (extra_usage + seg, cost + ds.adapter.target.price.cost(seg), ds.name)
+                    raise
                 seg_started = time.perf_counter()
                 try:
                     chunk = await _next(upstream, idle)
@@ -522,19 +535,19 @@ class Gateway:
                     ds.breaker.on_failure(self.router.clock.now())
                     await _aclose(upstream)
                     if not rs.cfg.stream_resume or acc.tools:
-                        cut = extra_usage + Usage(completion_tokens=seg_chunks)
+                        seg = segment_cut()
                         raise StreamInterruptedError(
                             f"stream from '{ds.name}' failed after {acc.chunks} chunk(s): {err.message}",
                             delivered_chunks=acc.chunks,
-                            usage=cut,
-                            cost=cost + ds.adapter.target.price.cost(Usage(completion_tokens=seg_chunks)),
+                            usage=extra_usage + seg,
+                            cost=cost + ds.adapter.target.price.cost(seg),
                             attempts=attempts,
                             route=rs.name,
                             deployment=ds.name,
                             request_id=req.request_id,
                         ) from err
-                    # the cut segment was generated (and billed) upstream: estimate it, one token a chunk
-                    cut = Usage(completion_tokens=seg_chunks)
+                    # the cut segment was generated (and billed) upstream: its prompt and its tokens
+                    cut = segment_cut()
                     cost += ds.adapter.target.price.cost(cut)
                     extra_usage = extra_usage + cut
                     creq = req.with_messages(resume_messages(req.messages, acc.text))
@@ -553,7 +566,7 @@ class Gateway:
                             request_id=req.request_id,
                         ) from resume_err
                     resumed_by.append(ds.name)
-                    seg_chunks = 0
+                    seg_req, seg_chunks, seg_chars = creq, 0, acc.chars
         finally:
             await _aclose(upstream)
         usage = (acc.usage or Usage()) + extra_usage

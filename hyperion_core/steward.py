@@ -26,13 +26,20 @@ if TYPE_CHECKING:
 
 
 class StreamCancelled(Exception):
-    """Audit marker: the caller stopped reading a stream after ``delivered_chunks`` chunks."""
+    """Audit marker: the caller stopped reading a stream after ``delivered_chunks`` chunks. ``usage`` and
+    ``cost`` are what was generated upstream until then (the provider's usage when it arrived, else
+    estimated): a closed stream is billed like any other."""
 
     audit_outcome = "cancelled"
 
-    def __init__(self, delivered_chunks: int) -> None:
+    def __init__(
+        self, delivered_chunks: int, *, usage: Usage | None = None, cost: float = 0.0, deployment: str | None = None
+    ) -> None:
         super().__init__(f"the caller closed the stream after {delivered_chunks} chunk(s)")
         self.delivered_chunks = delivered_chunks
+        self.usage = usage
+        self.cost = cost
+        self.deployment = deployment
 
 
 @dataclass(slots=True)
@@ -249,7 +256,7 @@ class Steward:
             return
         cost = 0.0
         usage: Usage | None = None
-        if isinstance(exc, StreamInterruptedError):
+        if isinstance(exc, (StreamInterruptedError, StreamCancelled)):  # billed for what was generated
             cost, usage = exc.cost, exc.usage
         if self.governance is not None and t.admission is not None and not t.settled:
             t.settled = True

@@ -22,10 +22,17 @@ def resume_messages(messages: list[Message], partial: str) -> list[Message]:
     return [*messages, {"role": "assistant", "content": partial}, {"role": "user", "content": RESUME_INSTRUCTION}]
 
 
+def segment_usage(prompt_estimate: int, chunks: int, chars: int) -> Usage:
+    """What one stream segment that ended without the provider's usage cost upstream: its prompt
+    (estimated) and every token generated, estimated as the larger of one a chunk and one per four
+    characters of content and tool arguments."""
+    return Usage(prompt_tokens=prompt_estimate, completion_tokens=max(chunks, -(-chars // 4)))
+
+
 class Accumulator:
     """Collects a stream's chunks into the final message, usage and finish reason."""
 
-    __slots__ = ("parts", "tools", "usage", "finish_reason", "chunks")
+    __slots__ = ("parts", "tools", "usage", "finish_reason", "chunks", "chars")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -33,12 +40,15 @@ class Accumulator:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.chunks = 0
+        self.chars = 0  # content and tool-argument characters (for estimates when usage never came)
 
     def add(self, chunk: ChatChunk) -> None:
         self.chunks += 1
         if chunk.content:
             self.parts.append(chunk.content)
+            self.chars += len(chunk.content)
         for d in chunk.tool_calls:
+            self.chars += len(d.arguments)
             slot = self.tools.get(d.index)
             if slot is None:
                 slot = self.tools[d.index] = [None, None]
@@ -78,6 +88,8 @@ class ChatStream:
     def __init__(self, agen: AsyncIterator[ChatChunk] | None = None) -> None:
         self._agen = agen  # type: ignore[assignment]
         self.response: ChatResponse | None = None
+        #: (usage, cost, deployment) generated upstream before the caller closed the stream early
+        self.partial: tuple[Usage, float, str] | None = None
 
     def __aiter__(self) -> ChatStream:
         return self
@@ -98,4 +110,4 @@ class ChatStream:
         return self.response
 
 
-__all__ = ["ChatStream", "Accumulator", "RESUME_INSTRUCTION", "resume_messages"]
+__all__ = ["ChatStream", "Accumulator", "RESUME_INSTRUCTION", "resume_messages", "segment_usage"]

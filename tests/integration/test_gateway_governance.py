@@ -21,6 +21,7 @@ from hyperion_core import (
     RouteNotFoundError,
     StreamInterruptedError,
 )
+from hyperion_core.types import Usage
 
 
 def make(mock, dep: str, tmp_path, *, governance: dict | None = None, cache: bool = False, state: dict | None = None,
@@ -437,4 +438,52 @@ async def test_calls_sharing_one_request_id_are_each_reserved_and_billed(mock, t
     assert st.spent_usd == pytest.approx(sum(r.cost for r in results), abs=1e-9) and all(r.cost > 0 for r in results)
     (row,) = await gw.governance.spend_report("team")
     assert row.requests == 20
+    await gw.aclose()
+
+
+async def test_a_stream_the_caller_closes_is_billed_for_what_was_generated(mock, tmp_path):
+    """Field trial: 50 streams read to their last chunk and then aclose()d recorded $0.00 of $3.05
+    generated. A closed stream is billed: the provider's usage when it arrived, else the prompt and
+    every token delivered."""
+    gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 10.0}]}
+    gw = make(mock, "g-close", tmp_path, governance=gov)
+    key, _ = await gw.keys.create("c", team="closers")
+    price = gw.route("chat").deployments[0].adapter.target.price
+    # 1) read to the last chunk (the one with usage), then close instead of reading on to the end
+    full = await gw.acomplete("chat", user("tell me a long story about closing"), max_tokens=40, virtual_key=key)
+    s = gw.astream("chat", user("tell me a long story about closing"), virtual_key=key, max_tokens=40)
+    got = []
+    while True:
+        chunk = await s.__anext__()
+        got.append(chunk)
+        if chunk.usage is not None:
+            break
+    await s.aclose()
+    (st,) = await gw.governance.status({"team": "closers"})
+    assert st.reserved_usd == 0 and st.spent_usd == pytest.approx(2 * full.cost, rel=1e-9)  # the provider's usage
+    # 2) closed after three chunks, before any usage arrived: prompt + delivered tokens, estimated
+    s = gw.astream("chat", user("tell me a long story about leaving early"), virtual_key=key, max_tokens=40)
+    delivered = [await s.__anext__() for _ in range(3)]
+    await s.aclose()
+    (st2,) = await gw.governance.status({"team": "closers"})
+    charged = st2.spent_usd - st.spent_usd
+    assert st2.reserved_usd == 0
+    assert charged >= price.cost(Usage(prompt_tokens=5, completion_tokens=3)) and charged < full.cost
+    events = list(reversed(await gw.audit.query(limit=10)))[-2:]
+    assert [e.outcome for e in events] == ["cancelled", "cancelled"]
+    assert events[0].cost == pytest.approx(full.cost, rel=1e-9) and events[1].cost == pytest.approx(charged, rel=1e-6)
+    assert events[1].completion_tokens >= len(delivered) and events[1].prompt_tokens > 0
+    await gw.aclose()
+
+
+async def test_a_cut_stream_is_billed_for_its_prompt_too(mock, tmp_path):
+    gw = make(mock, "g-cutbill", tmp_path, governance={"budgets": [{"scope": "team", "period": "daily", "limit_usd": 5}]})
+    key, _ = await gw.keys.create("k", team="cuts")
+    mock.fault("g-cutbill", cut_after_chunks=3, times=1)
+    with pytest.raises(StreamInterruptedError) as exc:
+        async for _ in gw.astream("chat", user("a story that will be cut short by the network"), virtual_key=key):
+            pass
+    assert exc.value.usage.prompt_tokens > 0 and exc.value.usage.completion_tokens >= 2
+    (st,) = await gw.governance.status({"team": "cuts"})
+    assert st.spent_usd == pytest.approx(exc.value.cost) and st.reserved_usd == 0
     await gw.aclose()
