@@ -46,6 +46,8 @@ def test_quickstart_notebook_runs_and_shows_its_results(kernel_spec):
     assert "refused -> " in out and "daily budget" in out                   # the budget refusal
     assert "budget_exceeded" in out and "ok" in out                         # audit rows
     assert "p50 latency ms" in out and "agreement:" in out                  # the shadow report
+    assert "HyperionRateLimitError: [(" in out and "429" in out             # typed error after failover ...
+    assert "fallback answer: Mock answer to: Which plan am I on?" in out    # ... and with_fallbacks uses it
     images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 1                                                  # the one plot, inline
     assert out.rstrip().endswith("done")
