@@ -45,7 +45,10 @@ def to_openai_messages(messages: Sequence[BaseMessage]) -> list[Message]:
             if other:
                 note = f"[the tool's result includes {len(other)} attachment(s), in the next message]"
                 m = {**m, "content": text or [{"type": "text", "text": note}]}
-                media += [{"type": "text", "text": f"Attachments of tool call {m.get('tool_call_id')}:"}, *other]
+                media += [
+                    {"type": "text", "text": f"Attachments of tool call {m.get('tool_call_id')}:"},
+                    *other,
+                ]
         out.append(m)
     if media:
         out.append({"role": "user", "content": media})
@@ -64,7 +67,9 @@ def _clean(m: Message) -> Message:
     content = m.get("content")
     if isinstance(content, list):
         parts = [p for p in content if isinstance(p, dict) and p.get("type") in _ASSISTANT_PARTS]
-        content = "".join(p.get("text") or "" for p in parts) if all(p["type"] == "text" for p in parts) else parts
+        content = (
+            "".join(p.get("text") or "" for p in parts) if all(p["type"] == "text" for p in parts) else parts
+        )
     if not content and m.get("tool_calls"):
         content = None  # only tool calls: null content, as ChatOpenAI sends it
     return m if content is m.get("content") else {**m, "content": content}
@@ -76,7 +81,8 @@ def text_of(message: BaseMessage) -> str:
     if isinstance(content, str):
         return content
     return "".join(
-        p if isinstance(p, str) else (p.get("text") or "") for p in content
+        p if isinstance(p, str) else (p.get("text") or "")
+        for p in content
         if isinstance(p, str) or (isinstance(p, dict) and p.get("type") == "text")
     )
 
@@ -102,8 +108,10 @@ def format_tool_choice(choice: Any, tool_names: Sequence[str]) -> Any:
             return choice
         if choice in tool_names:
             return {"type": "function", "function": {"name": choice}}
-        raise ValueError(f"tool_choice {choice!r}: not one of the bound tools {list(tool_names)} "
-                         "nor 'auto' / 'none' / 'any' / 'required'")
+        raise ValueError(
+            f"tool_choice {choice!r}: not one of the bound tools {list(tool_names)} "
+            "nor 'auto' / 'none' / 'any' / 'required'"
+        )
     if isinstance(choice, dict):
         return choice
     raise ValueError(f"tool_choice: expected a str, bool or dict, got {type(choice).__name__}")
@@ -146,8 +154,13 @@ def usage_metadata(u: Usage) -> UsageMetadata:
 
 #: what a provider may report beyond the text, passed on under ChatOpenAI's names when the core's
 #: response carries it (``id`` is the provider's response id)
-_PROVIDER_FIELDS = (("id", "id"), ("system_fingerprint", "system_fingerprint"), ("logprobs", "logprobs"),
-                    ("reasoning_content", "reasoning_content"), ("service_tier", "service_tier"))
+_PROVIDER_FIELDS = (
+    ("id", "id"),
+    ("system_fingerprint", "system_fingerprint"),
+    ("logprobs", "logprobs"),
+    ("reasoning_content", "reasoning_content"),
+    ("service_tier", "service_tier"),
+)
 
 
 def response_metadata(resp: ChatResponse, provider: str | None = None) -> dict[str, Any]:
@@ -164,15 +177,27 @@ def response_metadata(resp: ChatResponse, provider: str | None = None) -> dict[s
         "deployment": resp.deployment,
         "request_id": resp.request_id,
         "attempts": [
-            {"deployment": a.deployment, "outcome": a.outcome, "latency_ms": round(a.latency_ms, 3),
-             "error_class": a.error_class, "status": a.status}
+            {
+                "deployment": a.deployment,
+                "outcome": a.outcome,
+                "latency_ms": round(a.latency_ms, 3),
+                "error_class": a.error_class,
+                "status": a.status,
+            }
             for a in resp.attempts
         ],
         "cost": resp.cost,
         "cache_tier": c.tier if c is not None else None,
-        "cache": None if c is None else {
-            "tier": c.tier, "similarity": c.similarity, "age_s": round(c.age_s, 3), "guards": list(c.guards),
-            "tokens_saved": c.tokens_saved, "cost_saved": c.cost_saved, "source_deployment": c.source_deployment,
+        "cache": None
+        if c is None
+        else {
+            "tier": c.tier,
+            "similarity": c.similarity,
+            "age_s": round(c.age_s, 3),
+            "guards": list(c.guards),
+            "tokens_saved": c.tokens_saved,
+            "cost_saved": c.cost_saved,
+            "source_deployment": c.source_deployment,
         },
         "latency_ms": round(resp.latency_ms, 3),
         "ttft_ms": None if resp.ttft_ms is None else round(resp.ttft_ms, 3),
@@ -217,8 +242,11 @@ def to_chat_result(resp: ChatResponse, provider: str | None = None) -> ChatResul
         generations=[ChatGeneration(message=to_ai_message(resp, provider))],
         llm_output={
             "model_name": resp.model,
-            "token_usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                            "total_tokens": u.total_tokens},
+            "token_usage": {
+                "prompt_tokens": u.prompt_tokens,
+                "completion_tokens": u.completion_tokens,
+                "total_tokens": u.total_tokens,
+            },
         },
     )
 

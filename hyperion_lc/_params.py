@@ -30,27 +30,68 @@ from hyperion_core._text import suggest
 log = logging.getLogger("hyperion.langchain")
 
 #: typed ``ChatRequest`` fields a caller may set (``max_completion_tokens`` is ``max_tokens``)
-REQUEST_FIELDS = frozenset({
-    "temperature", "top_p", "seed", "n", "max_tokens", "stop", "tools", "tool_choice", "response_format",
-    "timeout", "max_retries",
-})
+REQUEST_FIELDS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "seed",
+        "n",
+        "max_tokens",
+        "stop",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "timeout",
+        "max_retries",
+    }
+)
 
 #: OpenAI Chat Completions parameters sent in ``ChatRequest.extra`` under their OpenAI names
-WIRE_PARAMS = frozenset({
-    "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "logit_bias", "reasoning_effort",
-    "verbosity", "service_tier", "store", "user", "metadata", "parallel_tool_calls", "prediction",
-    "modalities", "audio", "web_search_options", "prompt_cache_key", "safety_identifier",
-})
+WIRE_PARAMS = frozenset(
+    {
+        "frequency_penalty",
+        "presence_penalty",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "reasoning_effort",
+        "verbosity",
+        "service_tier",
+        "store",
+        "user",
+        "metadata",
+        "parallel_tool_calls",
+        "prediction",
+        "modalities",
+        "audio",
+        "web_search_options",
+        "prompt_cache_key",
+        "safety_identifier",
+    }
+)
 
 #: ``ChatOpenAI`` client options: accepted, never on the wire
-CLIENT_OPTIONS = frozenset({
-    "stream_usage", "default_headers", "default_query", "http_client", "http_async_client",
-    "http_socket_options", "organization", "openai_organization", "tiktoken_model_name",
-    "include_response_headers", "stream_chunk_timeout", "stream_options",
-})
+CLIENT_OPTIONS = frozenset(
+    {
+        "stream_usage",
+        "default_headers",
+        "default_query",
+        "http_client",
+        "http_async_client",
+        "http_socket_options",
+        "organization",
+        "openai_organization",
+        "tiktoken_model_name",
+        "include_response_headers",
+        "stream_chunk_timeout",
+        "stream_options",
+    }
+)
 
-_BASE_URL = ("the gateway calls its deployments itself: set the address in the gateway configuration "
-             "(providers.<name>.base_url), not on HyperionChat")
+_BASE_URL = (
+    "the gateway calls its deployments itself: set the address in the gateway configuration "
+    "(providers.<name>.base_url), not on HyperionChat"
+)
 _RESPONSES = "a Responses API option; Hyperion routes speak Chat Completions"
 
 #: arguments that are plainly wrong for ``HyperionChat``, with where the setting belongs
@@ -58,8 +99,10 @@ REFUSED: dict[str, str] = {
     "base_url": _BASE_URL,
     "openai_api_base": _BASE_URL,
     "openai_proxy": "the gateway owns the connections: configure a proxy in its environment",
-    "openai_api_key": ("provider keys live in the gateway configuration (providers.<name>.api_key); "
-                       "pass your Hyperion key as virtual_key= (alias api_key=)"),
+    "openai_api_key": (
+        "provider keys live in the gateway configuration (providers.<name>.api_key); "
+        "pass your Hyperion key as virtual_key= (alias api_key=)"
+    ),
     "client": "HyperionChat has no OpenAI client to replace: pass gateway= or config=",
     "async_client": "HyperionChat has no OpenAI client to replace: pass gateway= or config=",
     "root_client": "HyperionChat has no OpenAI client to replace: pass gateway= or config=",
@@ -88,8 +131,10 @@ def refusal(name: str, value: Any) -> str | None:
 
 
 def unknown(name: str, options: Iterable[str]) -> str:
-    return (f"{name}: not a HyperionChat or OpenAI chat parameter{suggest(name, options)}; "
-            "provider-specific parameters go in extra_body={...}")
+    return (
+        f"{name}: not a HyperionChat or OpenAI chat parameter{suggest(name, options)}; "
+        "provider-specific parameters go in extra_body={...}"
+    )
 
 
 def check_reasoning_effort(value: Any) -> str | None:
@@ -103,14 +148,18 @@ def effort_of(reasoning: Any) -> str | None:
     if reasoning is None:
         return None
     if not isinstance(reasoning, Mapping):
-        raise TypeError(f"reasoning: expected a dict like {{'effort': 'low'}}, got {type(reasoning).__name__}")
+        raise TypeError(
+            f"reasoning: expected a dict like {{'effort': 'low'}}, got {type(reasoning).__name__}"
+        )
     rest = sorted(k for k in reasoning if k != "effort")
     if rest:
         log.debug("hyperion: reasoning keys %s have no Chat Completions equivalent; dropped", rest)
     return reasoning.get("effort")
 
 
-def split(params: Mapping[str, Any], *, known: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+def split(
+    params: Mapping[str, Any], *, known: Iterable[str] = ()
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """``params`` (OpenAI names) -> (typed request fields, ``extra`` provider parameters, problems).
 
     ``None`` values are unset. ``max_completion_tokens`` is ``max_tokens``; ``reasoning`` gives
@@ -136,7 +185,9 @@ def split(params: Mapping[str, Any], *, known: Iterable[str] = ()) -> tuple[dict
                 extra.setdefault("reasoning_effort", effort)
         elif name == "extra_body":
             if not isinstance(value, Mapping):
-                problems.append(f"extra_body: expected a dict of provider parameters, got {type(value).__name__}")
+                problems.append(
+                    f"extra_body: expected a dict of provider parameters, got {type(value).__name__}"
+                )
                 continue
             for k, v in value.items():
                 if v is not None:
@@ -163,4 +214,12 @@ def split(params: Mapping[str, Any], *, known: Iterable[str] = ()) -> tuple[dict
     return typed, extra, problems
 
 
-__all__ = ["REQUEST_FIELDS", "WIRE_PARAMS", "CLIENT_OPTIONS", "REFUSED", "REASONING_EFFORTS", "split", "refusal"]
+__all__ = [
+    "REQUEST_FIELDS",
+    "WIRE_PARAMS",
+    "CLIENT_OPTIONS",
+    "REFUSED",
+    "REASONING_EFFORTS",
+    "split",
+    "refusal",
+]

@@ -26,8 +26,13 @@ from hyperion_core.pricing import cost_map
 from hyperion_core.registry import ENV_CONFIG
 
 #: Hyperion provider kinds -> the provider names LangSmith and LangChain use
-LS_PROVIDERS = {"gemini": "google_genai", "vertex_ai": "google_vertexai", "azure": "azure", "bedrock": "amazon_bedrock",
-                "openai_compatible": "openai"}
+LS_PROVIDERS = {
+    "gemini": "google_genai",
+    "vertex_ai": "google_vertexai",
+    "azure": "azure",
+    "bedrock": "amazon_bedrock",
+    "openai_compatible": "openai",
+}
 
 
 @dataclass(slots=True, frozen=True)
@@ -91,8 +96,10 @@ def targets(cfg: GatewayConfig | None, route: str) -> list[Target]:
         info = route_info(cfg, route)
     except HyperionError:
         return []
-    return [Target(d.name, d.kind, d.model, d.max_input_tokens, d.max_output_tokens, d.function_calling)
-            for d in info.deployments]
+    return [
+        Target(d.name, d.kind, d.model, d.max_input_tokens, d.max_output_tokens, d.function_calling)
+        for d in info.deployments
+    ]
 
 
 def _entry(t: Target) -> dict[str, Any]:
@@ -129,7 +136,10 @@ def profile(ts: list[Target]) -> ModelProfile | None:
     for key, flag in _FLAGS.items():
         values = [e.get(flag) for e in entries]
         if key == "tool_calling":
-            values = [t.function_calling if t.function_calling is not None else v for t, v in zip(ts, values, strict=True)]
+            values = [
+                t.function_calling if t.function_calling is not None else v
+                for t, v in zip(ts, values, strict=True)
+            ]
         if any(v is False for v in values):
             out[key] = False
         elif all(v is True for v in values):

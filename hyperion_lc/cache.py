@@ -63,8 +63,12 @@ def _store_for(gw: Gateway, semantic: bool) -> ResponseCache:
         from hyperion_core.cache.embedders import make_embedder
 
         st = gw.config.state
-        backend = CacheBackendConfig(backend=st.backend, redis_url=st.redis_url, key_prefix=st.prefix,
-                                     socket_timeout=gw.config.cache.socket_timeout)
+        backend = CacheBackendConfig(
+            backend=st.backend,
+            redis_url=st.redis_url,
+            key_prefix=st.prefix,
+            socket_timeout=gw.config.cache.socket_timeout,
+        )
         embedder = make_embedder(gw.config.cache.embedder, gw) if semantic else None
         store = _stores[gw] = ResponseCache(backend, embedder=embedder)
     return store
@@ -78,7 +82,9 @@ def parse_llm_string(llm_string: str) -> dict[str, Any]:
     if sep:
         try:
             kwargs = json.loads(head).get("kwargs") or {}
-            params.update({k: v for k, v in kwargs.items() if not isinstance(v, dict) or v.get("type") != "secret"})
+            params.update(
+                {k: v for k, v in kwargs.items() if not isinstance(v, dict) or v.get("type") != "secret"}
+            )
         except (ValueError, AttributeError):
             pass
     try:
@@ -140,8 +146,11 @@ class HyperionCache(BaseCache):
     def settings(self) -> CacheSettings:
         if self._settings is None:
             rc = self.gateway.config.routes.get(self.route)
-            self._settings = (rc.cache if rc is not None and rc.cache is not None
-                              else CacheSettings(semantic=SemanticSettings(enabled=True)))
+            self._settings = (
+                rc.cache
+                if rc is not None and rc.cache is not None
+                else CacheSettings(semantic=SemanticSettings(enabled=True))
+            )
         return self._settings
 
     @property
@@ -177,9 +186,15 @@ class HyperionCache(BaseCache):
         info = parse_llm_string(llm_string)
         digest = hashlib.blake2b(llm_string.encode(), digest_size=12).hexdigest()
         ns = f"lc:{digest}:{self._epoch}" + (f":{self.namespace}" if self.namespace else "")
-        req = ChatRequest(route=self.route, messages=messages, temperature=info.get("temperature"),
-                          tools=info.get("tools"), caller=caller, cache=CacheControl(namespace=ns),
-                          metadata={"model": info.get("model")})
+        req = ChatRequest(
+            route=self.route,
+            messages=messages,
+            temperature=info.get("temperature"),
+            tools=info.get("tools"),
+            caller=caller,
+            cache=CacheControl(namespace=ns),
+            metadata={"model": info.get("model")},
+        )
         return req, chat
 
     # -- async (native) ----------------------------------------------------------------------------
@@ -234,8 +249,10 @@ def _response(req: ChatRequest, gen: Generation) -> ChatResponse | None:
     meta: dict[str, Any] = {}
     usage = Usage()
     if isinstance(msg, AIMessage):
-        calls = tuple(ToolCall(id=tc.get("id") or f"call_{i}", name=tc["name"], arguments=json.dumps(tc["args"]))
-                      for i, tc in enumerate(msg.tool_calls))
+        calls = tuple(
+            ToolCall(id=tc.get("id") or f"call_{i}", name=tc["name"], arguments=json.dumps(tc["args"]))
+            for i, tc in enumerate(msg.tool_calls)
+        )
         meta = msg.response_metadata or {}
         usage = usage_of(LLMResult(generations=[[gen]])) or Usage()
     text = gen.text
@@ -245,9 +262,17 @@ def _response(req: ChatRequest, gen: Generation) -> ChatResponse | None:
     model = meta.get("model_name") or req.metadata.get("model") or "unknown"
     provider = meta.get("model_provider") or "openai"
     return ChatResponse(
-        request_id=req.request_id, route=req.route, deployment=f"{provider}/{model}", model=model,
-        content=text or None, tool_calls=calls, finish_reason=finish, usage=usage,
-        cost=price_lookup(provider, model).cost(usage), attempts=(), latency_ms=0.0,
+        request_id=req.request_id,
+        route=req.route,
+        deployment=f"{provider}/{model}",
+        model=model,
+        content=text or None,
+        tool_calls=calls,
+        finish_reason=finish,
+        usage=usage,
+        cost=price_lookup(provider, model).cost(usage),
+        attempts=(),
+        latency_ms=0.0,
     )
 
 
@@ -256,13 +281,23 @@ def _generation(resp: ChatResponse, chat: bool) -> Generation:
     info = {"finish_reason": resp.finish_reason}
     if not chat:
         return Generation(text=resp.content or "", generation_info=info)
-    cache_meta = None if c is None else {
-        "tier": c.tier, "similarity": c.similarity, "age_s": round(c.age_s, 3), "guards": list(c.guards),
-        "cost_saved": c.cost_saved,
-    }
+    cache_meta = (
+        None
+        if c is None
+        else {
+            "tier": c.tier,
+            "similarity": c.similarity,
+            "age_s": round(c.age_s, 3),
+            "guards": list(c.guards),
+            "cost_saved": c.cost_saved,
+        }
+    )
     msg = C.to_ai_message(replace(resp, attempts=()))
-    msg.response_metadata = {"model_name": resp.model, "finish_reason": resp.finish_reason,
-                             "hyperion_cache": cache_meta}
+    msg.response_metadata = {
+        "model_name": resp.model,
+        "finish_reason": resp.finish_reason,
+        "hyperion_cache": cache_meta,
+    }
     return ChatGeneration(message=msg, generation_info=info)
 
 

@@ -50,7 +50,12 @@ from .errors import to_langchain_error
 
 log = logging.getLogger("hyperion.langchain")
 
-_PROVIDERS = {"azure": "azure", "azure_openai": "azure", "google_genai": "gemini", "google_vertexai": "vertex_ai"}
+_PROVIDERS = {
+    "azure": "azure",
+    "azure_openai": "azure",
+    "google_genai": "gemini",
+    "google_vertexai": "vertex_ai",
+}
 
 
 def usage_of(response: LLMResult) -> Usage | None:
@@ -69,7 +74,10 @@ def usage_of(response: LLMResult) -> Usage | None:
         )
     tu = (response.llm_output or {}).get("token_usage") or (response.llm_output or {}).get("usage")
     if isinstance(tu, dict) and (tu.get("prompt_tokens") or tu.get("completion_tokens")):
-        return Usage(prompt_tokens=int(tu.get("prompt_tokens") or 0), completion_tokens=int(tu.get("completion_tokens") or 0))
+        return Usage(
+            prompt_tokens=int(tu.get("prompt_tokens") or 0),
+            completion_tokens=int(tu.get("completion_tokens") or 0),
+        )
     return None
 
 
@@ -111,14 +119,18 @@ class _Ledger:
         return len(self._calls)
 
     # -- prepare ---------------------------------------------------------------------------------
-    def _begin_spec(self, messages: list[dict[str, Any]], run_id: UUID, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    def _begin_spec(
+        self, messages: list[dict[str, Any]], run_id: UUID, kwargs: dict[str, Any]
+    ) -> dict[str, Any] | None:
         params = kwargs.get("invocation_params") or {}
         if params.get("_type") == "hyperion-chat":
             return None  # HyperionChat runs through the gateway already
         meta = kwargs.get("metadata") or {}
         model = str(meta.get("ls_model_name") or params.get("model") or params.get("model_name") or "unknown")
         provider = self.provider or str(meta.get("ls_provider") or "openai")
-        max_tokens = meta.get("ls_max_tokens") or params.get("max_tokens") or params.get("max_completion_tokens")
+        max_tokens = (
+            meta.get("ls_max_tokens") or params.get("max_tokens") or params.get("max_completion_tokens")
+        )
         vk = self._virtual_key.get_secret_value() if self._virtual_key is not None else None
         return {
             "model": model,
@@ -160,8 +172,12 @@ class _Ledger:
         msg = getattr(gen, "message", None)
         text = gen.text if gen is not None else ""
         usage = usage_of(response)
-        if usage is None:  # the model reported nothing (e.g. a stream without usage): estimate, 4 chars a token
-            usage = Usage(prompt_tokens=estimate_prompt_tokens(call.req), completion_tokens=len(text) // 4 + 1)
+        if (
+            usage is None
+        ):  # the model reported nothing (e.g. a stream without usage): estimate, 4 chars a token
+            usage = Usage(
+                prompt_tokens=estimate_prompt_tokens(call.req), completion_tokens=len(text) // 4 + 1
+            )
         rmeta = getattr(msg, "response_metadata", None) or {}
         info = (getattr(gen, "generation_info", None) or {}) if gen is not None else {}
         model = rmeta.get("model_name") or (response.llm_output or {}).get("model_name")
@@ -199,11 +215,14 @@ class HyperionCallbackHandler(_Ledger, BaseCallbackHandler):
             raise self._refusal(exc) from exc.__cause__
         self._opened(run_id, call)
 
-    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *,
-                            run_id: UUID, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
+    ) -> None:
         self._begin(self._chat_messages(messages), run_id, kwargs)
 
-    def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_start(
+        self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID, **kwargs: Any
+    ) -> None:
         self._begin(self._prompt_messages(prompts), run_id, kwargs)
 
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
@@ -286,13 +305,15 @@ class AsyncHyperionCallbackHandler(_Ledger, AsyncCallbackHandler):
         self._opened(run_id, call)
 
     @_gated
-    async def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *,
-                                  run_id: UUID, **kwargs: Any) -> None:
+    async def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
+    ) -> None:
         await self._begin(self._chat_messages(messages), run_id, kwargs)
 
     @_gated
-    async def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
-                           **kwargs: Any) -> None:
+    async def on_llm_start(
+        self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID, **kwargs: Any
+    ) -> None:
         await self._begin(self._prompt_messages(prompts), run_id, kwargs)
 
     @_gated

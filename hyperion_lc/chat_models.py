@@ -60,8 +60,22 @@ log = logging.getLogger("hyperion.langchain")
 
 #: the constructor's fields that are OpenAI request parameters (sent per :mod:`hyperion_lc._params`)
 _PARAM_FIELDS = (
-    "temperature", "top_p", "seed", "max_tokens", "timeout", "max_retries", "presence_penalty", "frequency_penalty",
-    "logprobs", "top_logprobs", "logit_bias", "reasoning_effort", "reasoning", "verbosity", "service_tier", "store",
+    "temperature",
+    "top_p",
+    "seed",
+    "max_tokens",
+    "timeout",
+    "max_retries",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "reasoning_effort",
+    "reasoning",
+    "verbosity",
+    "service_tier",
+    "store",
 )
 
 
@@ -144,7 +158,9 @@ class HyperionChat(BaseChatModel):
         for k in [k for k in values if k not in known]:
             v = values.pop(k)
             if k in P.CLIENT_OPTIONS:
-                log.debug("hyperion: HyperionChat(%s=...) is a client option; the gateway owns the connections", k)
+                log.debug(
+                    "hyperion: HyperionChat(%s=...) is a client option; the gateway owns the connections", k
+                )
             elif k in P.WIRE_PARAMS:
                 moved[k] = v
             else:
@@ -167,9 +183,15 @@ class HyperionChat(BaseChatModel):
         if isinstance(values.get("reasoning"), dict):
             problems += [p for p in (P.check_reasoning_effort(values["reasoning"].get("effort")),) if p]
         if values.get("n") not in (None, 1):
-            problems.append("n: a gateway answer is one choice; only n=1 is supported (use batch() for several)")
+            problems.append(
+                "n: a gateway answer is one choice; only n=1 is supported (use batch() for several)"
+            )
         if problems:
-            head = problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n  " + "\n  ".join(problems)
+            head = (
+                problems[0]
+                if len(problems) == 1
+                else f"{len(problems)} problems:\n  " + "\n  ".join(problems)
+            )
             raise HyperionConfigError(f"HyperionChat: {head}", problems)
         return values
 
@@ -216,8 +238,11 @@ class HyperionChat(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "stop": self.stop,
-                **{k: v for k, v in self._default_params.items() if v is not None}}
+        return {
+            "model": self.model,
+            "stop": self.stop,
+            **{k: v for k, v in self._default_params.items() if v is not None},
+        }
 
     def route_targets(self, route: str | None = None) -> list[R.Target]:
         """The deployments of ``route`` (default: this model's), in order, from the configuration."""
@@ -250,10 +275,15 @@ class HyperionChat(BaseChatModel):
         """Tokens in ``text``, estimated offline (about 4 characters a token; no tokenizer download)."""
         return max(len(text) // 4, 1 if text else 0)
 
-    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+    def get_num_tokens_from_messages(
+        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
         """Prompt tokens of ``messages`` (and ``tools``), by the estimator the gateway's admission uses."""
-        req = ChatRequest(route=self.model, messages=C.to_openai_messages(messages),
-                          tools=C.format_tools(tools) if tools else None)
+        req = ChatRequest(
+            route=self.model,
+            messages=C.to_openai_messages(messages),
+            tools=C.format_tools(tools) if tools else None,
+        )
         return estimate_prompt_tokens(req)
 
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -276,7 +306,9 @@ class HyperionChat(BaseChatModel):
 
     # -- prepare (pure; shared by the sync and async paths) ------------------------------------------
 
-    def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> ChatRequest:
+    def _prepare(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> ChatRequest:
         kw = dict(kwargs)
         kw.pop("stream", None)
         kw.pop(_CHANNEL, None)
@@ -285,7 +317,9 @@ class HyperionChat(BaseChatModel):
             # call kwargs are traced (invocation params) and part of LangChain's cache key
             raise HyperionInvalidRequestError(
                 "virtual_key is a constructor argument, never a call argument: build one HyperionChat per "
-                "key (construction is cheap and the gateway is shared)", route=self.model)
+                "key (construction is cheap and the gateway is shared)",
+                route=self.model,
+            )
         cache = kw.pop("cache_control", None) or self.cache_control
         defaults = self._default_params
         if "max_completion_tokens" in kw:  # the call's spelling wins over the constructor's max_tokens
@@ -296,14 +330,17 @@ class HyperionChat(BaseChatModel):
             kw["extra_body"] = {**defaults["extra_body"], **kw["extra_body"]}
         typed, extra, problems = P.split({**defaults, **kw})
         if problems:
-            raise HyperionInvalidRequestError(
-                "HyperionChat call: " + "; ".join(problems), route=route)
+            raise HyperionInvalidRequestError("HyperionChat call: " + "; ".join(problems), route=route)
         typed.pop("n", None)  # only 1, checked at construction
         typed["stop"] = stop or typed.get("stop") or self.stop or None
         typed["response_format"] = C.response_format_of(typed.get("response_format"))
         vk = self.virtual_key.get_secret_value() if self.virtual_key is not None else None
         req = self.gateway_instance.request(
-            route, C.to_openai_messages(messages), cache=cache, virtual_key=vk or None, **typed,
+            route,
+            C.to_openai_messages(messages),
+            cache=cache,
+            virtual_key=vk or None,
+            **typed,
         )
         req.extra = extra  # OpenAI names (``metadata`` here is the provider's, not the request's)
         return req
@@ -408,7 +445,9 @@ class HyperionChat(BaseChatModel):
     # a private kwarg, and dispatch them to the same handlers the run has (before the final chunk is
     # passed on, so handlers see them before the run ends; after the error for a failed stream).
 
-    def _channel(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> tuple[RunnableConfig, list[Any]]:
+    def _channel(
+        self, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> tuple[RunnableConfig, list[Any]]:
         config = ensure_config(config)
         if config.get("run_id") is None:
             config["run_id"] = uuid.uuid4()
@@ -416,28 +455,54 @@ class HyperionChat(BaseChatModel):
         kwargs[_CHANNEL] = sink
         return config, sink
 
-    def _run_manager_for(self, config: RunnableConfig, stop: list[str] | None, kwargs: dict[str, Any],
-                         cls: type[Any]) -> Any:
+    def _run_manager_for(
+        self, config: RunnableConfig, stop: list[str] | None, kwargs: dict[str, Any], cls: type[Any]
+    ) -> Any:
         meta = {**(config.get("metadata") or {}), **self._get_ls_params_with_defaults(stop=stop, **kwargs)}
-        return cls.configure(config.get("callbacks"), self.callbacks, self.verbose, config.get("tags"),
-                             self.tags, meta, self.metadata)
+        return cls.configure(
+            config.get("callbacks"),
+            self.callbacks,
+            self.verbose,
+            config.get("tags"),
+            self.tags,
+            meta,
+            self.metadata,
+        )
 
-    def _flush(self, config: RunnableConfig, run_id: Any, sink: list[Any], stop: list[str] | None,
-               kwargs: dict[str, Any]) -> None:
+    def _flush(
+        self,
+        config: RunnableConfig,
+        run_id: Any,
+        sink: list[Any],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
         events, sink[:] = list(sink), []
         cm = self._run_manager_for(config, stop, kwargs, CallbackManager)
         for ev in events:
             cm.on_custom_event(ev.name, ev, run_id=run_id)
 
-    async def _aflush(self, config: RunnableConfig, run_id: Any, sink: list[Any], stop: list[str] | None,
-                      kwargs: dict[str, Any]) -> None:
+    async def _aflush(
+        self,
+        config: RunnableConfig,
+        run_id: Any,
+        sink: list[Any],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
         events, sink[:] = list(sink), []
         cm = self._run_manager_for(config, stop, kwargs, AsyncCallbackManager)
         for ev in events:
             await cm.on_custom_event(ev.name, ev, run_id=run_id)
 
-    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-               stop: list[str] | None = None, **kwargs: Any) -> Iterator[Any]:
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[Any]:
         config, sink = self._channel(config, kwargs)
         run_id = config["run_id"]
         try:
@@ -450,8 +515,14 @@ class HyperionChat(BaseChatModel):
                 self._flush(config, run_id, sink, stop, kwargs)
             raise
 
-    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-                      stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
         config, sink = self._channel(config, kwargs)
         run_id = config["run_id"]
         try:
@@ -464,8 +535,14 @@ class HyperionChat(BaseChatModel):
                 await self._aflush(config, run_id, sink, stop, kwargs)
             raise
 
-    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-               stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
         if not self.streaming:  # _generate has the run manager: nothing to relay
             return super().invoke(input, config, stop=stop, **kwargs)
         config, sink = self._channel(config, kwargs)
@@ -475,8 +552,14 @@ class HyperionChat(BaseChatModel):
             if sink:
                 self._flush(config, config["run_id"], sink, stop, kwargs)
 
-    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-                      stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
         if not self.streaming:
             return await super().ainvoke(input, config, stop=stop, **kwargs)
         config, sink = self._channel(config, kwargs)
@@ -500,7 +583,9 @@ class HyperionChat(BaseChatModel):
         """Bind tools (anything ``convert_to_openai_tool`` takes). ``tool_choice``: a tool's name,
         ``"any"`` / ``"required"`` / ``True``, ``"auto"``, ``"none"`` or an OpenAI dict."""
         formatted = C.format_tools(tools, strict)
-        choice = C.format_tool_choice(tool_choice, [t["function"]["name"] for t in formatted if "function" in t])
+        choice = C.format_tool_choice(
+            tool_choice, [t["function"]["name"] for t in formatted if "function" in t]
+        )
         if choice is not None:
             kwargs["tool_choice"] = choice
         if parallel_tool_calls is not None:
@@ -531,15 +616,27 @@ class HyperionChat(BaseChatModel):
         if method == "function_calling":
             name = convert_to_openai_tool(schema)["function"]["name"]
             llm = self.bind_tools(
-                [schema], tool_choice=name, strict=strict, parallel_tool_calls=False,
-                ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": schema},
+                [schema],
+                tool_choice=name,
+                strict=strict,
+                parallel_tool_calls=False,
+                ls_structured_output_format={
+                    "kwargs": {"method": method, "strict": strict},
+                    "schema": schema,
+                },
             )
-            parser = (PydanticToolsParser(tools=[schema], first_tool_only=True) if pydantic  # type: ignore[list-item]
-                      else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True))
+            parser = (
+                PydanticToolsParser(tools=[schema], first_tool_only=True)
+                if pydantic  # type: ignore[list-item]
+                else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+            )
         elif method == "json_schema":
             llm = self.bind(
                 response_format=C.json_schema_format(schema, strict),
-                ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": schema},
+                ls_structured_output_format={
+                    "kwargs": {"method": method, "strict": strict},
+                    "schema": schema,
+                },
             )
             parser = PydanticOutputParser(pydantic_object=schema) if pydantic else JsonOutputParser()  # type: ignore[arg-type]
         elif method == "json_mode":
@@ -549,8 +646,10 @@ class HyperionChat(BaseChatModel):
             )
             parser = PydanticOutputParser(pydantic_object=schema) if pydantic else JsonOutputParser()  # type: ignore[arg-type]
         else:
-            raise ValueError(f"with_structured_output: unknown method {method!r} "
-                             "(json_schema | function_calling | json_mode)")
+            raise ValueError(
+                f"with_structured_output: unknown method {method!r} "
+                "(json_schema | function_calling | json_mode)"
+            )
         if not include_raw:
             return llm | parser
         parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)

@@ -201,11 +201,15 @@ def failed_over_class(cls: type[E.ProviderError]) -> type[E.HyperionError]:
             made = _after_failover.get(cls)
             if made is None:
                 twin = twin_class(cls)
-                made = type(twin.__name__, (twin, HyperionAllDeploymentsFailedError), {
-                    "__module__": __name__,
-                    "__doc__": f"Every deployment failed, the last with {cls.__name__} (``attempts`` lists them).",
-                    "__reduce__": lambda self: (E._rebuild, (twin, self.__dict__.copy())),
-                })
+                made = type(
+                    twin.__name__,
+                    (twin, HyperionAllDeploymentsFailedError),
+                    {
+                        "__module__": __name__,
+                        "__doc__": f"Every deployment failed, the last with {cls.__name__} (``attempts`` lists them).",
+                        "__reduce__": lambda self: (E._rebuild, (twin, self.__dict__.copy())),
+                    },
+                )
                 _after_failover[cls] = made
     return made
 
@@ -224,7 +228,9 @@ def _typed_failure(exc: E.AllDeploymentsFailedError) -> E.HyperionError | None:
     cause = exc.__cause__
     new.__dict__.update({"status": failed[-1].status, "retry_after": None, "provider_code": None})
     if isinstance(cause, E.ProviderError) and type(cause) is cls:
-        new.__dict__.update(status=cause.status, retry_after=cause.retry_after, provider_code=cause.provider_code)
+        new.__dict__.update(
+            status=cause.status, retry_after=cause.retry_after, provider_code=cause.provider_code
+        )
     new.__dict__.update(exc.__dict__)
     new.__cause__ = cause
     new.__suppress_context__ = exc.__suppress_context__
@@ -255,5 +261,6 @@ def to_langchain_error(exc: E.HyperionError) -> E.HyperionError:
 
 
 __all__ = sorted(
-    [c.__name__ for c in set(TWINS.values())] + ["TWINS", "twin_class", "to_langchain_error", "failed_over_class"]
+    [c.__name__ for c in set(TWINS.values())]
+    + ["TWINS", "twin_class", "to_langchain_error", "failed_over_class"]
 )

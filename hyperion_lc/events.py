@@ -125,13 +125,33 @@ def response_events(resp: ChatResponse) -> list[HyperionEvent]:
     ]
     c = resp.cache
     if c is not None:
-        out.append(CacheHitEvent(rid, route, c.tier, c.similarity, round(c.age_s, 3), tuple(c.guards),
-                                 c.source_deployment, c.tokens_saved, c.cost_saved))
-    out.append(RouteDecision(
-        rid, route, resp.deployment, resp.model, attempts,
-        any(a.outcome != "ok" for a in attempts) or bool(resp.resumed_by), tuple(resp.resumed_by),
-        c.tier if c is not None else None, resp.cost, round(resp.latency_ms, 3),
-    ))
+        out.append(
+            CacheHitEvent(
+                rid,
+                route,
+                c.tier,
+                c.similarity,
+                round(c.age_s, 3),
+                tuple(c.guards),
+                c.source_deployment,
+                c.tokens_saved,
+                c.cost_saved,
+            )
+        )
+    out.append(
+        RouteDecision(
+            rid,
+            route,
+            resp.deployment,
+            resp.model,
+            attempts,
+            any(a.outcome != "ok" for a in attempts) or bool(resp.resumed_by),
+            tuple(resp.resumed_by),
+            c.tier if c is not None else None,
+            resp.cost,
+            round(resp.latency_ms, 3),
+        )
+    )
     return out
 
 
@@ -140,20 +160,37 @@ def failure_events(exc: BaseException, req: ChatRequest) -> list[HyperionEvent]:
     rid, route = req.request_id, req.route
     message = getattr(exc, "message", None) or str(exc)
     if isinstance(exc, (E.BudgetExceededError, E.RateLimitedError, E.AccessError)):
-        reason = ("budget_exceeded" if isinstance(exc, E.BudgetExceededError)
-                  else "rate_limited" if isinstance(exc, E.RateLimitedError) else "denied")
-        return [AdmissionRefused(
-            rid, route, reason, type(exc).__name__, message,
-            budget=getattr(exc, "budget", None), limit_usd=getattr(exc, "limit", None),
-            spent_usd=getattr(exc, "spent", None), retry_after=getattr(exc, "retry_after", None),
-        )]
-    attempts = tuple(AttemptRecord.of(a) for a in getattr(exc, "attempts", None) or () if isinstance(a, Attempt))
+        reason = (
+            "budget_exceeded"
+            if isinstance(exc, E.BudgetExceededError)
+            else "rate_limited"
+            if isinstance(exc, E.RateLimitedError)
+            else "denied"
+        )
+        return [
+            AdmissionRefused(
+                rid,
+                route,
+                reason,
+                type(exc).__name__,
+                message,
+                budget=getattr(exc, "budget", None),
+                limit_usd=getattr(exc, "limit", None),
+                spent_usd=getattr(exc, "spent", None),
+                retry_after=getattr(exc, "retry_after", None),
+            )
+        ]
+    attempts = tuple(
+        AttemptRecord.of(a) for a in getattr(exc, "attempts", None) or () if isinstance(a, Attempt)
+    )
     out: list[HyperionEvent] = [
         FailoverAttempt(rid, route, a.deployment, a.error_class, a.status, a.message, a.latency_ms)
         for a in attempts
         if a.outcome != "ok"
     ]
-    out.append(RequestFailed(rid, route, type(exc).__name__, message, getattr(exc, "deployment", None), attempts))
+    out.append(
+        RequestFailed(rid, route, type(exc).__name__, message, getattr(exc, "deployment", None), attempts)
+    )
     return out
 
 
@@ -162,8 +199,16 @@ def emit(run_manager: Any, events: list[HyperionEvent]) -> None:
     if run_manager is None or not run_manager.handlers:
         return
     for ev in events:
-        handle_event(run_manager.handlers, "on_custom_event", "ignore_custom_event", ev.name, ev,
-                     run_id=run_manager.run_id, tags=run_manager.tags, metadata=run_manager.metadata)
+        handle_event(
+            run_manager.handlers,
+            "on_custom_event",
+            "ignore_custom_event",
+            ev.name,
+            ev,
+            run_id=run_manager.run_id,
+            tags=run_manager.tags,
+            metadata=run_manager.metadata,
+        )
 
 
 async def aemit(run_manager: Any, events: list[HyperionEvent]) -> None:
@@ -171,8 +216,16 @@ async def aemit(run_manager: Any, events: list[HyperionEvent]) -> None:
     if run_manager is None or not run_manager.handlers:
         return
     for ev in events:
-        await ahandle_event(run_manager.handlers, "on_custom_event", "ignore_custom_event", ev.name, ev,
-                            run_id=run_manager.run_id, tags=run_manager.tags, metadata=run_manager.metadata)
+        await ahandle_event(
+            run_manager.handlers,
+            "on_custom_event",
+            "ignore_custom_event",
+            ev.name,
+            ev,
+            run_id=run_manager.run_id,
+            tags=run_manager.tags,
+            metadata=run_manager.metadata,
+        )
 
 
 __all__ = [

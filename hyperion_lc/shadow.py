@@ -82,11 +82,20 @@ class ShadowRecord:
         return {
             "index": self.index,
             "started_at": self.started_at,
-            "primary_status": p.status, "primary_latency_ms": p.latency_ms, "primary_cost": p.cost,
-            "primary_deployment": p.deployment, "primary_cache": p.cache_tier, "primary_error": p.error,
-            "shadow_status": s.status, "shadow_latency_ms": s.latency_ms, "shadow_cost": s.cost,
-            "shadow_deployment": s.deployment, "shadow_cache": s.cache_tier, "shadow_error": s.error,
-            "agreement": self.agreement, "agree": self.agree,
+            "primary_status": p.status,
+            "primary_latency_ms": p.latency_ms,
+            "primary_cost": p.cost,
+            "primary_deployment": p.deployment,
+            "primary_cache": p.cache_tier,
+            "primary_error": p.error,
+            "shadow_status": s.status,
+            "shadow_latency_ms": s.latency_ms,
+            "shadow_cost": s.cost,
+            "shadow_deployment": s.deployment,
+            "shadow_cache": s.cache_tier,
+            "shadow_error": s.error,
+            "agreement": self.agreement,
+            "agree": self.agree,
         }
 
 
@@ -129,17 +138,28 @@ def _cost(out: Any) -> float | None:
     price = price_lookup(meta.get("model_provider") or "openai", model)
     if not price.known:
         return None
-    return price.cost(Usage(
-        prompt_tokens=um.get("input_tokens") or 0, completion_tokens=um.get("output_tokens") or 0,
-        cached_prompt_tokens=(um.get("input_token_details") or {}).get("cache_read") or 0,
-        reasoning_tokens=(um.get("output_token_details") or {}).get("reasoning") or 0,
-    ))
+    return price.cost(
+        Usage(
+            prompt_tokens=um.get("input_tokens") or 0,
+            completion_tokens=um.get("output_tokens") or 0,
+            cached_prompt_tokens=(um.get("input_token_details") or {}).get("cache_read") or 0,
+            reasoning_tokens=(um.get("output_token_details") or {}).get("reasoning") or 0,
+        )
+    )
 
 
 def _side(out: Any, latency_ms: float, ttft_ms: float | None = None) -> SideResult:
     meta = getattr(out, "response_metadata", None) or {}
-    return SideResult("ok", round(latency_ms, 3), None if ttft_ms is None else round(ttft_ms, 3), _cost(out),
-                      None, meta.get("deployment"), meta.get("cache_tier"), answer_text(out))
+    return SideResult(
+        "ok",
+        round(latency_ms, 3),
+        None if ttft_ms is None else round(ttft_ms, 3),
+        _cost(out),
+        None,
+        meta.get("deployment"),
+        meta.get("cache_tier"),
+        answer_text(out),
+    )
 
 
 def _failed(exc: BaseException, latency_ms: float, status: str = "error") -> SideResult:
@@ -228,13 +248,17 @@ class HyperionShadow(Runnable[Any, Any]):
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> HyperionShadow:
         """Both sides with ``tools`` bound (so a shadow can wrap an agent's model); one shared report."""
-        return self._derive(_side_call(self.primary, "bind_tools", tools, **kwargs),
-                            _side_call(self.shadow, "bind_tools", tools, **kwargs))
+        return self._derive(
+            _side_call(self.primary, "bind_tools", tools, **kwargs),
+            _side_call(self.shadow, "bind_tools", tools, **kwargs),
+        )
 
     def with_structured_output(self, schema: Any = None, **kwargs: Any) -> HyperionShadow:
         """Both sides shaped by ``schema``; answers compare by their repr. One shared report."""
-        return self._derive(_side_call(self.primary, "with_structured_output", schema, **kwargs),
-                            _side_call(self.shadow, "with_structured_output", schema, **kwargs))
+        return self._derive(
+            _side_call(self.primary, "with_structured_output", schema, **kwargs),
+            _side_call(self.shadow, "with_structured_output", schema, **kwargs),
+        )
 
     def __repr__(self) -> str:
         return f"HyperionShadow(primary={self.primary!r}, shadow={self.shadow!r})"
@@ -249,7 +273,9 @@ class HyperionShadow(Runnable[Any, Any]):
             return False
         return len(self._futures) + len(self._tasks) < self.max_pending
 
-    def _settle(self, p: _Pending, *, primary: SideResult | None = None, shadow: SideResult | None = None) -> None:
+    def _settle(
+        self, p: _Pending, *, primary: SideResult | None = None, shadow: SideResult | None = None
+    ) -> None:
         with self._lock:
             if primary is not None:
                 p.primary = primary
@@ -265,8 +291,11 @@ class HyperionShadow(Runnable[Any, Any]):
                 score = round(float(self.compare(a.text, b.text)), 4)
             except Exception:  # noqa: BLE001 - a broken comparator must not break anything
                 score = None
-        self._records.append(ShadowRecord(p.index, p.started_at, a, b, score,
-                                          None if score is None else score >= self.agree_threshold))
+        self._records.append(
+            ShadowRecord(
+                p.index, p.started_at, a, b, score, None if score is None else score >= self.agree_threshold
+            )
+        )
 
     # -- the shadow side -------------------------------------------------------------------------------
 
@@ -359,9 +388,13 @@ class HyperionShadow(Runnable[Any, Any]):
             self._settle(p, primary=_failed(exc, (time.perf_counter() - t0) * 1000.0))
             raise
         end = time.perf_counter()
-        self._settle(p, primary=_side(acc, (end - t0) * 1000.0, None if first is None else (first - t0) * 1000.0))
+        self._settle(
+            p, primary=_side(acc, (end - t0) * 1000.0, None if first is None else (first - t0) * 1000.0)
+        )
 
-    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
         p = self._new()
         self._launch_async(p, input)
         t0 = time.perf_counter()
@@ -377,7 +410,9 @@ class HyperionShadow(Runnable[Any, Any]):
             self._settle(p, primary=_failed(exc, (time.perf_counter() - t0) * 1000.0))
             raise
         end = time.perf_counter()
-        self._settle(p, primary=_side(acc, (end - t0) * 1000.0, None if first is None else (first - t0) * 1000.0))
+        self._settle(
+            p, primary=_side(acc, (end - t0) * 1000.0, None if first is None else (first - t0) * 1000.0)
+        )
 
     # -- waiting and reporting ---------------------------------------------------------------------------
 
@@ -434,7 +469,9 @@ class HyperionShadow(Runnable[Any, Any]):
             "skipped": self.skipped,
             "primary": side(lambda r: r.primary),
             "shadow": side(lambda r: r.shadow),
-            "agreement_rate": None if not scored else round(sum(1 for r in scored if r.agree) / len(scored), 4),
+            "agreement_rate": None
+            if not scored
+            else round(sum(1 for r in scored if r.agree) / len(scored), 4),
             "mean_agreement": None if not scored else round(statistics.fmean(r.agreement for r in scored), 4),  # type: ignore[misc]
         }
 
@@ -458,8 +495,10 @@ class HyperionShadow(Runnable[Any, Any]):
         lines = [f"{'':<{w0}}  {'primary':>{w1}}  {'shadow':>{w2}}"]
         lines += [f"{a:<{w0}}  {b:>{w1}}  {c:>{w2}}" for a, b, c in rows]
         agree = s["agreement_rate"]
-        lines.append(f"agreement: {'-' if agree is None else f'{agree:.0%}'} of {sum(1 for r in self._records if r.agreement is not None)}"
-                     f" answered pairs (threshold {self.agree_threshold:g}); not mirrored: {s['skipped']}")
+        lines.append(
+            f"agreement: {'-' if agree is None else f'{agree:.0%}'} of {sum(1 for r in self._records if r.agreement is not None)}"
+            f" answered pairs (threshold {self.agree_threshold:g}); not mirrored: {s['skipped']}"
+        )
         return "\n".join(lines)
 
     def close(self) -> None:

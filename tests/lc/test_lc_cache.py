@@ -14,16 +14,30 @@ from hyperion_lc.cache import parse_llm_string
 def cached_gateway(mock, tmp_path, scope: str = "team") -> Gateway:
     from lc_support import chat_config
 
-    return Gateway(chat_config(
-        mock, "cache-gw", keys={"required": True, "store": "memory"},
-        extra_routes={"lc-cache": {"deployments": [{"model": "primary/gpt-4o-mini"}],
-                                   "cache": {"scope": scope, "semantic": {"enabled": True, "threshold": 0.2}}}},
-    ))
+    return Gateway(
+        chat_config(
+            mock,
+            "cache-gw",
+            keys={"required": True, "store": "memory"},
+            extra_routes={
+                "lc-cache": {
+                    "deployments": [{"model": "primary/gpt-4o-mini"}],
+                    "cache": {"scope": scope, "semantic": {"enabled": True, "threshold": 0.2}},
+                }
+            },
+        )
+    )
 
 
 def model(mock, dep: str, cache: HyperionCache, **kw: Any) -> ChatOpenAI:
-    return ChatOpenAI(model="gpt-4o-mini", base_url=mock.base_url(dep, "openai"), api_key="sk-mock",
-                      max_retries=0, cache=cache, **kw)
+    return ChatOpenAI(
+        model="gpt-4o-mini",
+        base_url=mock.base_url(dep, "openai"),
+        api_key="sk-mock",
+        max_retries=0,
+        cache=cache,
+        **kw,
+    )
 
 
 def upstream(mock, dep: str) -> int:
@@ -46,7 +60,9 @@ async def test_tenants_share_only_within_their_scope(mock, tmp_path):
     assert upstream(mock, dep) == 1 and again.content == first.content
     assert again.response_metadata["hyperion_cache"]["tier"] == "l1"
     assert again.usage_metadata["input_tokens"] == first.usage_metadata["input_tokens"]
-    assert ask(a2, "What is the capital of France?").response_metadata["hyperion_cache"]["tier"] == "l1"  # same team
+    assert (
+        ask(a2, "What is the capital of France?").response_metadata["hyperion_cache"]["tier"] == "l1"
+    )  # same team
     other = ask(b1, "What is the capital of France?")  # another tenant: never served alpha's entry
     assert upstream(mock, dep) == 2 and other.response_metadata.get("hyperion_cache") is None
     # the model's parameters are part of the key: another temperature is another entry
@@ -97,7 +113,9 @@ async def test_a_refused_key_reads_and_writes_nothing(mock, tmp_path):
 
 def test_llm_string_parsing():
     llm = ChatOpenAI(model="gpt-4o", api_key="sk-secret-value", temperature=0.7, base_url="http://x/v1")
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    tools = [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    ]
     info = parse_llm_string(llm._get_llm_string(stop=None, tools=tools))
     assert info == {"model": "gpt-4o", "temperature": 0.7, "tools": tools}
     assert parse_llm_string("[('model', 'm'), ('temperature', 0)]") == {"model": "m", "temperature": 0.0}

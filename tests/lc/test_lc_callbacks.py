@@ -19,15 +19,21 @@ from hyperion_lc import AsyncHyperionCallbackHandler, HyperionCallbackHandler, H
 def gateway(mock, tmp_path, name: str, limit_usd: float = 1.0) -> Gateway:
     from lc_support import chat_config
 
-    return Gateway(chat_config(
-        mock, name, keys={"required": True, "store": "memory"},
-        governance={"budgets": [{"scope": "key", "period": "daily", "limit_usd": limit_usd}]},
-        audit={"sink": f"sqlite:///{tmp_path}/audit-{name}.db"},
-    ))
+    return Gateway(
+        chat_config(
+            mock,
+            name,
+            keys={"required": True, "store": "memory"},
+            governance={"budgets": [{"scope": "key", "period": "daily", "limit_usd": limit_usd}]},
+            audit={"sink": f"sqlite:///{tmp_path}/audit-{name}.db"},
+        )
+    )
 
 
 def chat_openai(mock, dep: str, **kw: Any) -> ChatOpenAI:
-    return ChatOpenAI(model="gpt-4o-mini", base_url=mock.base_url(dep, "openai"), api_key="sk-mock", max_retries=0, **kw)
+    return ChatOpenAI(
+        model="gpt-4o-mini", base_url=mock.base_url(dep, "openai"), api_key="sk-mock", max_retries=0, **kw
+    )
 
 
 async def status(gw: Gateway, key_id: str) -> Any:
@@ -53,11 +59,15 @@ async def test_sync_handler_admits_settles_once_and_audits(mock, tmp_path):
     assert row.group == rec.key_id and row.requests == 2  # exactly one settle per call
     price = lookup("openai", "gpt-4o-mini")
     stats = mock.stats()["cb-openai"]
-    expected = price.cost(Usage(prompt_tokens=stats["prompt_tokens"], completion_tokens=stats["completion_tokens"]))
+    expected = price.cost(
+        Usage(prompt_tokens=stats["prompt_tokens"], completion_tokens=stats["completion_tokens"])
+    )
     assert row.cost_usd == pytest.approx(expected)  # settled at the usage the model reported
     events = list(reversed(await gw.audit.query(limit=10)))
     assert [e.outcome for e in events] == ["ok", "ok"]
-    assert {e.route for e in events} == {"external:gpt-4o-mini"} and all(e.key_id == rec.key_id for e in events)
+    assert {e.route for e in events} == {"external:gpt-4o-mini"} and all(
+        e.key_id == rec.key_id for e in events
+    )
     assert events[0].request_id.startswith("lc-") and events[1].stream
     assert (await status(gw, rec.key_id)).reserved_usd == 0
     await gw.aclose()
@@ -98,18 +108,26 @@ async def test_async_runs_with_both_handlers_and_hyperion_runs_are_not_counted_t
     gw = gateway(mock, tmp_path, "cb-async")
     key, rec = await gw.keys.create("async")
     model = chat_openai(mock, "cb-aopenai")
-    await model.ainvoke("async one", config={"callbacks": [AsyncHyperionCallbackHandler(gateway=gw, virtual_key=key)]})
-    await model.ainvoke("async two", config={"callbacks": [HyperionCallbackHandler(gateway=gw, virtual_key=key)]})
+    await model.ainvoke(
+        "async one", config={"callbacks": [AsyncHyperionCallbackHandler(gateway=gw, virtual_key=key)]}
+    )
+    await model.ainvoke(
+        "async two", config={"callbacks": [HyperionCallbackHandler(gateway=gw, virtual_key=key)]}
+    )
     # a HyperionChat run is governed by the gateway itself: the handler leaves it alone
     handler = AsyncHyperionCallbackHandler(gateway=gw, virtual_key=key)
-    await HyperionChat(model="chat", gateway=gw, virtual_key=key).ainvoke("via the gateway", config={"callbacks": [handler]})
+    await HyperionChat(model="chat", gateway=gw, virtual_key=key).ainvoke(
+        "via the gateway", config={"callbacks": [handler]}
+    )
     (row,) = await gw.spend_report("key")
     assert row.requests == 3
     routes = [e.route for e in reversed(await gw.audit.query(limit=10))]
     assert routes == ["external:gpt-4o-mini", "external:gpt-4o-mini", "chat"]
     with pytest.raises(BudgetExceededError):
         big = chat_openai(mock, "cb-aopenai", max_tokens=10_000_000)
-        await big.ainvoke("x", config={"callbacks": [AsyncHyperionCallbackHandler(gateway=gw, virtual_key=key)]})
+        await big.ainvoke(
+            "x", config={"callbacks": [AsyncHyperionCallbackHandler(gateway=gw, virtual_key=key)]}
+        )
     await gw.aclose()
 
 
@@ -120,7 +138,9 @@ async def test_async_handler_gates_sync_runs_too(mock, tmp_path):
     key, rec = await gw.keys.create("sync-with-async-handler")
     handler = AsyncHyperionCallbackHandler(gateway=gw, virtual_key=key)
     with pytest.raises(BudgetExceededError):
-        chat_openai(mock, "cb-as-refused", max_tokens=500).invoke("too expensive", config={"callbacks": [handler]})
+        chat_openai(mock, "cb-as-refused", max_tokens=500).invoke(
+            "too expensive", config={"callbacks": [handler]}
+        )
     assert "cb-as-refused" not in mock.stats()  # the model was never called
     chat_openai(mock, "cb-as-ok", max_tokens=5).invoke("hi", config={"callbacks": [handler]})
     assert handler.open_calls == 0
@@ -134,7 +154,9 @@ def test_async_handler_gates_plain_sync_code(mock, tmp_path):
     key, _ = gw.run_sync(gw.keys.create("plain"))
     handler = AsyncHyperionCallbackHandler(gateway=gw, virtual_key=key)
     with pytest.raises(BudgetExceededError):
-        chat_openai(mock, "cb-plain-refused", max_tokens=500).invoke("too expensive", config={"callbacks": [handler]})
+        chat_openai(mock, "cb-plain-refused", max_tokens=500).invoke(
+            "too expensive", config={"callbacks": [handler]}
+        )
     assert "cb-plain-refused" not in mock.stats()
     chat_openai(mock, "cb-plain-ok", max_tokens=5).invoke("hi", config={"callbacks": [handler]})
     assert handler.open_calls == 0

@@ -64,8 +64,13 @@ class Events(BaseCallbackHandler):
 def governed(mock, prefix: str, tmp_path, **gov: Any) -> dict[str, Any]:
     from lc_support import chat_config
 
-    return chat_config(mock, prefix, keys={"required": True, "store": "memory"},
-                       governance=gov or {}, audit={"sink": f"sqlite:///{tmp_path}/audit-{prefix}.db"})
+    return chat_config(
+        mock,
+        prefix,
+        keys={"required": True, "store": "memory"},
+        governance=gov or {},
+        audit={"sink": f"sqlite:///{tmp_path}/audit-{prefix}.db"},
+    )
 
 
 # -- failover, cache and events ----------------------------------------------------------------------
@@ -81,10 +86,16 @@ def test_failover_is_visible_in_response_metadata_and_events(make_config, mock):
     meta = msg.response_metadata
     assert meta["deployment"] == "anthropic-backup" and meta["model_name"] == "claude-haiku-4-5"
     assert [(a["deployment"], a["outcome"], a["status"]) for a in meta["attempts"]] == [
-        ("openai-primary", "error", 503), ("anthropic-backup", "ok", None)]
+        ("openai-primary", "error", 503),
+        ("anthropic-backup", "ok", None),
+    ]
     assert meta["cost"] > 0 and meta["cache_tier"] is None and meta["route"] == "chat"
     (fo,) = handler.of(FailoverAttempt)
-    assert fo.deployment == "openai-primary" and fo.error_class == "ProviderUnavailableError" and fo.status == 503
+    assert (
+        fo.deployment == "openai-primary"
+        and fo.error_class == "ProviderUnavailableError"
+        and fo.status == 503
+    )
     (rd,) = handler.of(RouteDecision)
     assert rd.deployment == "anthropic-backup" and rd.failed_over and len(rd.attempts) == 2
     assert rd.to_dict()["event"] == "hyperion.route"
@@ -113,7 +124,11 @@ async def test_async_paths_and_astream_events_carry_the_same_records(make_config
     assert [type(e) for e in handler.events] == [FailoverAttempt, RouteDecision]
     # astream_events shows them as on_custom_event with the typed record as data
     mock.fault("lc-afo-primary", kind="server_error", times=1)
-    seen = [ev async for ev in llm.astream_events("async stream", version="v2") if ev["event"] == "on_custom_event"]
+    seen = [
+        ev
+        async for ev in llm.astream_events("async stream", version="v2")
+        if ev["event"] == "on_custom_event"
+    ]
     assert [ev["name"] for ev in seen] == ["hyperion.failover", "hyperion.route"]
     assert isinstance(seen[1]["data"], RouteDecision) and seen[1]["data"].deployment == "anthropic-backup"
     await gw.aclose()
@@ -155,7 +170,9 @@ def test_every_hyperion_error_has_a_two_parent_twin():
     from hyperion_core.audit.record import AuditError
 
     made = lce.twin_class(AuditError)
-    assert issubclass(made, AuditError) and issubclass(made, ModelError) and lce.twin_class(AuditError) is made
+    assert (
+        issubclass(made, AuditError) and issubclass(made, ModelError) and lce.twin_class(AuditError) is made
+    )
     # conversion keeps message, context and pickles
     import pickle
 
@@ -169,8 +186,16 @@ def test_every_hyperion_error_has_a_two_parent_twin():
 
 
 def test_errors_are_caught_as_hyperion_and_langchain_errors(make_config, mock):
-    cfg = make_config("lc-err", extra_routes={"solo": {"deployments": [{"model": "primary/gpt-4o-mini"}],
-                                                       "retry": {"attempts": 0}, "timeout": 0.3}})
+    cfg = make_config(
+        "lc-err",
+        extra_routes={
+            "solo": {
+                "deployments": [{"model": "primary/gpt-4o-mini"}],
+                "retry": {"attempts": 0},
+                "timeout": 0.3,
+            }
+        },
+    )
     gw = Gateway(cfg)
     mock.fault("lc-err-primary", kind="rate_limit")
     mock.fault("lc-err-backup", kind="overloaded")
@@ -202,7 +227,9 @@ def test_errors_are_caught_as_hyperion_and_langchain_errors(make_config, mock):
 
 
 async def test_budget_refusal_rate_limit_and_keys(mock, tmp_path):
-    cfg = governed(mock, "lc-gov", tmp_path, budgets=[{"scope": "key", "period": "daily", "limit_usd": 0.0003}])
+    cfg = governed(
+        mock, "lc-gov", tmp_path, budgets=[{"scope": "key", "period": "daily", "limit_usd": 0.0003}]
+    )
     gw = Gateway(cfg)
     key, rec = await gw.keys.create("svc", team="ml")
     llm = HyperionChat(model="chat", gateway=gw, virtual_key=key, max_tokens=20)
@@ -218,7 +245,11 @@ async def test_budget_refusal_rate_limit_and_keys(mock, tmp_path):
     assert answered >= 1 and refused is not None
     assert isinstance(refused, ModelError) and not refused.is_retryable and refused.budget
     (ev,) = handler.of(AdmissionRefused)
-    assert ev.reason == "budget_exceeded" and ev.budget == refused.budget and ev.limit_usd == pytest.approx(0.0003)
+    assert (
+        ev.reason == "budget_exceeded"
+        and ev.budget == refused.budget
+        and ev.limit_usd == pytest.approx(0.0003)
+    )
     assert mock.stats()["lc-gov-primary"]["requests"] == answered  # the refused call never went upstream
     outcomes = [e.outcome for e in reversed(await gw.audit.query(limit=50))]
     assert outcomes == ["ok"] * answered + ["budget_exceeded"]
@@ -283,7 +314,10 @@ def test_construction_is_cheap_and_shares_one_gateway(make_config, monkeypatch):
     path_b = HyperionChat(model="chat", config="./examples/../examples/hyperion.yaml")
     assert path_a.gateway_instance is path_b.gateway_instance and len(reg) == 2
     gc = hyperion_core.GatewayConfig.load(cfg)
-    assert HyperionChat(model="chat", config=gc).gateway_instance is HyperionChat(model="chat", config=gc).gateway_instance
+    assert (
+        HyperionChat(model="chat", config=gc).gateway_instance
+        is HyperionChat(model="chat", config=gc).gateway_instance
+    )
     reg.close()
     assert len(reg) == 0
 
@@ -296,8 +330,16 @@ def test_the_virtual_key_never_leaks(make_config, mock):
     llm = HyperionChat(model="chat", config=cfg, virtual_key=secret)
     assert llm.virtual_key.get_secret_value() == secret
     assert HyperionChat(model="chat", config=cfg, api_key=secret).virtual_key.get_secret_value() == secret
-    texts = [repr(llm), str(llm), json.dumps(dumpd(llm)), dumps(llm), str(llm.model_dump()),
-             str(llm._get_invocation_params()), str(llm._get_ls_params()), str(llm.asdict())]
+    texts = [
+        repr(llm),
+        str(llm),
+        json.dumps(dumpd(llm)),
+        dumps(llm),
+        str(llm.model_dump()),
+        str(llm._get_invocation_params()),
+        str(llm._get_ls_params()),
+        str(llm.asdict()),
+    ]
     for text in texts:
         assert secret not in text and "sk-provider-secret-999" not in text
     # what a tracer receives at run start: serialized model, invocation params, metadata
@@ -305,16 +347,22 @@ def test_the_virtual_key_never_leaks(make_config, mock):
     with pytest.raises(InvalidKeyError):  # the gateway has no such key: the call is refused ...
         llm.invoke("hello", config={"callbacks": [handler]})
     (start,) = handler.starts  # ... but the run started, and its payload holds no secret
-    assert secret not in json.dumps(start, default=str) and "sk-provider-secret-999" not in json.dumps(start, default=str)
+    assert secret not in json.dumps(start, default=str) and "sk-provider-secret-999" not in json.dumps(
+        start, default=str
+    )
     # LangSmith sees the provider and model that serve the route (its first deployment), and the route
-    assert start["metadata"]["ls_provider"] == "openai" and start["metadata"]["ls_model_name"] == "gpt-4o-mini"
+    assert (
+        start["metadata"]["ls_provider"] == "openai" and start["metadata"]["ls_model_name"] == "gpt-4o-mini"
+    )
     assert start["metadata"]["ls_hyperion_route"] == "chat"
 
 
 def test_serialisation_round_trip(monkeypatch):
     llm = HyperionChat(model="chat", config="examples/hyperion.yaml", virtual_key="hk-x.y", temperature=0.3)
     monkeypatch.setenv("HYPERION_VIRTUAL_KEY", "hk-from-env.z")
-    back = load(dumpd(llm), valid_namespaces=["hyperion_lc"], allowed_objects=[HyperionChat], secrets_from_env=True)
+    back = load(
+        dumpd(llm), valid_namespaces=["hyperion_lc"], allowed_objects=[HyperionChat], secrets_from_env=True
+    )
     assert isinstance(back, HyperionChat) and back.asdict() == llm.asdict()
     assert back.config == "examples/hyperion.yaml" and back.virtual_key.get_secret_value() == "hk-from-env.z"
     # a dict config (which may carry provider keys) is never serialised
@@ -322,19 +370,40 @@ def test_serialisation_round_trip(monkeypatch):
 
 
 def test_parameters_ls_params_and_request_building(make_config):
-    cfg = make_config("lc-params", extra_routes={"claude": {"deployments": [{"model": "backup/claude-haiku-4-5"}]}})
-    llm = HyperionChat(model_name="chat", config=cfg, max_tokens=50, stop="END",
-                       temperature=0.2, timeout=7, max_retries=3, model_kwargs={"logprobs": True})
+    cfg = make_config(
+        "lc-params", extra_routes={"claude": {"deployments": [{"model": "backup/claude-haiku-4-5"}]}}
+    )
+    llm = HyperionChat(
+        model_name="chat",
+        config=cfg,
+        max_tokens=50,
+        stop="END",
+        temperature=0.2,
+        timeout=7,
+        max_retries=3,
+        model_kwargs={"logprobs": True},
+    )
     ls = llm._get_ls_params()
-    assert ls == {"ls_provider": "openai", "ls_model_type": "chat", "ls_model_name": "gpt-4o-mini",
-                  "ls_hyperion_route": "chat", "ls_temperature": 0.2, "ls_max_tokens": 50, "ls_stop": ["END"]}
+    assert ls == {
+        "ls_provider": "openai",
+        "ls_model_type": "chat",
+        "ls_model_name": "gpt-4o-mini",
+        "ls_hyperion_route": "chat",
+        "ls_temperature": 0.2,
+        "ls_max_tokens": 50,
+        "ls_stop": ["END"],
+    }
     assert llm._get_ls_params(model="claude")["ls_provider"] == "anthropic"
     assert llm._get_ls_params(model="claude")["ls_model_name"] == "claude-haiku-4-5"
     assert llm._get_ls_params(model="no-such-route")["ls_model_name"] == "no-such-route"
-    req = llm._prepare([HumanMessage("hi")], None, {"model": "other", "temperature": 0, "parallel_tool_calls": False})
+    req = llm._prepare(
+        [HumanMessage("hi")], None, {"model": "other", "temperature": 0, "parallel_tool_calls": False}
+    )
     assert (req.route, req.temperature, req.max_tokens, req.stop, req.timeout) == ("other", 0, 50, ["END"], 7)
     assert req.extra == {"logprobs": True, "parallel_tool_calls": False}
-    with pytest.raises(hyperion_core.InvalidRequestError, match="constructor argument"):  # secrets stay out of call kwargs
+    with pytest.raises(
+        hyperion_core.InvalidRequestError, match="constructor argument"
+    ):  # secrets stay out of call kwargs
         llm._prepare([HumanMessage("hi")], None, {"virtual_key": "hk-a.b"})
     with pytest.raises(HyperionError, match="n=1"):
         HyperionChat(model="chat", config={}, n=2)
@@ -346,19 +415,33 @@ def test_parameters_ls_params_and_request_building(make_config):
 def test_message_conversion_covers_multimodal_tools_and_anthropic_blocks():
     from hyperion_lc._convert import format_tool_choice, to_openai_messages
 
-    msgs = to_openai_messages([
-        SystemMessage("be brief"),
-        HumanMessage([{"type": "text", "text": "what is this?"},
-                      {"type": "image", "base64": "iVBORw0KGgo=", "mime_type": "image/png"},
-                      {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}], name="ana"),
-        AIMessage([{"type": "text", "text": "let me check"},
-                   {"type": "tool_use", "id": "t1", "name": "lookup", "input": {"q": "cat"}}],
-                  tool_calls=[{"name": "lookup", "args": {"q": "cat"}, "id": "t1", "type": "tool_call"}]),
-        ToolMessage("a cat", tool_call_id="t1"),
-    ])
+    msgs = to_openai_messages(
+        [
+            SystemMessage("be brief"),
+            HumanMessage(
+                [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image", "base64": "iVBORw0KGgo=", "mime_type": "image/png"},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+                ],
+                name="ana",
+            ),
+            AIMessage(
+                [
+                    {"type": "text", "text": "let me check"},
+                    {"type": "tool_use", "id": "t1", "name": "lookup", "input": {"q": "cat"}},
+                ],
+                tool_calls=[{"name": "lookup", "args": {"q": "cat"}, "id": "t1", "type": "tool_call"}],
+            ),
+            ToolMessage("a cat", tool_call_id="t1"),
+        ]
+    )
     assert msgs[0] == {"role": "system", "content": "be brief"}
     assert msgs[1]["role"] == "user" and msgs[1]["name"] == "ana"
-    assert msgs[1]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    assert msgs[1]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+    }
     assert msgs[1]["content"][2]["image_url"]["url"] == "https://example.com/cat.png"
     assert msgs[2]["content"] == "let me check"
     assert msgs[2]["tool_calls"][0]["function"] == {"name": "lookup", "arguments": '{"q": "cat"}'}
@@ -380,7 +463,9 @@ async def test_stream_interrupted_and_cancelled_streams(make_config, mock):
         async for c in llm.astream("a long story about streams"):
             got.append(c)
     assert isinstance(ei.value, hyperion_core.StreamInterruptedError) and ei.value.delivered_chunks >= 3
-    assert len(got) >= 3 and answer_for("a long story about streams").startswith("".join(c.content for c in got))
+    assert len(got) >= 3 and answer_for("a long story about streams").startswith(
+        "".join(c.content for c in got)
+    )
     # a caller that stops reading early closes the gateway stream (no dangling upstream)
     agen = llm.astream("another long story")
     async for _ in agen:
@@ -412,15 +497,28 @@ def test_public_api_is_exported_and_sync_async_pairs_match():
             if inspect.isclass(obj) and not name.startswith("_") and mod is not events:
                 assert name in hyperion_lc.__all__ or name in ("ShadowRecord", "SideResult"), name
     # every sync entry point has its async twin with the same parameters
-    pairs = [(HyperionChat, "_generate", "_agenerate"), (HyperionChat, "_stream", "_astream"),
-             (HyperionChat, "stream", "astream"), (HyperionChat, "invoke", "ainvoke"),
-             (hyperion_lc.HyperionCache, "lookup", "alookup"), (hyperion_lc.HyperionCache, "update", "aupdate"),
-             (hyperion_lc.HyperionShadow, "invoke", "ainvoke"), (hyperion_lc.HyperionShadow, "stream", "astream"),
-             (hyperion_lc.HyperionShadow, "drain", "adrain")]
+    pairs = [
+        (HyperionChat, "_generate", "_agenerate"),
+        (HyperionChat, "_stream", "_astream"),
+        (HyperionChat, "stream", "astream"),
+        (HyperionChat, "invoke", "ainvoke"),
+        (hyperion_lc.HyperionCache, "lookup", "alookup"),
+        (hyperion_lc.HyperionCache, "update", "aupdate"),
+        (hyperion_lc.HyperionShadow, "invoke", "ainvoke"),
+        (hyperion_lc.HyperionShadow, "stream", "astream"),
+        (hyperion_lc.HyperionShadow, "drain", "adrain"),
+    ]
     for cls, sync, asyn in pairs:
         assert list(inspect.signature(getattr(cls, sync)).parameters) == list(
-            inspect.signature(getattr(cls, asyn)).parameters), (cls, sync)
-    handler_methods = ("on_chat_model_start", "on_llm_start", "on_llm_new_token", "on_llm_end", "on_llm_error")
+            inspect.signature(getattr(cls, asyn)).parameters
+        ), (cls, sync)
+    handler_methods = (
+        "on_chat_model_start",
+        "on_llm_start",
+        "on_llm_new_token",
+        "on_llm_end",
+        "on_llm_error",
+    )
     for m in handler_methods:
         s = inspect.signature(getattr(hyperion_lc.HyperionCallbackHandler, m))
         a = inspect.signature(getattr(hyperion_lc.AsyncHyperionCallbackHandler, m))

@@ -72,28 +72,59 @@ def test_unknown_and_wrong_arguments_are_refused_at_construction_naming_them():
 
 def test_client_options_never_reach_the_request_and_openai_params_do_under_their_names(make_config):
     llm = HyperionChat(
-        model="chat", config=make_config("door-surface"),
+        model="chat",
+        config=make_config("door-surface"),
         # client options: accepted, never sent
-        stream_usage=True, default_headers={"X-Team": "web"}, default_query={"a": "b"}, organization="org-1",
-        http_client=object(), http_async_client=object(), tiktoken_model_name="gpt-4o", include_response_headers=True,
+        stream_usage=True,
+        default_headers={"X-Team": "web"},
+        default_query={"a": "b"},
+        organization="org-1",
+        http_client=object(),
+        http_async_client=object(),
+        tiktoken_model_name="gpt-4o",
+        include_response_headers=True,
         # OpenAI request parameters
-        frequency_penalty=0.5, presence_penalty=0.1, logprobs=True, top_logprobs=2, service_tier="auto", store=False,
-        reasoning_effort="low", max_completion_tokens=64, user="u-1",
+        frequency_penalty=0.5,
+        presence_penalty=0.1,
+        logprobs=True,
+        top_logprobs=2,
+        service_tier="auto",
+        store=False,
+        reasoning_effort="low",
+        max_completion_tokens=64,
+        user="u-1",
         extra_body={"top_k": 5, "guided_choice": ["a", "b"]},
         model_kwargs={"parallel_tool_calls": False, "metadata": {"run": "1"}},
     )
     req = llm._prepare([HumanMessage("hi")], None, {})
     assert req.max_tokens == 64
     assert req.extra == {
-        "frequency_penalty": 0.5, "presence_penalty": 0.1, "logprobs": True, "top_logprobs": 2, "service_tier": "auto",
-        "store": False, "reasoning_effort": "low", "user": "u-1", "parallel_tool_calls": False,
-        "metadata": {"run": "1"}, "top_k": 5, "guided_choice": ["a", "b"],
+        "frequency_penalty": 0.5,
+        "presence_penalty": 0.1,
+        "logprobs": True,
+        "top_logprobs": 2,
+        "service_tier": "auto",
+        "store": False,
+        "reasoning_effort": "low",
+        "user": "u-1",
+        "parallel_tool_calls": False,
+        "metadata": {"run": "1"},
+        "top_k": 5,
+        "guided_choice": ["a", "b"],
     }
     assert req.metadata == {}  # the provider's metadata is not the request's
     # ChatOpenAI's reasoning={"effort": ...} spelling; call-time overrides; disabled_params
-    llm2 = HyperionChat(model="chat", config=make_config("door-surface"), reasoning={"effort": "high", "summary": "auto"},
-                        disabled_params={"service_tier": None}, service_tier="flex", max_tokens=10)
-    req2 = llm2._prepare([HumanMessage("hi")], None, {"max_completion_tokens": 20, "extra_body": {"top_k": 1}})
+    llm2 = HyperionChat(
+        model="chat",
+        config=make_config("door-surface"),
+        reasoning={"effort": "high", "summary": "auto"},
+        disabled_params={"service_tier": None},
+        service_tier="flex",
+        max_tokens=10,
+    )
+    req2 = llm2._prepare(
+        [HumanMessage("hi")], None, {"max_completion_tokens": 20, "extra_body": {"top_k": 1}}
+    )
     assert req2.extra == {"reasoning_effort": "high", "top_k": 1} and req2.max_tokens == 20
     with pytest.raises(InvalidRequestError, match=r"frequency_penality.*did you mean 'frequency_penalty'"):
         llm._prepare([HumanMessage("hi")], None, {"frequency_penality": 1})
@@ -106,9 +137,18 @@ def test_openai_only_parameters_survive_failover_to_the_anthropic_wire(make_conf
     rejects unknown fields, as the real API does)."""
     gw = Gateway(make_config("door-anth"))
     mock.fault("door-anth-primary", kind="unavailable")
-    llm = HyperionChat(model="chat", gateway=gw, stream_usage=True, default_headers={"X-A": "1"},
-                       frequency_penalty=0.3, logprobs=True, top_logprobs=1, service_tier="auto",
-                       reasoning_effort="low", max_completion_tokens=200)
+    llm = HyperionChat(
+        model="chat",
+        gateway=gw,
+        stream_usage=True,
+        default_headers={"X-A": "1"},
+        frequency_penalty=0.3,
+        logprobs=True,
+        top_logprobs=1,
+        service_tier="auto",
+        reasoning_effort="low",
+        max_completion_tokens=200,
+    )
     msg = llm.bind_tools([Joke], parallel_tool_calls=False).invoke("hello there")
     assert msg.response_metadata["deployment"] == "anthropic-backup"
     assert msg.response_metadata["model_provider"] == "anthropic"
@@ -172,7 +212,9 @@ def test_init_chat_model_builds_hyperion_chat(config_file):
     llm = init_chat_model("hyperion:chat", temperature=0)
     assert isinstance(llm, HyperionChat) and llm.model == "chat" and llm.temperature == 0
     assert llm.invoke("hello init").response_metadata["route"] == "chat"
-    assert isinstance(init_chat_model("chat", model_provider="hyperion", config=str(config_file)), HyperionChat)
+    assert isinstance(
+        init_chat_model("chat", model_provider="hyperion", config=str(config_file)), HyperionChat
+    )
     configurable = init_chat_model(configurable_fields=("model", "model_provider"))
     out = configurable.invoke("hi", config={"configurable": {"model": "chat", "model_provider": "hyperion"}})
     assert out.response_metadata["route"] == "chat"
@@ -186,8 +228,11 @@ def test_create_agent_with_a_hyperion_model_string(config_file, mock):
         """The weather at a place."""
         return "sunny, 21C"
 
-    mock.script(r"What is the weather in San Francisco", times=1,
-                tool_calls=[{"name": "get_weather", "arguments": {"location": "San Francisco"}}])
+    mock.script(
+        r"What is the weather in San Francisco",
+        times=1,
+        tool_calls=[{"name": "get_weather", "arguments": {"location": "San Francisco"}}],
+    )
     agent = create_agent(model="hyperion:chat", tools=[get_weather])
     out = agent.invoke({"messages": [HumanMessage("What is the weather in San Francisco?")]})
     assert [m.type for m in out["messages"]] == ["human", "ai", "tool", "ai"]
@@ -220,7 +265,9 @@ def test_profile_and_structured_output_strategy_match_chatopenai(make_config, mo
     agent = create_agent(model=llm, response_format=Joke)
     out = agent.invoke({"messages": [HumanMessage("Tell me a joke")]}, config={"callbacks": [seen]})
     assert isinstance(out["structured_response"], Joke)
-    assert seen.params[0]["response_format"]["type"] == "json_schema"  # the provider strategy, as with ChatOpenAI
+    assert (
+        seen.params[0]["response_format"]["type"] == "json_schema"
+    )  # the provider strategy, as with ChatOpenAI
     # a route with a deployment the model map knows nothing about claims nothing about it
     cfg["providers"]["local"] = {"kind": "vllm", "base_url": mock.base_url("door-profile-local", "openai")}
     cfg["routes"]["chat"]["deployments"].append({"model": "local/my-finetune"})
@@ -231,7 +278,11 @@ def test_response_metadata_and_langsmith_params_name_the_real_provider(make_conf
     gw = Gateway(make_config("door-meta"))
     llm = HyperionChat(model="chat", gateway=gw)
     meta = llm.invoke("hello meta").response_metadata
-    assert (meta["model_provider"], meta["model_name"], meta["finish_reason"]) == ("openai", "gpt-4o-mini", "stop")
+    assert (meta["model_provider"], meta["model_name"], meta["finish_reason"]) == (
+        "openai",
+        "gpt-4o-mini",
+        "stop",
+    )
     ls = llm._get_ls_params()
     assert (ls["ls_provider"], ls["ls_model_name"]) == ("openai", "gpt-4o-mini")
     mock.fault("door-meta-primary", kind="unavailable")
@@ -267,12 +318,16 @@ def test_token_counts_never_load_a_tokenizer(monkeypatch):
 async def test_shadow_binds_tools_and_structured_output_on_both_sides(make_config, mock):
     from langchain.agents import create_agent
 
-    cfg = make_config("door-shadow", extra_routes={
-        "candidate": {"deployments": [{"model": "backup/claude-haiku-4-5"}]},
-    })
+    cfg = make_config(
+        "door-shadow",
+        extra_routes={
+            "candidate": {"deployments": [{"model": "backup/claude-haiku-4-5"}]},
+        },
+    )
     gw = Gateway(cfg)
-    shadow = HyperionShadow(primary=HyperionChat(model="chat", gateway=gw),
-                            shadow=HyperionChat(model="candidate", gateway=gw))
+    shadow = HyperionShadow(
+        primary=HyperionChat(model="chat", gateway=gw), shadow=HyperionChat(model="candidate", gateway=gw)
+    )
 
     @tool
     def lookup(q: str) -> str:
@@ -311,13 +366,33 @@ def test_structured_output_and_files_after_failover_to_anthropic(make_config, mo
     raw = llm.with_structured_output(method="json_mode").invoke("Answer in JSON, please")
     assert isinstance(raw, dict)
     doc = base64.b64encode(pdf()).decode()
-    msg = llm.invoke([HumanMessage([{"type": "text", "text": "Summarize this document:"},
-                                    {"type": "file", "base64": doc, "mime_type": "application/pdf"}])])
+    msg = llm.invoke(
+        [
+            HumanMessage(
+                [
+                    {"type": "text", "text": "Summarize this document:"},
+                    {"type": "file", "base64": doc, "mime_type": "application/pdf"},
+                ]
+            )
+        ]
+    )
     assert msg.response_metadata["deployment"] == "anthropic-backup"
     # Anthropic has no audio input: refused clearly, not sent
     with pytest.raises(InvalidRequestError, match="audio"):
-        llm.invoke([HumanMessage([{"type": "text", "text": "Describe this audio:"},
-                                  {"type": "audio", "base64": base64.b64encode(wav()).decode(), "mime_type": "audio/wav"}])])
+        llm.invoke(
+            [
+                HumanMessage(
+                    [
+                        {"type": "text", "text": "Describe this audio:"},
+                        {
+                            "type": "audio",
+                            "base64": base64.b64encode(wav()).decode(),
+                            "mime_type": "audio/wav",
+                        },
+                    ]
+                )
+            ]
+        )
     gw.close()
 
 
@@ -326,14 +401,28 @@ def test_tool_results_with_media_follow_in_a_user_message():
 
     from hyperion_lc._convert import to_openai_messages
 
-    msgs = to_openai_messages([
-        HumanMessage("draw two"),
-        AIMessage("", tool_calls=[{"name": "draw", "args": {}, "id": "a", "type": "tool_call"},
-                                  {"name": "draw", "args": {}, "id": "b", "type": "tool_call"}]),
-        ToolMessage([{"type": "image", "base64": "iVBORw0KGgo=", "mime_type": "image/png"}], tool_call_id="a", name="draw"),
-        ToolMessage("plain text", tool_call_id="b", name="draw"),
-    ])
+    msgs = to_openai_messages(
+        [
+            HumanMessage("draw two"),
+            AIMessage(
+                "",
+                tool_calls=[
+                    {"name": "draw", "args": {}, "id": "a", "type": "tool_call"},
+                    {"name": "draw", "args": {}, "id": "b", "type": "tool_call"},
+                ],
+            ),
+            ToolMessage(
+                [{"type": "image", "base64": "iVBORw0KGgo=", "mime_type": "image/png"}],
+                tool_call_id="a",
+                name="draw",
+            ),
+            ToolMessage("plain text", tool_call_id="b", name="draw"),
+        ]
+    )
     assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "tool", "user"]
     assert msgs[1]["content"] is None and "name" not in msgs[2]
     assert msgs[2]["content"][0]["type"] == "text" and msgs[3]["content"] == "plain text"
-    assert msgs[4]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    assert msgs[4]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+    }

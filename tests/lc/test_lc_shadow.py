@@ -33,8 +33,13 @@ def failing(_: object) -> AIMessage:
 
 async def test_chatopenai_primary_hyperion_shadow_report(make_config, mock):
     gw = Gateway(make_config("sh-report"))
-    primary = ChatOpenAI(model="gpt-4o-mini", base_url=mock.base_url("sh-openai", "openai"), api_key="sk-mock", max_retries=0,
-                         stream_usage=True)
+    primary = ChatOpenAI(
+        model="gpt-4o-mini",
+        base_url=mock.base_url("sh-openai", "openai"),
+        api_key="sk-mock",
+        max_retries=0,
+        stream_usage=True,
+    )
     shadow = HyperionShadow(primary=primary, shadow=HyperionChat(model="chat", gateway=gw))
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | shadow | StrOutputParser()
     for i in range(4):
@@ -67,14 +72,17 @@ async def test_a_slow_shadow_never_slows_the_primary():
     assert sync_shadow.drain(5)
     assert [r["shadow_latency_ms"] >= 550 for r in sync_shadow.report()] == [True] * 3
 
-    async_shadow = HyperionShadow(primary=RunnableLambda(lambda _: AIMessage("fast")),
-                                  shadow=RunnableLambda(slow_async), timeout=0.2)
+    async_shadow = HyperionShadow(
+        primary=RunnableLambda(lambda _: AIMessage("fast")), shadow=RunnableLambda(slow_async), timeout=0.2
+    )
     t0 = time.perf_counter()
     outs = await asyncio.gather(*(async_shadow.ainvoke("q") for _ in range(5)))
     assert [o.content for o in outs] == ["fast"] * 5 and time.perf_counter() - t0 < 0.3
     assert await async_shadow.adrain(5)
     assert {r["shadow_status"] for r in async_shadow.report()} == {"timeout"}
-    assert async_shadow.summary()["shadow"]["errors"] == 5 and async_shadow.summary()["primary"]["errors"] == 0
+    assert (
+        async_shadow.summary()["shadow"]["errors"] == 5 and async_shadow.summary()["primary"]["errors"] == 0
+    )
     sync_shadow.close()
 
 
@@ -100,11 +108,15 @@ async def test_a_failing_shadow_never_fails_the_primary():
 
 
 async def test_capacity_and_sampling_bound_the_mirror():
-    shadow = HyperionShadow(primary=RunnableLambda(lambda _: "a"), shadow=RunnableLambda(slow_async), max_pending=2)
+    shadow = HyperionShadow(
+        primary=RunnableLambda(lambda _: "a"), shadow=RunnableLambda(slow_async), max_pending=2
+    )
     await asyncio.gather(*(shadow.ainvoke("q") for _ in range(5)))
     assert shadow.skipped == 3 and shadow.pending == 2
     await shadow.adrain(5)
-    none = HyperionShadow(primary=RunnableLambda(lambda _: "a"), shadow=RunnableLambda(lambda _: "a"), sample_rate=0.0)
+    none = HyperionShadow(
+        primary=RunnableLambda(lambda _: "a"), shadow=RunnableLambda(lambda _: "a"), sample_rate=0.0
+    )
     none.invoke("q")
     assert none.skipped == 1 and none.report()[0]["shadow_status"] == "skipped"
 

@@ -23,19 +23,39 @@ def _mock_with_cassettes(mock):
     """The shared mock provider, reset, with the scripted replies the suite's prompts expect."""
     _MOCK["mock"] = mock
     # json_mode: the mock answers json_object requests with {"answer": ...}; this test wants a joke
-    mock.script(r"Return the result as a JSON with 'setup' and 'punchline' keys",
-                json={"setup": "Why did the cat sit on the computer?", "punchline": "To keep an eye on the mouse."})
+    mock.script(
+        r"Return the result as a JSON with 'setup' and 'punchline' keys",
+        json={"setup": "Why did the cat sit on the computer?", "punchline": "To keep an eye on the mouse."},
+    )
     # unicode tool arguments must survive the round trip unescaped
-    mock.script("你好啊集团", tool_calls=[{"name": "unicode_customer",
-                                        "arguments": {"customer_name": "你好啊集团", "description": "Chinese technology company"}}])
-    mock.script("こんにちは株式会社", tool_calls=[{"name": "unicode_customer",
-                                            "arguments": {"customer_name": "こんにちは株式会社", "description": "Japanese company"}}])
+    mock.script(
+        "你好啊集团",
+        tool_calls=[
+            {
+                "name": "unicode_customer",
+                "arguments": {"customer_name": "你好啊集团", "description": "Chinese technology company"},
+            }
+        ],
+    )
+    mock.script(
+        "こんにちは株式会社",
+        tool_calls=[
+            {
+                "name": "unicode_customer",
+                "arguments": {"customer_name": "こんにちは株式会社", "description": "Japanese company"},
+            }
+        ],
+    )
     # the agent loop binds get_weather without forcing it; a real model would call it
-    mock.script(r"What is the weather in San Francisco", tool_calls=[{"name": "get_weather",
-                                                                     "arguments": {"location": "San Francisco, CA"}}])
+    mock.script(
+        r"What is the weather in San Francisco",
+        tool_calls=[{"name": "get_weather", "arguments": {"location": "San Francisco, CA"}}],
+    )
     # a runnable turned into a tool: the model must fill its one argument
-    mock.script(r"Using the tool, generate a Pirate greeting", tool_calls=[{"name": "greeting_generator",
-                                                                           "arguments": {"answer_style": "pirate"}}])
+    mock.script(
+        r"Using the tool, generate a Pirate greeting",
+        tool_calls=[{"name": "greeting_generator", "arguments": {"answer_style": "pirate"}}],
+    )
     yield mock
 
 
@@ -43,10 +63,14 @@ def _config() -> dict[str, Any]:
     mock = _MOCK.get("mock")
     if mock is None:  # unit tests build models without calling them
         return {"routes": {"chat": {"deployments": [{"model": "openai/gpt-4o-mini"}]}}}
-    return chat_config(mock, PREFIX, extra_routes={
-        # a second route, named after the model that serves it, for the model-override tests
-        "gpt-4.1-mini": {"deployments": [{"model": "primary/gpt-4.1-mini"}]},
-    })
+    return chat_config(
+        mock,
+        PREFIX,
+        extra_routes={
+            # a second route, named after the model that serves it, for the model-override tests
+            "gpt-4.1-mini": {"deployments": [{"model": "primary/gpt-4.1-mini"}]},
+        },
+    )
 
 
 class TestHyperionChatUnit(ChatModelUnitTests):
@@ -79,8 +103,11 @@ class TestHyperionChatUnit(ChatModelUnitTests):
     # cannot: langchain-core 1.8's load() only revives classes listed in its own import mapping, even
     # with allowed_objects="all", and an out-of-tree package cannot add itself there.
     # tests/lc/test_lc_chat.py::test_serialisation_round_trip loads it with an explicit allow-list.
-    @pytest.mark.xfail(reason="load() refuses classes outside langchain-core's import mapping",
-                       raises=ValueError, strict=True)
+    @pytest.mark.xfail(
+        reason="load() refuses classes outside langchain-core's import mapping",
+        raises=ValueError,
+        strict=True,
+    )
     def test_serdes(self, model: BaseChatModel, snapshot: Any) -> None:
         super().test_serdes(model, snapshot)
 
@@ -108,7 +135,10 @@ class TestHyperionChatIntegration(ChatModelIntegrationTests):
 
     @property
     def supported_usage_metadata_details(self) -> dict[str, list[str]]:
-        return {"invoke": ["reasoning_output", "cache_read_input"], "stream": ["reasoning_output", "cache_read_input"]}
+        return {
+            "invoke": ["reasoning_output", "cache_read_input"],
+            "stream": ["reasoning_output", "cache_read_input"],
+        }
 
     def _with_usage_fault(self, stream: bool, **tokens: int) -> AIMessage:
         mock = _MOCK["mock"]
@@ -171,8 +201,11 @@ class TestHyperionChatIntegration(ChatModelIntegrationTests):
         if request.node.originalname != "test_audio_inputs":
             return super().model.__wrapped__(self, request)  # type: ignore[attr-defined]
         cfg = _config()
-        cfg["providers"]["google"] = {"kind": "gemini", "api_key": "gm-mock",
-                                      "base_url": _MOCK["mock"].base_url(f"{PREFIX}-google", "gemini")}
+        cfg["providers"]["google"] = {
+            "kind": "gemini",
+            "api_key": "gm-mock",
+            "base_url": _MOCK["mock"].base_url(f"{PREFIX}-google", "gemini"),
+        }
         cfg["routes"]["listen"] = {"deployments": [{"model": "google/gemini-2.5-flash"}]}
         listen = HyperionChat(model="listen", config=cfg)
         assert listen.profile is not None and listen.profile.get("audio_inputs") is True
@@ -180,7 +213,10 @@ class TestHyperionChatIntegration(ChatModelIntegrationTests):
 
     # VCR cassettes record real provider traffic; here the mock provider is the cassette, and the
     # streaming overhead this benchmark watches is measured by bench/langchain.py instead.
-    @pytest.mark.xfail(reason="VCR cassettes do not apply: the mock provider plays that part; "
-                       "streaming overhead is measured by bench/langchain.py", run=False)
+    @pytest.mark.xfail(
+        reason="VCR cassettes do not apply: the mock provider plays that part; "
+        "streaming overhead is measured by bench/langchain.py",
+        run=False,
+    )
     def test_stream_time(self, model: BaseChatModel, benchmark: Any, vcr: Any) -> None:
         super().test_stream_time(model, benchmark, vcr)
