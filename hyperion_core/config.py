@@ -190,6 +190,10 @@ class RouteConfig(_Strict):
     stream_resume: bool = False
     #: route to use when a request exceeds this route's context window
     context_window_fallback: str | None = None
+    #: request parameters this route takes beyond the OpenAI Chat Completions ones and the native wires'
+    #: own names (``thinking``, ``safetySettings``, ...), e.g. a litellm provider's extras; ``["*"]`` takes
+    #: any. Anything else is refused (``model`` always: the deployments own it)
+    allow_params: list[str] = Field(default_factory=list)
     #: output tokens (> 0) a request that sets no ``max_tokens`` / ``max_completion_tokens`` may
     #: produce: sent upstream as its ``max_tokens``, and what budgets reserve for it. Unset: the
     #: request may use the model's whole output window, and budgets reserve all of it

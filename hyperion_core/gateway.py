@@ -31,6 +31,7 @@ from .errors import (
 from .http import HttpClient
 from .pricing import lookup
 from .providers import Target, adapter_class
+from .providers.params import KNOWN_PARAMS
 from .routing import CircuitBreaker, Clock, DeploymentState, Router, RouteState, _timeout
 from .steward import Steward, StreamCancelled, estimate_prompt_tokens, output_cap
 from .streaming import Accumulator, ChatStream, resume_messages, segment_usage
@@ -47,6 +48,14 @@ from .types import (
 )
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+#: parameters a request may not set through ``extra``, and why
+_RESERVED_PARAMS = {
+    "model": "the route's deployments choose the model (and its price); call the route that serves the model you want",
+    "messages": "pass messages as the messages argument",
+    "stream": "call astream()/stream() to stream",
+}
 
 
 class Gateway:
@@ -369,6 +378,8 @@ class Gateway:
                 )
         if req.max_tokens is not None and (not isinstance(req.max_tokens, int) or req.max_tokens < 1):
             raise InvalidRequestError(f"max_tokens: must be a positive integer, got {req.max_tokens!r}", route=req.route)
+        if req.extra:
+            self._check_extra(rs, req)
         if req.max_tokens is None and rs.cfg.default_max_tokens and not output_cap(req):
             req.max_tokens = rs.cfg.default_max_tokens  # enforced upstream, so budgets may reserve just this
         if req.max_retries is not None and (not isinstance(req.max_retries, int) or req.max_retries < 0):
@@ -376,6 +387,25 @@ class Gateway:
         if req.temperature is not None and not 0 <= req.temperature <= 2:
             raise InvalidRequestError(f"temperature: must be between 0 and 2, got {req.temperature!r}", route=req.route)
         return rs
+
+    @staticmethod
+    def _check_extra(rs: RouteState, req: ChatRequest) -> None:
+        """Extra parameters reach the provider: the deployment owns ``model`` (a caller's ``model``
+        would be billed at the route's price), and a name no wire knows is refused unless the route
+        allows it (``allow_params``) — never silently sent or silently dropped."""
+        allowed = rs.cfg.allow_params
+        for name in req.extra:
+            if name in _RESERVED_PARAMS:
+                raise InvalidRequestError(
+                    f"{name}: {_RESERVED_PARAMS[name]}", route=req.route
+                )
+            if name not in KNOWN_PARAMS and name not in allowed and "*" not in allowed:
+                raise InvalidRequestError(
+                    f"unknown request parameter '{name}'" + (suggest(name, set(KNOWN_PARAMS)) or "")
+                    + f" (route '{req.route}' takes the OpenAI Chat Completions parameters and each wire's own; "
+                    "list others in its allow_params)",
+                    route=req.route,
+                )
 
     def _deadline(self, rs: RouteState, req: ChatRequest) -> float:
         return self.router.clock.now() + (req.timeout or rs.cfg.timeout)

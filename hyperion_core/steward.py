@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import AccessError, BudgetExceededError, InvalidKeyError, StreamInterruptedError
 from .governance.keys import KEY_PREFIX, KeyRecord, check_active, parse_key, verify_secret
+from .providers.params import ANTHROPIC_THINKING_BUDGET, GEMINI_THINKING_BUDGET
 from .redis_client import state_client
 from .types import Caller, ChatRequest, ChatResponse, Usage, new_request_id
 
@@ -84,6 +85,33 @@ def output_cap(req: ChatRequest) -> int | None:
             if type(v) is int and v > 0 and (cap is None or v > cap):
                 cap = v
     return cap
+
+
+def thinking_budget(req: ChatRequest) -> int:
+    """Output tokens a request may spend thinking on top of its answer: an explicit budget (Anthropic
+    ``thinking.budget_tokens``, Gemini ``thinkingConfig.thinkingBudget``) or the largest budget a
+    wire gives its ``reasoning_effort`` (0 when it asks for none)."""
+    extra = req.extra
+    if not extra:
+        return 0
+    out = 0
+    effort = extra.get("reasoning_effort")
+    if isinstance(effort, str):
+        out = max(ANTHROPIC_THINKING_BUDGET.get(effort, 0), GEMINI_THINKING_BUDGET.get(effort, 0))
+    thinking = extra.get("thinking")
+    if isinstance(thinking, dict) and type(thinking.get("budget_tokens")) is int:
+        out = max(out, thinking["budget_tokens"])
+    tc = extra.get("thinkingConfig")
+    if isinstance(tc, dict) and type(tc.get("thinkingBudget")) is int:
+        out = max(out, tc["thinkingBudget"])
+    return out
+
+
+def answers(req: ChatRequest) -> int:
+    """How many answers one call asks for (``n`` / Gemini ``candidateCount``)."""
+    n = req.n if type(req.n) is int and req.n > 1 else 1
+    cc = req.extra.get("candidateCount") if req.extra else None
+    return max(n, cc) if type(cc) is int else n
 
 
 def _uncapped_hint(exc: BudgetExceededError, route: str, max_out: int) -> None:
@@ -196,7 +224,7 @@ class Steward:
         c = req.caller or Caller()
         prompt = estimate_prompt_tokens(req)
         cap = output_cap(req)
-        max_out = (cap or max((p.max_output_tokens or 4096) for p in prices)) * max(1, req.n or 1)
+        max_out = ((cap or max((p.max_output_tokens or 4096) for p in prices)) + thinking_budget(req)) * answers(req)
         worst = max(p.estimate(prompt, max_out) for p in prices)
         # a warm key's record is re-read in the admission round trip: revocation and expiry still
         # take effect at once, and Redis admission stays one round trip

@@ -121,6 +121,11 @@ GEMINI_DROPPED = frozenset({
 })
 # fmt: on
 
+#: every request parameter name some wire understands (what a route takes without ``allow_params``)
+KNOWN_PARAMS = frozenset(
+    OPENAI_PARAMS | ANTHROPIC_NATIVE | GEMINI_TOP_LEVEL | GEMINI_GENERATION_NATIVE | {"top_k", "max_output_tokens"}
+) - {"contents", "system"}
+
 
 def dropped(name: str, wire: str, reason: str = "no equivalent") -> None:
     log.debug("%s wire: parameter %r dropped (%s)", wire, name, reason)

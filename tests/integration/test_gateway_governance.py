@@ -15,6 +15,7 @@ from hyperion_core import (
     BudgetExceededError,
     Gateway,
     InvalidKeyError,
+    InvalidRequestError,
     KeyRevokedError,
     PermissionDeniedError,
     RateLimitedError,
@@ -486,4 +487,43 @@ async def test_a_cut_stream_is_billed_for_its_prompt_too(mock, tmp_path):
     assert exc.value.usage.prompt_tokens > 0 and exc.value.usage.completion_tokens >= 2
     (st,) = await gw.governance.status({"team": "cuts"})
     assert st.spent_usd == pytest.approx(exc.value.cost) and st.reserved_usd == 0
+    await gw.aclose()
+
+
+async def test_extra_parameters_cannot_change_the_model_or_slip_past_the_route(mock, tmp_path):
+    """Field trial: model="o1-pro" on a gpt-4o-mini route asked the upstream for o1-pro and billed it at
+    the route's price; any other key went to the provider as it was."""
+    gw = make(mock, "g-extra", tmp_path, governance={"budgets": [{"scope": "team", "period": "daily", "limit_usd": 1}]},
+              route={"allow_params": ["safe_prompt"]})
+    key, _ = await gw.keys.create("x", team="x")
+    with pytest.raises(InvalidRequestError, match="model: the route's deployments choose the model"):
+        await gw.acomplete("chat", user("hi"), virtual_key=key, model="o1-pro")
+    with pytest.raises(InvalidRequestError, match=r"unknown request parameter 'temprature' \(did you mean 'temperature'\?\)"):
+        await gw.acomplete("chat", user("hi"), virtual_key=key, temprature=0.2)
+    ok = await gw.acomplete("chat", user("hi"), virtual_key=key, logprobs=True, max_completion_tokens=20)
+    assert ok.model == "gpt-4o-mini"
+    with pytest.raises(InvalidRequestError, match="unknown request parameter 'safe_prompt'"):
+        await gw.acomplete("other", user("hi"), virtual_key=key, safe_prompt=True)  # allowed on "chat" only
+    events = list(reversed(await gw.audit.query(limit=10)))
+    assert [(e.outcome, e.error_class) for e in events] == [  # refused requests are audited too
+        ("error", "InvalidRequestError"), ("error", "InvalidRequestError"), ("ok", None), ("error", "InvalidRequestError"),
+    ]
+    await gw.aclose()
+
+
+async def test_thinking_budgets_and_candidate_counts_count_in_the_reservation(mock, tmp_path):
+    """reasoning_effort / thinking budgets are output tokens on top of the answer, and n or
+    candidateCount answers each reserve their share: a $0.005 budget refuses what it could not pay."""
+    gw = make(mock, "g-think", tmp_path, governance={"budgets": [{"scope": "team", "period": "daily", "limit_usd": 0.005}]})
+    key, _ = await gw.keys.create("t", team="thinkers")
+    # gpt-4o-mini output $0.60/Mtok: 100 tokens ≈ $0.00006 fits; + a 16,384-token "high" budget ≈ $0.0099 does not
+    assert (await gw.acomplete("chat", user("hi"), virtual_key=key, max_tokens=100)).content
+    with pytest.raises(BudgetExceededError):
+        await gw.acomplete("chat", user("hi"), virtual_key=key, max_tokens=100, reasoning_effort="high")
+    with pytest.raises(BudgetExceededError):
+        await gw.acomplete("chat", user("hi"), virtual_key=key, max_tokens=100, thinking={"type": "enabled", "budget_tokens": 20_000})
+    with pytest.raises(BudgetExceededError):  # 100 answers of 100 tokens
+        await gw.acomplete("chat", user("hi"), virtual_key=key, max_tokens=100, candidateCount=100)
+    (st,) = await gw.governance.status({"team": "thinkers"})
+    assert st.reserved_usd == 0
     await gw.aclose()
