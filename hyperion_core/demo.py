@@ -131,8 +131,10 @@ async def _scenario(gw: Gateway, mock: Any, out: TextIO) -> dict[str, Any]:
     resp = stream.response
     assert resp is not None
     t.add("stream cut at chunk 5 -> resumed", resp)
-    t.note(f"resumed by {', '.join(resp.resumed_by) or '-'}; the caller saw one stream of "
-           f"{len(text.split())} words: {text[:60]}...")
+    t.note(
+        f"resumed by {', '.join(resp.resumed_by) or '-'}; the caller saw one stream of "
+        f"{len(text.split())} words: {text[:60]}..."
+    )
 
     served: Counter[str] = Counter()
     for i in range(12):
@@ -154,8 +156,12 @@ async def _scenario(gw: Gateway, mock: Any, out: TextIO) -> dict[str, Any]:
     refused = None
     for i in range(40):
         try:
-            resp = await gw.acomplete("chat", [{"role": "user", "content": f"budgeted question {i}"}],
-                                      virtual_key=key, max_tokens=40)
+            resp = await gw.acomplete(
+                "chat",
+                [{"role": "user", "content": f"budgeted question {i}"}],
+                virtual_key=key,
+                max_tokens=40,
+            )
         except BudgetExceededError as exc:
             refused = exc
             break
@@ -167,7 +173,9 @@ async def _scenario(gw: Gateway, mock: Any, out: TextIO) -> dict[str, Any]:
     events = await gw.audit.query(limit=1000)
     report = await gw.audit.verify()
     outcomes = Counter(e.outcome for e in events)
-    t.note(f"audit log: {len(events)} events {dict(outcomes)}; hash chain {'intact' if report.ok else 'BROKEN'}")
+    t.note(
+        f"audit log: {len(events)} events {dict(outcomes)}; hash chain {'intact' if report.ok else 'BROKEN'}"
+    )
 
     total = sum(float(r[-1]) for r in t.rows)
     out.write(f"\n{len(events)} requests audited, {failed} failed, total cost ${total:.6f}\n")

@@ -162,7 +162,10 @@ def convert_messages(messages: list[Message]) -> tuple[Any, list[dict[str, Any]]
             turns.append((role, blocks, plain))
     # the API wants a user turn's tool_result blocks before any other block
     out = [
-        {"role": r, "content": s if s is not None else sorted(b, key=lambda x: x.get("type") != "tool_result")}
+        {
+            "role": r,
+            "content": s if s is not None else sorted(b, key=lambda x: x.get("type") != "tool_result"),
+        }
         for r, b, s in turns
     ]
     system: Any = None
@@ -246,7 +249,9 @@ class AnthropicStreamParser(StreamParser):
             initial = block.get("input")
             args = orjson.dumps(initial).decode() if initial else ""
             return ChatChunk(
-                tool_calls=(ToolCallDelta(index=pos, id=block.get("id"), name=block.get("name"), arguments=args),)
+                tool_calls=(
+                    ToolCallDelta(index=pos, id=block.get("id"), name=block.get("name"), arguments=args),
+                )
             )
         if kind == "message_start":
             self._merge_usage((obj.get("message") or {}).get("usage"))
@@ -264,7 +269,9 @@ class AnthropicStreamParser(StreamParser):
             err = obj.get("error") or {}
             etype = err.get("type")
             raise error_for_status(
-                ERROR_STATUS.get(etype, 500), f"stream error: {err.get('message') or err}", provider_code=etype
+                ERROR_STATUS.get(etype, 500),
+                f"stream error: {err.get('message') or err}",
+                provider_code=etype,
             )
         return None  # ping, content_block_stop, unknown future events
 

@@ -66,7 +66,9 @@ class Adapter:
     def stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         raise NotImplementedError
 
-    async def embed(self, inputs: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], Usage]:
+    async def embed(
+        self, inputs: list[str], *, dimensions: int | None = None
+    ) -> tuple[list[list[float]], Usage]:
         # NotFound: never retried here, but another deployment of the route may serve embeddings
         raise NotFoundError(
             f"{self.target.kind} deployments do not serve embeddings",
@@ -147,7 +149,9 @@ class HttpAdapter(Adapter):
 
     async def chat(self, req: ChatRequest) -> ProviderResponse:
         try:
-            status, headers, raw = await self.http.post_json(self._url, self.build_body(req, False), self._headers)
+            status, headers, raw = await self.http.post_json(
+                self._url, self.build_body(req, False), self._headers
+            )
         except HyperionError as exc:
             self._with_context(exc)
             raise

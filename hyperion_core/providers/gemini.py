@@ -92,7 +92,9 @@ def _parts(content: Any) -> list[dict[str, Any]]:
         elif kind is None:  # a Gemini part already (inlineData, fileData, ...)
             out.append(part)
         else:
-            raise InvalidRequestError(f"content part type {kind!r} is not supported by the Gemini wire format")
+            raise InvalidRequestError(
+                f"content part type {kind!r} is not supported by the Gemini wire format"
+            )
     return out
 
 
@@ -108,7 +110,11 @@ def _function_response(msg: Message, names: dict[str, str]) -> dict[str, Any]:
     if not name:
         raise InvalidRequestError(f"tool message {call_id!r} answers no earlier assistant tool call")
     content = msg.get("content")
-    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content or () if isinstance(p, dict))
+    text = (
+        content
+        if isinstance(content, str)
+        else "".join(p.get("text", "") for p in content or () if isinstance(p, dict))
+    )
     try:
         parsed = orjson.loads(text) if text else None
     except orjson.JSONDecodeError:
@@ -243,7 +249,9 @@ class GeminiStreamParser(StreamParser):
         if isinstance(obj.get("error"), dict):
             err = obj["error"]
             raise error_for_status(
-                int(err.get("code") or 500), f"stream error: {err.get('message') or err}", provider_code=err.get("status")
+                int(err.get("code") or 500),
+                f"stream error: {err.get('message') or err}",
+                provider_code=err.get("status"),
             )
         if obj.get("usageMetadata"):
             self._usage = gemini_usage(obj["usageMetadata"])
@@ -351,7 +359,9 @@ class GeminiAdapter(HttpAdapter):
             return str(err.get("message") or err), err.get("status")
         return super().error_details(data)
 
-    async def embed(self, inputs: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], Usage]:
+    async def embed(
+        self, inputs: list[str], *, dimensions: int | None = None
+    ) -> tuple[list[list[float]], Usage]:
         model = f"models/{self._model()}"
         requests = []
         for text in inputs:
@@ -372,7 +382,9 @@ class GeminiAdapter(HttpAdapter):
                 route=self.target.route,
                 deployment=self.target.name,
             ) from None
-        return vectors, Usage(prompt_tokens=int((data.get("usageMetadata") or {}).get("promptTokenCount") or 0))
+        return vectors, Usage(
+            prompt_tokens=int((data.get("usageMetadata") or {}).get("promptTokenCount") or 0)
+        )
 
 
 __all__ = [

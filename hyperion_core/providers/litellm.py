@@ -171,7 +171,9 @@ def _transport_class(chain: list[BaseException]) -> type[ProviderError] | None:
     for exc in chain:
         if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
             return ProviderTimeoutError
-        if isinstance(exc, (httpx.TransportError, ConnectionError)) or type(exc).__module__.startswith("aiohttp"):
+        if isinstance(exc, (httpx.TransportError, ConnectionError)) or type(exc).__module__.startswith(
+            "aiohttp"
+        ):
             return ProviderConnectionError
     return None
 
@@ -239,7 +241,9 @@ def provider_details(exc: BaseException, upstream: Any = None) -> tuple[str, str
     return message, None
 
 
-def map_exception(exc: BaseException, *, route: str | None = None, deployment: str | None = None) -> HyperionError:
+def map_exception(
+    exc: BaseException, *, route: str | None = None, deployment: str | None = None
+) -> HyperionError:
     """One litellm (or stray transport) exception as a Hyperion error with status, retry-after and context."""
     if isinstance(exc, HyperionError):
         exc.route = exc.route or route
@@ -522,7 +526,9 @@ class LiteLLMAdapter(Adapter):
             )
         yield ChatChunk(finish_reason=finish, usage=usage or Usage())
 
-    async def embed(self, inputs: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], Usage]:
+    async def embed(
+        self, inputs: list[str], *, dimensions: int | None = None
+    ) -> tuple[list[list[float]], Usage]:
         kwargs = self._common()
         kwargs["input"] = inputs
         if dimensions:

@@ -103,7 +103,9 @@ class OpenAIAdapter(HttpAdapter):
         choice = data["choices"][0]
         msg = choice["message"]
         tool_calls = tuple(
-            ToolCall(id=tc["id"], name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}")
+            ToolCall(
+                id=tc["id"], name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}"
+            )
             for tc in msg.get("tool_calls") or ()
         )
         return ProviderResponse(
@@ -124,7 +126,9 @@ class OpenAIAdapter(HttpAdapter):
             return str(err.get("message") or err), err.get("code") or err.get("type")
         return super().error_details(data)
 
-    async def embed(self, inputs: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], Usage]:
+    async def embed(
+        self, inputs: list[str], *, dimensions: int | None = None
+    ) -> tuple[list[list[float]], Usage]:
         body: dict[str, Any] = {"model": self.target.model, "input": inputs, "encoding_format": "float"}
         if dimensions:
             body["dimensions"] = dimensions

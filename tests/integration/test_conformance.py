@@ -27,7 +27,11 @@ from hyperion_core.types import ChatChunk, ChatRequest, ProviderResponse, Usage
 WIRES = ("openai", "anthropic", "gemini")
 PATHS = ("native", "litellm")
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
-NATIVE: dict[str, type[Adapter]] = {"openai": OpenAIAdapter, "anthropic": AnthropicAdapter, "gemini": GeminiAdapter}
+NATIVE: dict[str, type[Adapter]] = {
+    "openai": OpenAIAdapter,
+    "anthropic": AnthropicAdapter,
+    "gemini": GeminiAdapter,
+}
 CASES = [(w, p) for w in WIRES for p in PATHS]
 IDS = [f"{w}-{p}" for w, p in CASES]
 
@@ -126,7 +130,9 @@ async def test_system_prompt_and_history(case):
     resp = await adapter.chat(ChatRequest(route="conf", messages=messages))
     assert resp.content == answer_for(PROMPT)
     # system words are counted once; every conversation turn costs 3 + its words
-    expected_prompt = count_tokens("You are terse.") + sum(count_tokens(m["content"]) + 3 for m in messages[1:])
+    expected_prompt = count_tokens("You are terse.") + sum(
+        count_tokens(m["content"]) + 3 for m in messages[1:]
+    )
     if wire == "openai":
         expected_prompt += 3  # the OpenAI wire keeps the system prompt as a message
     assert resp.usage.prompt_tokens == expected_prompt
@@ -190,7 +196,13 @@ async def test_streamed_tool_call(case):
 
 async def test_forced_tool_choice(case):
     wire, path, adapter, mock = case
-    other = {"type": "function", "function": {"name": "other_tool", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}
+    other = {
+        "type": "function",
+        "function": {
+            "name": "other_tool",
+            "parameters": {"type": "object", "properties": {"x": {"type": "string"}}},
+        },
+    }
     choice = {"type": "function", "function": {"name": "other_tool"}}
     resp = await adapter.chat(chat_req(MAGIC_PROMPT, tools=[MAGIC_TOOL, other], tool_choice=choice))
     assert [c.name for c in resp.tool_calls] == ["other_tool"]
@@ -207,7 +219,13 @@ async def test_tool_result_round_trip(case):
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}],
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+            ],
         },
         {"role": "tool", "tool_call_id": call.id, "content": "5"},
     ]
@@ -300,10 +318,14 @@ async def test_translated_parameters_are_accepted_by_the_strict_mock(case, strea
     if path == "litellm" and wire == "anthropic":
         # litellm turns reasoning_effort into a thinking budget but neither raises max_tokens above it nor
         # drops temperature: the real API (and the strict mock) refuse such a body. The native adapter does both.
-        with pytest.raises(E.BadRequestError, match="`max_tokens` must be greater than `thinking.budget_tokens`"):
+        with pytest.raises(
+            E.BadRequestError, match="`max_tokens` must be greater than `thinking.budget_tokens`"
+        ):
             await (collect(adapter, req) if stream else adapter.chat(req))
         req.extra["max_completion_tokens"] = 8192
-        with pytest.raises(E.BadRequestError, match="`temperature` may only be set to 1 when thinking is enabled"):
+        with pytest.raises(
+            E.BadRequestError, match="`temperature` may only be set to 1 when thinking is enabled"
+        ):
             await (collect(adapter, req) if stream else adapter.chat(req))
         mock.reset()
         del req.extra["reasoning_effort"]
@@ -323,7 +345,9 @@ async def test_unknown_extra_is_dropped_not_refused_on_translating_wires(wire, m
     adapter = build(wire, "native", mock, http)
     req = chat_req(extra={"not_a_real_parameter": 1}, max_tokens=50)
     if wire == "openai":  # the OpenAI wire passes fields through: the API's own 400 comes back
-        with pytest.raises(E.BadRequestError, match="Unrecognized request argument supplied: not_a_real_parameter"):
+        with pytest.raises(
+            E.BadRequestError, match="Unrecognized request argument supplied: not_a_real_parameter"
+        ):
             await adapter.chat(req)
         return
     resp = await adapter.chat(req)
@@ -331,7 +355,10 @@ async def test_unknown_extra_is_dropped_not_refused_on_translating_wires(wire, m
     assert mock.stats()[f"conf-{wire}"]["refused"] == 0
 
 
-PDF_PART = {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}}
+PDF_PART = {
+    "type": "file",
+    "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0xLjQK"},
+}
 AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "UklGRiQAAABXQVZF", "format": "wav"}}
 
 
@@ -339,7 +366,9 @@ AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "UklGRiQAAABXQVZF",
 async def test_pdf_and_audio_parts_over_the_strict_mock(wire, mock, http):
     adapter = build(wire, "native", mock, http)
     text = {"type": "text", "text": PROMPT}
-    resp = await adapter.chat(ChatRequest(route="conf", messages=[{"role": "user", "content": [text, PDF_PART]}]))
+    resp = await adapter.chat(
+        ChatRequest(route="conf", messages=[{"role": "user", "content": [text, PDF_PART]}])
+    )
     assert resp.content == answer_for(PROMPT)
     audio = ChatRequest(route="conf", messages=[{"role": "user", "content": [text, AUDIO_PART]}])
     if wire == "anthropic":
@@ -358,7 +387,9 @@ async def test_cached_and_reasoning_usage(case):
     mock.fault(f"conf-{wire}", cached_tokens=4, reasoning_tokens=6)
     resp = await adapter.chat(chat_req())
     base = expected_usage(PROMPT, answer_for(PROMPT))
-    reasoning = 0 if wire == "anthropic" else 6  # Anthropic folds thinking into output_tokens, unreported apart
+    reasoning = (
+        0 if wire == "anthropic" else 6
+    )  # Anthropic folds thinking into output_tokens, unreported apart
     assert resp.usage == Usage(
         prompt_tokens=base.prompt_tokens,  # includes the cached tokens on every wire
         completion_tokens=base.completion_tokens + 6,  # includes the reasoning tokens
@@ -523,7 +554,10 @@ async def test_invalid_tool_arguments_in_history(case):
     wire, path, adapter, mock = case
     messages = [
         {"role": "user", "content": "q"},
-        {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{nope"}}]},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{nope"}}],
+        },
         {"role": "tool", "tool_call_id": "t1", "content": "1"},
     ]
     req = ChatRequest(route="conf", messages=messages)

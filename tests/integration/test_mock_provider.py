@@ -1053,15 +1053,18 @@ async def test_openai_tool_message_must_answer_a_tool_call(provider, http):
         json={"model": "gpt-4o-mini", "messages": turns},
     )
     assert r.status_code == 400
-    assert "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'" in (
-        r.json()["error"]["message"]
+    assert (
+        "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'"
+        in (r.json()["error"]["message"])
     )
 
 
 async def test_openai_embeddings_unknown_field_is_refused(provider):
     client = oai(provider, "strict-emb")
     with pytest.raises(openai.BadRequestError, match="Unrecognized request argument supplied: task_type"):
-        await client.embeddings.create(model="text-embedding-3-small", input="x", extra_body={"task_type": "q"})
+        await client.embeddings.create(
+            model="text-embedding-3-small", input="x", extra_body={"task_type": "q"}
+        )
 
 
 async def test_anthropic_requires_max_tokens(provider, http):
@@ -1109,8 +1112,10 @@ async def test_anthropic_types_blocks_and_tool_pairing(provider, http):
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "5"}]},
     ]
     r = await call(http, provider, "anthropic", "strict", "hi", messages=stray)
-    assert r.status_code == 400 and "unexpected `tool_use_id` found in `tool_result` blocks: toolu_1" in (
-        r.json()["error"]["message"]
+    assert (
+        r.status_code == 400
+        and "unexpected `tool_use_id` found in `tool_result` blocks: toolu_1"
+        in (r.json()["error"]["message"])
     )
     unanswered = [
         {"role": "user", "content": "x"},
@@ -1118,15 +1123,22 @@ async def test_anthropic_types_blocks_and_tool_pairing(provider, http):
         {"role": "user", "content": "and?"},
     ]
     r = await call(http, provider, "anthropic", "strict", "hi", messages=unanswered)
-    assert r.status_code == 400 and "`tool_use` ids were found without `tool_result` blocks" in (
-        r.json()["error"]["message"]
+    assert (
+        r.status_code == 400
+        and "`tool_use` ids were found without `tool_result` blocks" in (r.json()["error"]["message"])
     )
     r = await call(
         http, provider, "anthropic", "strict", "hi", thinking={"type": "enabled", "budget_tokens": 2048}
     )
     assert r.json()["error"]["message"] == "`max_tokens` must be greater than `thinking.budget_tokens`."
     ok = await call(
-        http, provider, "anthropic", "strict", "hi", max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 2048}
+        http,
+        provider,
+        "anthropic",
+        "strict",
+        "hi",
+        max_tokens=4096,
+        thinking={"type": "enabled", "budget_tokens": 2048},
     )
     assert ok.status_code == 200
 
@@ -1142,7 +1154,10 @@ async def test_gemini_unknown_fields_are_refused_as_gemini_does(provider, http):
         "Invalid JSON payload received. Unknown name \"max_tokens\" at 'generation_config': Cannot find field."
     )
     r = await call(http, provider, "gemini", "strict", "hi", generationConfig={"temperature": "hot"})
-    assert r.json()["error"]["message"] == "Invalid value at 'generation_config.temperature' (TYPE_FLOAT), \"hot\""
+    assert (
+        r.json()["error"]["message"]
+        == "Invalid value at 'generation_config.temperature' (TYPE_FLOAT), \"hot\""
+    )
     both = {"maxOutputTokens": 5, "thinking_config": {"thinkingBudget": 0}, "responseMimeType": "text/plain"}
     r = await call(http, provider, "gemini", "strict", "hi", generationConfig=both)
     assert r.status_code == 200  # camelCase and snake_case spellings, as the REST API accepts

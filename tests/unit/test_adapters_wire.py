@@ -50,7 +50,11 @@ TOOL_TURN = [
         "role": "assistant",
         "content": None,
         "tool_calls": [
-            {"id": "toolu_1", "type": "function", "function": {"name": "magic_function", "arguments": '{"input": 3}'}},
+            {
+                "id": "toolu_1",
+                "type": "function",
+                "function": {"name": "magic_function", "arguments": '{"input": 3}'},
+            },
             {"id": "toolu_2", "type": "function", "function": {"name": "other", "arguments": "{}"}},
         ],
     },
@@ -62,7 +66,9 @@ PNG = "data:image/png;base64,iVBORw0KGgo="
 
 
 def target(wire: str, **kw) -> Target:
-    base = {"openai": "http://mock/d1/v1", "anthropic": "http://mock/d1", "gemini": "http://mock/d1/v1beta"}[wire]
+    base = {"openai": "http://mock/d1/v1", "anthropic": "http://mock/d1", "gemini": "http://mock/d1/v1beta"}[
+        wire
+    ]
     model = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}[wire]
     args = dict(name="d1", route="r", kind=wire, wire=wire, model=model, base_url=base, api_key="sk-test")
     args.update(kw)
@@ -124,7 +130,13 @@ class TestAnthropicRequest:
 
     def test_system_and_developer_go_top_level(self):
         body = anthropic().build_body(
-            req([{"role": "system", "content": "A"}, {"role": "developer", "content": "B"}, {"role": "user", "content": "hi"}]),
+            req(
+                [
+                    {"role": "system", "content": "A"},
+                    {"role": "developer", "content": "B"},
+                    {"role": "user", "content": "hi"},
+                ]
+            ),
             False,
         )
         assert body["system"] == "A\n\nB"
@@ -133,7 +145,10 @@ class TestAnthropicRequest:
         assert "stream" not in body
 
     def test_system_with_cache_control_stays_blocks(self):
-        sys_msg = {"role": "system", "content": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}]}
+        sys_msg = {
+            "role": "system",
+            "content": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}],
+        }
         body = anthropic().build_body(req([sys_msg, {"role": "user", "content": "hi"}]), False)
         assert body["system"] == [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}]
 
@@ -162,7 +177,12 @@ class TestAnthropicRequest:
 
     def test_tool_results_come_first_in_a_merged_user_turn(self):
         msgs = [
-            {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
             {"role": "user", "content": "also this"},
             {"role": "tool", "tool_call_id": "t1", "content": "r"},
         ]
@@ -175,7 +195,9 @@ class TestAnthropicRequest:
             {
                 "role": "assistant",
                 "content": "Let me check.",
-                "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": '{"a": [1]}'}}],
+                "tool_calls": [
+                    {"id": "t1", "type": "function", "function": {"name": "f", "arguments": '{"a": [1]}'}}
+                ],
             },
         ]
         body = anthropic().build_body(req(msgs), False)
@@ -185,13 +207,24 @@ class TestAnthropicRequest:
         ]
 
     def test_bad_tool_arguments_are_an_invalid_request(self):
-        msgs = [{"role": "assistant", "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{nope"}}]}]
+        msgs = [
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{nope"}}],
+            }
+        ]
         with pytest.raises(InvalidRequestError, match="not JSON"):
             anthropic().build_body(req(msgs), False)
 
     def test_consecutive_same_role_messages_merge(self):
         body = anthropic().build_body(
-            req([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": ""}]),
+            req(
+                [
+                    {"role": "user", "content": "a"},
+                    {"role": "user", "content": "b"},
+                    {"role": "assistant", "content": ""},
+                ]
+            ),
             False,
         )
         assert body["messages"] == [
@@ -207,7 +240,10 @@ class TestAnthropicRequest:
         body = anthropic().build_body(req([{"role": "user", "content": parts}]), False)
         assert body["messages"][0]["content"] == [
             {"type": "text", "text": "what is this?"},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+            {
+                "type": "image",
+                "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+            },
             {"type": "image", "source": {"type": "url", "url": "https://x/y.jpg"}},
         ]
 
@@ -226,11 +262,16 @@ class TestAnthropicRequest:
             ("auto", {"type": "auto"}),
             ("required", {"type": "any"}),
             ("none", {"type": "none"}),
-            ({"type": "function", "function": {"name": "magic_function"}}, {"type": "tool", "name": "magic_function"}),
+            (
+                {"type": "function", "function": {"name": "magic_function"}},
+                {"type": "tool", "name": "magic_function"},
+            ),
         ],
     )
     def test_tool_choice(self, choice, expected):
-        body = anthropic().build_body(req([{"role": "user", "content": "x"}], tools=[TOOL], tool_choice=choice), False)
+        body = anthropic().build_body(
+            req([{"role": "user", "content": "x"}], tools=[TOOL], tool_choice=choice), False
+        )
         assert body["tool_choice"] == expected
 
     def test_max_tokens_precedence(self):
@@ -271,7 +312,9 @@ class TestAnthropicRequest:
         ]
         assert body["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
         assert "output_config" not in body and "response_format" not in body
-        body = anthropic().build_body(req([{"role": "user", "content": "x"}], response_format={"type": "text"}), False)
+        body = anthropic().build_body(
+            req([{"role": "user", "content": "x"}], response_format={"type": "text"}), False
+        )
         assert "tools" not in body and "tool_choice" not in body
 
 
@@ -293,7 +336,13 @@ def anthropic_message(content, stop="end_turn", usage=None):
 class TestAnthropicResponse:
     def test_text_joined(self):
         r = anthropic().parse_response(
-            anthropic_message([{"type": "text", "text": "Hello "}, {"type": "thinking", "thinking": "hm"}, {"type": "text", "text": "world"}])
+            anthropic_message(
+                [
+                    {"type": "text", "text": "Hello "},
+                    {"type": "thinking", "thinking": "hm"},
+                    {"type": "text", "text": "world"},
+                ]
+            )
         )
         assert r.content == "Hello world"
         assert r.tool_calls == ()
@@ -303,7 +352,8 @@ class TestAnthropicResponse:
     def test_tool_use(self):
         r = anthropic().parse_response(
             anthropic_message(
-                [{"type": "tool_use", "id": "toolu_9", "name": "magic_function", "input": {"input": 3}}], stop="tool_use"
+                [{"type": "tool_use", "id": "toolu_9", "name": "magic_function", "input": {"input": 3}}],
+                stop="tool_use",
             )
         )
         assert r.content is None
@@ -315,10 +365,17 @@ class TestAnthropicResponse:
         r = anthropic().parse_response(
             anthropic_message(
                 [{"type": "text", "text": "x"}],
-                usage={"input_tokens": 10, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 50, "output_tokens": 7},
+                usage={
+                    "input_tokens": 10,
+                    "cache_read_input_tokens": 100,
+                    "cache_creation_input_tokens": 50,
+                    "output_tokens": 7,
+                },
             )
         )
-        assert r.usage == Usage(prompt_tokens=160, completion_tokens=7, cached_prompt_tokens=100, cache_write_tokens=50)
+        assert r.usage == Usage(
+            prompt_tokens=160, completion_tokens=7, cached_prompt_tokens=100, cache_write_tokens=50
+        )
 
     @pytest.mark.parametrize(
         "stop,finish",
@@ -348,7 +405,8 @@ def anthropic_stream(blocks_events, stop="end_turn", usage_start=None, output_to
                     "id": "msg_1",
                     "model": "claude",
                     "content": [],
-                    "usage": usage_start or {"input_tokens": 20, "cache_read_input_tokens": 5, "output_tokens": 1},
+                    "usage": usage_start
+                    or {"input_tokens": 20, "cache_read_input_tokens": 5, "output_tokens": 1},
                 },
             },
         ),
@@ -356,7 +414,11 @@ def anthropic_stream(blocks_events, stop="end_turn", usage_start=None, output_to
         *blocks_events,
         (
             "message_delta",
-            {"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": output_tokens}},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop},
+                "usage": {"output_tokens": output_tokens},
+            },
         ),
     ]
     if terminal:
@@ -365,9 +427,17 @@ def anthropic_stream(blocks_events, stop="end_turn", usage_start=None, output_to
 
 
 def text_block(index, words):
-    ev = [("content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})]
+    ev = [
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+        )
+    ]
     ev += [
-        ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": w}})
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": w}},
+        )
         for w in words
     ]
     ev.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
@@ -378,13 +448,21 @@ def tool_block(index, tool_id, name, pieces):
     ev = [
         (
             "content_block_start",
-            {"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}},
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}},
+            },
         )
     ]
     ev += [
         (
             "content_block_delta",
-            {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": p}},
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": p},
+            },
         )
         for p in pieces
     ]
@@ -430,7 +508,9 @@ class TestAnthropicStream:
         delta["usage"] = {"input_tokens": 30, "cache_creation_input_tokens": 4, "output_tokens": 9}
         events[-2] = ("message_delta", orjson.dumps(delta))
         last = run(p, events)[-1]
-        assert last.usage == Usage(prompt_tokens=39, completion_tokens=9, cached_prompt_tokens=5, cache_write_tokens=4)
+        assert last.usage == Usage(
+            prompt_tokens=39, completion_tokens=9, cached_prompt_tokens=5, cache_write_tokens=4
+        )
 
     def test_cut_stream_is_not_done(self):
         p = AnthropicStreamParser()
@@ -448,12 +528,21 @@ class TestAnthropicStream:
         # the shared flow turns parser ValueErrors into MalformedResponseError
         p = AnthropicStreamParser()
         with pytest.raises(ValueError):
-            p.feed("content_block_delta", b'{"type": "content_block_delta", "index": 0, "delta": {"type": "text_de')
+            p.feed(
+                "content_block_delta",
+                b'{"type": "content_block_delta", "index": 0, "delta": {"type": "text_de',
+            )
 
     def test_unknown_events_and_thinking_are_ignored(self):
         p = AnthropicStreamParser()
         assert p.feed("future_event", b'{"type": "future_event"}') is None
-        assert p.feed(None, b'{"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "x"}}') is None
+        assert (
+            p.feed(
+                None,
+                b'{"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "x"}}',
+            )
+            is None
+        )
 
     @pytest.mark.parametrize(
         "etype,cls",
@@ -482,7 +571,12 @@ class TestAnthropicErrors:
         [
             (529, "overloaded_error", "Overloaded", ProviderUnavailableError),
             (429, "rate_limit_error", "slow down", RateLimitError),
-            (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum", ContextWindowExceededError),
+            (
+                400,
+                "invalid_request_error",
+                "prompt is too long: 210000 tokens > 200000 maximum",
+                ContextWindowExceededError,
+            ),
             (400, "invalid_request_error", "Output blocked by content filtering policy", ContentPolicyError),
             (400, "invalid_request_error", "Invalid request", BadRequestError),
             (401, "authentication_error", "invalid x-api-key", AuthenticationError),
@@ -514,7 +608,10 @@ class TestGeminiRequest:
         assert "authorization" not in g._headers
         # the provider default base URL has no version: /v1beta is added
         g2 = gemini(base_url="https://generativelanguage.googleapis.com", model="models/gemini-2.0-flash")
-        assert g2.url(False) == "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent"
+        assert (
+            g2.url(False)
+            == "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent"
+        )
 
     def test_conversion(self):
         body = gemini().build_body(req(TOOL_TURN, tools=[TOOL], tool_choice="required"), False)
@@ -533,7 +630,11 @@ class TestGeminiRequest:
         ]
         decl = body["tools"][0]["functionDeclarations"][0]
         assert decl["name"] == "magic_function"
-        assert decl["parameters"] == {"type": "object", "properties": {"input": {"type": "integer"}}, "required": ["input"]}
+        assert decl["parameters"] == {
+            "type": "object",
+            "properties": {"input": {"type": "integer"}},
+            "required": ["input"],
+        }
         assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
 
     def test_tool_result_without_a_call_is_invalid(self):
@@ -541,7 +642,10 @@ class TestGeminiRequest:
             gemini().build_body(req([{"role": "tool", "tool_call_id": "x", "content": "1"}]), False)
 
     def test_parameterless_tool_has_no_parameters(self):
-        t = {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}
+        t = {
+            "type": "function",
+            "function": {"name": "now", "parameters": {"type": "object", "properties": {}}},
+        }
         body = gemini().build_body(req([{"role": "user", "content": "x"}], tools=[t]), False)
         assert body["tools"] == [{"functionDeclarations": [{"name": "now"}]}]
 
@@ -555,7 +659,9 @@ class TestGeminiRequest:
         ],
     )
     def test_tool_choice(self, choice, expected):
-        body = gemini().build_body(req([{"role": "user", "content": "x"}], tools=[TOOL], tool_choice=choice), False)
+        body = gemini().build_body(
+            req([{"role": "user", "content": "x"}], tools=[TOOL], tool_choice=choice), False
+        )
         assert body["toolConfig"] == {"functionCallingConfig": expected}
 
     def test_generation_config(self):
@@ -587,22 +693,37 @@ class TestGeminiRequest:
     def test_response_format(self):
         schema = {"type": "object", "properties": {"a": {"type": "string"}}}
         fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
-        cfg = gemini().build_body(req([{"role": "user", "content": "x"}], response_format=fmt), False)["generationConfig"]
-        assert cfg == {"responseMimeType": "application/json", "responseJsonSchema": schema}
-        cfg = gemini().build_body(req([{"role": "user", "content": "x"}], response_format={"type": "json_object"}), False)[
+        cfg = gemini().build_body(req([{"role": "user", "content": "x"}], response_format=fmt), False)[
             "generationConfig"
         ]
+        assert cfg == {"responseMimeType": "application/json", "responseJsonSchema": schema}
+        cfg = gemini().build_body(
+            req([{"role": "user", "content": "x"}], response_format={"type": "json_object"}), False
+        )["generationConfig"]
         assert cfg == {"responseMimeType": "application/json"}
 
     def test_images_and_merging(self):
         msgs = [
-            {"role": "user", "content": [{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": PNG}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "see"},
+                    {"type": "image_url", "image_url": {"url": PNG}},
+                ],
+            },
             {"role": "user", "content": "and"},
             {"role": "assistant", "content": "ok"},
         ]
         c = gemini().build_body(req(msgs), False)["contents"]
         assert c == [
-            {"role": "user", "parts": [{"text": "see"}, {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}, {"text": "and"}]},
+            {
+                "role": "user",
+                "parts": [
+                    {"text": "see"},
+                    {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+                    {"text": "and"},
+                ],
+            },
             {"role": "model", "parts": [{"text": "ok"}]},
         ]
 
@@ -614,7 +735,12 @@ def gemini_body(parts, finish="STOP", usage=None):
     return {
         "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}],
         "usageMetadata": usage
-        or {"promptTokenCount": 100, "candidatesTokenCount": 10, "thoughtsTokenCount": 30, "cachedContentTokenCount": 60},
+        or {
+            "promptTokenCount": 100,
+            "candidatesTokenCount": 10,
+            "thoughtsTokenCount": 30,
+            "cachedContentTokenCount": 60,
+        },
         "modelVersion": "gemini-2.5-flash",
         "responseId": "r1",
     }
@@ -622,16 +748,28 @@ def gemini_body(parts, finish="STOP", usage=None):
 
 class TestGeminiResponse:
     def test_text_and_usage(self):
-        r = gemini().parse_response(gemini_body([{"text": "thinking...", "thought": True}, {"text": "Hi "}, {"text": "there"}]))
+        r = gemini().parse_response(
+            gemini_body([{"text": "thinking...", "thought": True}, {"text": "Hi "}, {"text": "there"}])
+        )
         assert r.content == "Hi there" and r.finish_reason == "stop" and r.id == "r1"
-        assert r.usage == Usage(prompt_tokens=100, completion_tokens=40, cached_prompt_tokens=60, reasoning_tokens=30)
+        assert r.usage == Usage(
+            prompt_tokens=100, completion_tokens=40, cached_prompt_tokens=60, reasoning_tokens=30
+        )
 
     def test_function_calls_get_deterministic_ids(self):
         r = gemini().parse_response(
-            gemini_body([{"functionCall": {"name": "magic_function", "args": {"input": 3}}}, {"functionCall": {"name": "g"}}])
+            gemini_body(
+                [
+                    {"functionCall": {"name": "magic_function", "args": {"input": 3}}},
+                    {"functionCall": {"name": "g"}},
+                ]
+            )
         )
         assert r.finish_reason == "tool_calls" and r.content is None
-        assert r.tool_calls == (ToolCall("call_0", "magic_function", '{"input":3}'), ToolCall("call_1", "g", "{}"))
+        assert r.tool_calls == (
+            ToolCall("call_0", "magic_function", '{"input":3}'),
+            ToolCall("call_1", "g", "{}"),
+        )
 
     @pytest.mark.parametrize(
         "reason,finish",
@@ -642,7 +780,9 @@ class TestGeminiResponse:
         assert gemini().parse_response(gemini_body([{"text": "x"}], finish=reason)).finish_reason == finish
 
     def test_blocked_prompt(self):
-        r = gemini().parse_response({"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}})
+        r = gemini().parse_response(
+            {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}}
+        )
         assert r.content is None and r.finish_reason == "content_filter" and r.usage.prompt_tokens == 3
 
     def test_no_candidates_is_malformed(self):
@@ -654,8 +794,11 @@ def gemini_frames(pieces, finish="STOP", usage=None):
     frames = [{"candidates": [{"content": {"role": "model", "parts": p}, "index": 0}]} for p in pieces]
     frames.append(
         {
-            "candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": finish, "index": 0}],
-            "usageMetadata": usage or {"promptTokenCount": 8, "candidatesTokenCount": 3, "thoughtsTokenCount": 2},
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": finish, "index": 0}
+            ],
+            "usageMetadata": usage
+            or {"promptTokenCount": 8, "candidatesTokenCount": 3, "thoughtsTokenCount": 2},
         }
     )
     return [(None, orjson.dumps(f)) for f in frames]
@@ -673,7 +816,12 @@ class TestGeminiStream:
         p = GeminiStreamParser()
         chunks = run(
             p,
-            gemini_frames([[{"functionCall": {"name": "magic_function", "args": {"input": 3}}}], [{"functionCall": {"name": "g", "args": {}}}]]),
+            gemini_frames(
+                [
+                    [{"functionCall": {"name": "magic_function", "args": {"input": 3}}}],
+                    [{"functionCall": {"name": "g", "args": {}}}],
+                ]
+            ),
         )
         assert chunks[-1].finish_reason == "tool_calls"
         assert tool_calls_of(chunks) == {
@@ -734,9 +882,27 @@ class TestOpenAI:
         p = a.stream_parser()
         frames = [
             {"choices": [{"index": 0, "delta": {"content": "Hi"}}]},
-            {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}}]},
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {
+                            "tool_calls": [
+                                {"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}
+                            ]
+                        },
+                    }
+                ]
+            },
             {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
-            {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 1}}},
+            {
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 4,
+                    "completion_tokens": 2,
+                    "prompt_tokens_details": {"cached_tokens": 1},
+                },
+            },
         ]
         chunks = run(p, [(None, orjson.dumps(f)) for f in frames])
         assert not p.done
@@ -782,7 +948,9 @@ class TestAnthropicTranslation:
         assert self.body(max_tokens=10, extra={"max_completion_tokens": 77})["max_tokens"] == 10
         assert "max_completion_tokens" not in self.body(extra={"max_completion_tokens": 77})
 
-    @pytest.mark.parametrize("effort, budget", [("minimal", 1024), ("low", 2048), ("medium", 8192), ("high", 16384)])
+    @pytest.mark.parametrize(
+        "effort, budget", [("minimal", 1024), ("low", 2048), ("medium", 8192), ("high", 16384)]
+    )
     def test_reasoning_effort_becomes_a_thinking_budget_below_max_tokens(self, effort, budget):
         body = self.body(max_tokens=300, temperature=0.3, extra={"reasoning_effort": effort})
         assert body["thinking"] == {"type": "enabled", "budget_tokens": budget}
@@ -806,7 +974,9 @@ class TestAnthropicTranslation:
 
     def test_user_becomes_metadata_user_id(self):
         assert self.body(extra={"user": "u-7"})["metadata"] == {"user_id": "u-7"}
-        body = self.body(extra={"metadata": {"team": "t"}})  # OpenAI stored-completion metadata: no equivalent
+        body = self.body(
+            extra={"metadata": {"team": "t"}}
+        )  # OpenAI stored-completion metadata: no equivalent
         assert "metadata" not in body
 
     def test_parameters_without_equivalent_are_dropped_with_a_debug_log(self, caplog):
@@ -832,11 +1002,15 @@ class TestAnthropicTranslation:
 
     def test_json_object_and_schema_with_tools(self):
         body = self.body(response_format={"type": "json_object"})
-        assert body["tools"][0]["name"] == JSON_TOOL and body["tools"][0]["input_schema"] == {"type": "object"}
+        assert body["tools"][0]["name"] == JSON_TOOL and body["tools"][0]["input_schema"] == {
+            "type": "object"
+        }
         fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
         body = self.body(tools=[TOOL], response_format=fmt)
         assert [t["name"] for t in body["tools"]] == ["magic_function", JSON_TOOL]
-        assert body["tool_choice"] == {"type": "any"}  # the model may call the caller's tool or answer in JSON
+        assert body["tool_choice"] == {
+            "type": "any"
+        }  # the model may call the caller's tool or answer in JSON
 
     def test_thinking_is_dropped_when_the_json_tool_is_forced(self):
         fmt = {"type": "json_object"}
@@ -847,13 +1021,18 @@ class TestAnthropicTranslation:
         part = {"type": "file", "file": {"filename": "a.pdf", "file_data": PDF}}
         body = anthropic().build_body(req([{"role": "user", "content": [part]}]), False)
         assert body["messages"][0]["content"] == [
-            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}}
+            {
+                "type": "document",
+                "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"},
+            }
         ]
         audio = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
         with pytest.raises(InvalidRequestError, match="no audio input"):
             anthropic().build_body(req([{"role": "user", "content": [audio]}]), False)
         with pytest.raises(InvalidRequestError, match="file_id"):
-            anthropic().build_body(req([{"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}]), False)
+            anthropic().build_body(
+                req([{"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}]), False
+            )
 
     def test_json_tool_answer_is_unwrapped_into_content(self):
         data = anthropic_message(
@@ -943,7 +1122,15 @@ class TestTranslationTablesMatchTheWires:
         assert P.GEMINI_TOP_LEVEL <= set(schemas["gemini.generateContent"])
 
     def test_every_openai_param_has_a_rule_on_each_translating_wire(self):
-        handled = {"max_tokens", "max_completion_tokens", "reasoning_effort", "parallel_tool_calls", "user", "stop", "n"}
+        handled = {
+            "max_tokens",
+            "max_completion_tokens",
+            "reasoning_effort",
+            "parallel_tool_calls",
+            "user",
+            "stop",
+            "n",
+        }
         handled |= {"tools", "tool_choice", "response_format"}  # typed request fields, converted apart
         anthropic_rules = handled | P.ANTHROPIC_NATIVE | P.ANTHROPIC_DROPPED
         gemini_rules = handled | set(P.GEMINI_GENERATION) | P.GEMINI_DROPPED | {"service_tier", "store"}

@@ -116,7 +116,10 @@ def test_class_and_routing_decision(name):
 def test_mro_walk_picks_the_most_specific_entry():
     # ContextWindowExceededError subclasses BadRequestError; MidStreamFallbackError subclasses
     # ServiceUnavailableError: each must get its own entry, not its parent's
-    assert error_class(LE.ContextWindowExceededError.__new__(LE.ContextWindowExceededError)) is E.ContextWindowExceededError
+    assert (
+        error_class(LE.ContextWindowExceededError.__new__(LE.ContextWindowExceededError))
+        is E.ContextWindowExceededError
+    )
     assert error_class(LE.MidStreamFallbackError.__new__(LE.MidStreamFallbackError)) is E.StreamCutError
 
     class ProviderSpecific(LE.RateLimitError):  # a subclass litellm might add somewhere else
@@ -129,13 +132,18 @@ def test_mro_walk_picks_the_most_specific_entry():
 
 
 def _response(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, content=body, headers=headers, request=httpx.Request("POST", "http://mock/v1"))
+    return httpx.Response(
+        status, content=body, headers=headers, request=httpx.Request("POST", "http://mock/v1")
+    )
 
 
 def test_rate_limit_keeps_retry_after_and_provider_code():
     body = b'{"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}'
     exc = LE.RateLimitError(
-        "AnthropicException - slow down", llm_provider="anthropic", model="m", response=_response(429, body, {"retry-after": "7"})
+        "AnthropicException - slow down",
+        llm_provider="anthropic",
+        model="m",
+        response=_response(429, body, {"retry-after": "7"}),
     )
     err = map_exception(exc, route="r", deployment="d1")
     assert type(err) is E.RateLimitError
@@ -146,7 +154,9 @@ def test_rate_limit_keeps_retry_after_and_provider_code():
 
 
 def test_retry_after_ms_header():
-    exc = LE.RateLimitError("x", llm_provider="openai", model="m", response=_response(429, b"", {"retry-after-ms": "1500"}))
+    exc = LE.RateLimitError(
+        "x", llm_provider="openai", model="m", response=_response(429, b"", {"retry-after-ms": "1500"})
+    )
     assert map_exception(exc).retry_after == 1.5
 
 
@@ -158,9 +168,13 @@ def test_generic_api_error_is_classified_by_status():
 
 
 def test_bad_request_refined_by_message():
-    exc = LE.BadRequestError("AnthropicException - prompt is too long: 1 > 0", model="m", llm_provider="anthropic")
+    exc = LE.BadRequestError(
+        "AnthropicException - prompt is too long: 1 > 0", model="m", llm_provider="anthropic"
+    )
     assert type(map_exception(exc)) is E.ContextWindowExceededError
-    exc = LE.BadRequestError("Output blocked by content filtering policy", model="m", llm_provider="anthropic")
+    exc = LE.BadRequestError(
+        "Output blocked by content filtering policy", model="m", llm_provider="anthropic"
+    )
     assert type(map_exception(exc)) is E.ContentPolicyError
     exc = LE.BadRequestError("Invalid request", model="m", llm_provider="anthropic")
     assert type(map_exception(exc)) is E.BadRequestError
@@ -217,13 +231,19 @@ def test_usage_details():
         completion_tokens_details={"reasoning_tokens": 30},
     )
     assert litellm_usage(u) == Usage(
-        prompt_tokens=160, completion_tokens=40, cached_prompt_tokens=100, cache_write_tokens=50, reasoning_tokens=30
+        prompt_tokens=160,
+        completion_tokens=40,
+        cached_prompt_tokens=100,
+        cache_write_tokens=50,
+        reasoning_tokens=30,
     )
     assert litellm_usage(None) == Usage()
 
 
 def test_parse_chunk_usage_only():
-    content, deltas, finish, usage = parse_chunk({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+    content, deltas, finish, usage = parse_chunk(
+        {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    )
     assert (content, deltas, finish) == ("", (), None) and usage == Usage(3, 1)
 
 
@@ -260,7 +280,11 @@ class FakeStream:
 
 
 def _chunk(content=None, finish=None, tool_calls=None):
-    return {"choices": [{"index": 0, "delta": {"content": content, "tool_calls": tool_calls}, "finish_reason": finish}]}
+    return {
+        "choices": [
+            {"index": 0, "delta": {"content": content, "tool_calls": tool_calls}, "finish_reason": finish}
+        ]
+    }
 
 
 USAGE_CHUNK = {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
@@ -284,7 +308,9 @@ def fake_litellm(monkeypatch):
 
 
 def _adapter(**kw):
-    args = dict(name="d1", route="r", kind="bedrock", wire="litellm", model="anthropic.claude-3-haiku", base_url=None)
+    args = dict(
+        name="d1", route="r", kind="bedrock", wire="litellm", model="anthropic.claude-3-haiku", base_url=None
+    )
     args.update(kw)
     return LiteLLMAdapter(Target(**args), HttpClient())
 
@@ -298,7 +324,9 @@ async def _drain(adapter, req):
 
 
 async def test_stream_ends_with_finish_and_usage(fake_litellm):
-    fake_litellm.result = stream = FakeStream([_chunk("Hel"), _chunk("lo"), _chunk(finish="stop"), USAGE_CHUNK])
+    fake_litellm.result = stream = FakeStream(
+        [_chunk("Hel"), _chunk("lo"), _chunk(finish="stop"), USAGE_CHUNK]
+    )
     chunks = await _drain(_adapter(), _req())
     assert [c.content for c in chunks] == ["Hel", "lo", ""]
     assert chunks[-1].finish_reason == "stop" and chunks[-1].usage == Usage(5, 2)
@@ -333,7 +361,9 @@ async def test_failure_mid_stream_is_mapped_and_closes(fake_litellm):
 async def test_failure_before_first_chunk_reports_the_original(fake_litellm):
     original = LE.RateLimitError("slow down", llm_provider="gemini", model="m",
                                  response=_response(429, b"", {"retry-after": "4"}))  # fmt: skip
-    wrapped = LE.MidStreamFallbackError("x", model="m", llm_provider="gemini", original_exception=original, is_pre_first_chunk=True)
+    wrapped = LE.MidStreamFallbackError(
+        "x", model="m", llm_provider="gemini", original_exception=original, is_pre_first_chunk=True
+    )
     fake_litellm.result = FakeStream([], fail_with=wrapped)
     with pytest.raises(E.RateLimitError) as info:
         await _drain(_adapter(), _req())
@@ -350,7 +380,9 @@ async def test_call_errors_are_mapped(fake_litellm):
 async def test_streamed_tool_calls(fake_litellm):
     tc = [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": '{"a"'}}]
     tc2 = [{"index": 0, "id": None, "function": {"name": None, "arguments": ": 1}"}}]
-    fake_litellm.result = FakeStream([_chunk(tool_calls=tc), _chunk(tool_calls=tc2), _chunk(finish="tool_calls")])
+    fake_litellm.result = FakeStream(
+        [_chunk(tool_calls=tc), _chunk(tool_calls=tc2), _chunk(finish="tool_calls")]
+    )
     chunks = await _drain(_adapter(), _req())
     deltas = [d for c in chunks for d in c.tool_calls]
     assert (deltas[0].id, deltas[0].name) == ("call_1", "f")
@@ -384,4 +416,6 @@ def test_build_kwargs_rejects_unparseable_tool_arguments():
     bad = [{"role": "assistant", "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{no"}}]}]
     with pytest.raises(E.InvalidRequestError):
         _adapter().build_kwargs(ChatRequest(route="r", messages=bad), False)
-    _adapter(kind="openai", model="gpt-4o").build_kwargs(ChatRequest(route="r", messages=bad), False)  # forwarded as is
+    _adapter(kind="openai", model="gpt-4o").build_kwargs(
+        ChatRequest(route="r", messages=bad), False
+    )  # forwarded as is
