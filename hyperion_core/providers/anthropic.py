@@ -335,15 +335,9 @@ class AnthropicAdapter(HttpAdapter):
         resp = await super().chat(req)
         return unwrap_json_answer(resp) if req.response_format is not None else resp
 
-    async def stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+    def stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         chunks = super().stream(req)
-        if req.response_format is None:
-            async for chunk in chunks:
-                yield chunk
-            return
-        unwrap = JsonToolUnwrapper()
-        async for chunk in chunks:
-            yield unwrap.feed(chunk)
+        return chunks if req.response_format is None else _unwrapped(chunks)
 
     def parse_response(self, data: dict[str, Any]) -> ProviderResponse:
         texts: list[str] = []
@@ -383,6 +377,12 @@ def unwrap_json_answer(resp: ProviderResponse) -> ProviderResponse:
     rest = tuple(c for c in resp.tool_calls if c.name != JSON_TOOL)
     finish = "stop" if resp.finish_reason == "tool_calls" and not rest else resp.finish_reason
     return replace(resp, content=calls[0].arguments, tool_calls=rest, finish_reason=finish)
+
+
+async def _unwrapped(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[ChatChunk]:
+    unwrap = JsonToolUnwrapper()
+    async for chunk in chunks:
+        yield unwrap.feed(chunk)
 
 
 class JsonToolUnwrapper:
