@@ -227,7 +227,7 @@ class Gateway:
         call = ExternalCall(req, model, provider, price, ticket, time.perf_counter())
         if ticket is not None:
             try:
-                await self.steward.admit_priced(ticket, [price])
+                await self.steward.admit_priced(ticket, [(price, model)])
             except BaseException as exc:
                 await self.steward.fail(ticket, exc)
                 raise

@@ -9,6 +9,7 @@ A gateway with no keys, governance or audit configured skips all of it (``active
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from .errors import AccessError, BudgetExceededError, InvalidKeyError, StreamInt
 from .governance.keys import KEY_PREFIX, KeyRecord, check_active, parse_key, verify_secret
 from .providers.params import ANTHROPIC_THINKING_BUDGET, GEMINI_THINKING_BUDGET
 from .redis_client import state_client
+from .tokens import encoding_for, estimate_prompt_tokens, prompt_tokens_bound
 from .types import Caller, ChatRequest, ChatResponse, Usage, new_request_id
 
 if TYPE_CHECKING:
@@ -53,22 +55,6 @@ class Ticket:
     perf: float
     admission: Any = None
     settled: bool = False
-
-
-def estimate_prompt_tokens(req: ChatRequest) -> int:
-    """A cheap upper-leaning estimate (about 4 characters a token) used for admission only."""
-    chars = 0
-    for m in req.messages:
-        c = m.get("content")
-        if isinstance(c, str):
-            chars += len(c)
-        elif isinstance(c, list):
-            chars += sum(len(p.get("text") or "") for p in c if isinstance(p, dict))
-        for tc in m.get("tool_calls") or ():
-            chars += len(str(tc))
-    if req.tools:
-        chars += sum(len(str(t)) for t in req.tools)
-    return chars // 4 + 4 * len(req.messages) + 8
 
 
 #: request parameters (OpenAI names, in ``ChatRequest.extra``) that also bound the answer's size
@@ -122,6 +108,11 @@ def _uncapped_hint(exc: BudgetExceededError, route: str, max_out: int) -> None:
     exc.args = (exc.message,)
 
 
+def _warm_tokenizers(models: set[str]) -> None:
+    for m in models:
+        encoding_for(m)
+
+
 class Steward:
     def __init__(self, cfg: GatewayConfig, *, secrets: tuple[str, ...] = ()) -> None:
         self.cfg = cfg
@@ -142,6 +133,9 @@ class Steward:
                 gcfg = gcfg.model_copy(update={"backend": "redis", "redis_url": st.redis_url, "key_prefix": st.prefix})
             shared = gcfg.backend == "redis" and gcfg.redis_url in (None, st.redis_url) and st.redis_url
             self.governance = Governance(gcfg, redis=self._client() if shared else None)
+            # budgets count prompts with the models' own tokenizers: load them now, off the request path
+            models = {d.upstream_model for rc in cfg.routes.values() for d in rc.deployments}
+            threading.Thread(target=_warm_tokenizers, args=(models,), name="hyperion-tokenizers", daemon=True).start()
             self._one_trip = bool(shared) and self._keys_kind() == "redis"
         if cfg.audit is not None:
             from .audit import event_from_error, event_from_response
@@ -195,10 +189,12 @@ class Steward:
         (priced at its most expensive deployment). Raises (audited by :meth:`fail`) when the request
         may not run."""
         if t is not None:
-            await self.admit_priced(t, [d.adapter.target.price for d in rs.deployments])
+            await self.admit_priced(t, [(d.adapter.target.price, d.adapter.target.model) for d in rs.deployments])
 
-    async def admit_priced(self, t: Ticket, prices: list[Price]) -> None:
-        """:meth:`admit` for a call whose possible prices are given (e.g. a model outside the gateway)."""
+    async def admit_priced(self, t: Ticket, priced: list[tuple[Price, str | None]]) -> None:
+        """:meth:`admit` for a call whose possible (price, upstream model) pairs are given (e.g. a model
+        outside the gateway). The reservation is the worst case over them: each model's prompt counted
+        with a bound that is never below its provider's count (``tokens.prompt_tokens_bound``)."""
         req = t.req
         caller = req.caller
         vk = caller.virtual_key if caller is not None else None
@@ -222,10 +218,12 @@ class Steward:
         if self.governance is None:
             return
         c = req.caller or Caller()
-        prompt = estimate_prompt_tokens(req)
+        bounds = {model: prompt_tokens_bound(req, model) for _, model in priced}
+        prompt = max(bounds.values())
         cap = output_cap(req)
-        max_out = ((cap or max((p.max_output_tokens or 4096) for p in prices)) + thinking_budget(req)) * answers(req)
-        worst = max(p.estimate(prompt, max_out) for p in prices)
+        window = max((p.max_output_tokens or 4096) for p, _ in priced)
+        max_out = ((cap or window) + thinking_budget(req)) * answers(req)
+        worst = max(p.estimate(bounds[model], max_out) for p, model in priced)
         # a warm key's record is re-read in the admission round trip: revocation and expiry still
         # take effect at once, and Redis admission stays one round trip
         reads = (self.keys.record_key(cached.key_id),) if cached is not None else ()

@@ -527,3 +527,23 @@ async def test_thinking_budgets_and_candidate_counts_count_in_the_reservation(mo
     (st,) = await gw.governance.status({"team": "thinkers"})
     assert st.reserved_usd == 0
     await gw.aclose()
+
+
+async def test_the_reservation_covers_the_providers_own_prompt_count(mock, tmp_path):
+    """Field trial: prompts were estimated at chars/4 — one the provider counted as 2,003 tokens was
+    reserved as 1,011. The reservation now counts with the model's tokenizer (OpenAI) or a byte bound."""
+    from hyperion_core.tokens import encoding_for
+
+    gw = make(mock, "g-count", tmp_path, governance={"budgets": [{"scope": "team", "period": "daily", "limit_usd": 5}]})
+    key, _ = await gw.keys.create("c", team="count")
+    digits = " ".join(str(i * 7919 % 100_003) for i in range(1500))
+    msgs = user(digits)
+    exact = len(encoding_for("gpt-4o-mini").encode(digits)) + 7
+    assert len(digits) // 4 < exact * 0.6  # what the old estimate would have reserved for
+    call = await gw.abegin_external(model="gpt-4o-mini", messages=msgs, max_tokens=1, virtual_key=key)
+    price = gw.route("chat").deployments[0].adapter.target.price
+    assert call.ticket.admission.reservation.amount_usd >= price.estimate(exact, 1)
+    await gw.afail_external(call, RuntimeError("not sent"))
+    (st,) = await gw.governance.status({"team": "count"})
+    assert st.reserved_usd == 0
+    await gw.aclose()

@@ -1,0 +1,90 @@
+"""Prompt token bounds for budget reservations: never below the provider's count (field trial: a prompt
+the provider counted as 2,003 tokens was reserved as 1,011)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hyperion_core.tokens import encoding_for, estimate_prompt_tokens, prompt_tokens_bound
+from hyperion_core.types import ChatRequest
+
+TEXTS = {
+    "english": "The quick brown fox jumps over the lazy dog. " * 40,
+    "digits": " ".join(str(i * 7919 % 100_003) for i in range(600)),
+    "cjk": "東京の天気は明日晴れますか？私は公園で散歩したいです。" * 30,
+    "emoji": "🙂🚀🔥✨🎉 " * 150,
+    "code": "def f(x):\n    return {k: [v ** 2 for v in x[k]] for k in x if k.startswith('_')}\n" * 40,
+    "base64ish": "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA==" * 60,
+}
+
+
+def req(text: str, **kw) -> ChatRequest:
+    return ChatRequest("chat", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}], **kw)
+
+
+def exact_openai(r: ChatRequest, model: str = "gpt-4o-mini") -> int:
+    """OpenAI's documented chat accounting: 3 tokens a message + the content + 3 for the reply."""
+    enc = encoding_for(model)
+    return sum(3 + len(enc.encode(m["content"])) for m in r.messages) + 3
+
+
+@pytest.mark.parametrize("name", sorted(TEXTS))
+def test_openai_bound_is_at_least_the_exact_count(name):
+    r = req(TEXTS[name])
+    exact = exact_openai(r)
+    assert prompt_tokens_bound(r, "gpt-4o-mini") >= exact
+    assert prompt_tokens_bound(r, "gpt-4o-mini") <= exact + 40  # and tight: the count, not a guess
+
+
+def test_the_old_estimate_fell_short_where_the_bound_does_not():
+    short = [n for n, t in TEXTS.items() if estimate_prompt_tokens(req(t)) < exact_openai(req(t))]
+    assert {"digits", "cjk", "emoji"} <= set(short)  # chars/4 under-counts these by up to 2-3x
+
+
+@pytest.mark.parametrize("name", sorted(TEXTS))
+def test_byte_bound_covers_other_tokenizers(name):
+    """Models with no offline tokenizer are bounded by UTF-8 bytes: above the OpenAI counts and above
+    the Anthropic tokenizer litellm ships (byte-level BPE never makes a token of less than a byte)."""
+    from tokenizers import Tokenizer
+
+    r = req(TEXTS[name])
+    bound = prompt_tokens_bound(r, "claude-haiku-4-5")
+    assert bound == prompt_tokens_bound(r, None) == prompt_tokens_bound(r, "llama3.1:8b")
+    tok = Tokenizer.from_file(str(_litellm_tokenizers() / "anthropic_tokenizer.json"))
+    anthropic = sum(len(tok.encode(m["content"]).ids) for m in r.messages)
+    assert bound >= anthropic and bound >= exact_openai(r)
+
+
+def test_tools_images_and_files_count():
+    plain = req("What is in this picture?")
+    with_image = ChatRequest("chat", [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100}},
+    ]}])
+    assert prompt_tokens_bound(with_image, "gpt-4o") >= 2_000
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {
+        "query": {"type": "string", "description": "x" * 400}}}}}]
+    assert prompt_tokens_bound(req("hi", tools=tools), "gpt-4o") > prompt_tokens_bound(req("hi"), "gpt-4o") + 50
+    pdf = ChatRequest("chat", [{"role": "user", "content": [
+        {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64," + "Q" * 9000}}]}])
+    assert prompt_tokens_bound(pdf, "gpt-4o") >= 9000
+    assert prompt_tokens_bound(plain, None) > 0
+
+
+def test_tokenizers_load_from_litellms_files_and_leave_the_environment_alone():
+    before = os.environ.get("TIKTOKEN_CACHE_DIR")
+    enc = encoding_for("gpt-4o")
+    assert enc is not None and enc.name == "o200k_base"
+    assert encoding_for("gpt-4").name == "cl100k_base"
+    assert encoding_for("not-an-openai-model") is None
+    assert os.environ.get("TIKTOKEN_CACHE_DIR") == before
+
+
+def _litellm_tokenizers() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("litellm")
+    return Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
