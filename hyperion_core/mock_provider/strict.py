@@ -146,6 +146,9 @@ class Obj(Node):
         self.fields: dict[str, Node] = {}
         self.required: tuple[str, ...] = ()
         self.alternatives: dict[str, str] = {}  # Gemini: snake_case <-> camelCase spelling of a required key
+        #: an explicit null on an optional field means "not given" (OpenAI, Gemini); Anthropic (pydantic)
+        #: only takes null where the SDK type is Optional
+        self.null_is_absent = False
 
     def accepts_kind(self, v: Any) -> bool:
         return type(v) is dict
@@ -159,7 +162,7 @@ class Obj(Node):
             if node is None:
                 return Issue("unknown", (*path, k))
             if x is None and node is not ANY:  # explicit null: allowed where the SDK says Optional
-                if not _allows_null(node):
+                if not _allows_null(node) and not (self.null_is_absent and k not in self.required):
                     return Issue("type", (*path, k), node.kind, None)
                 continue
             if (issue := node.check(x, (*path, k))) is not None:
@@ -250,6 +253,7 @@ class Compiler:
         fold = bool(d.get("case_insensitive_enums"))
         node.fields = {k: self.node(s, fold) for k, s in d["fields"].items()}
         node.required = tuple(d["required"])
+        node.null_is_absent = not name.startswith("anthropic.")
         if "required_any_spelling" in d:
             node.alternatives = {k: _camel(k) for k in node.required}
         return node

@@ -1102,6 +1102,10 @@ async def test_anthropic_types_blocks_and_tool_pairing(provider, http):
     assert r.json()["error"]["message"] == "temperature: Input should be a valid number"
     r = await call(http, provider, "anthropic", "strict", "hi", messages="hello")
     assert r.json()["error"]["message"] == "messages: Input should be a valid list"
+    r = await call(http, provider, "anthropic", "strict", "hi", tools=None)  # pydantic: null is not a list
+    assert r.json()["error"]["message"] == "tools: Input should be a valid list"
+    for wire in ("openai", "gemini"):  # there an explicit null on an optional field means "not given"
+        assert (await call(http, provider, wire, "strict", "hi", tools=None)).status_code == 200
     bad_block = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
     r = await call(http, provider, "anthropic", "strict", "hi", messages=bad_block)
     assert r.json()["error"]["message"].startswith(
