@@ -16,7 +16,7 @@ from llama_index.llms.openai_like import OpenAILike
 from hyperion_core import ConfigError, Gateway
 from hyperion_core.capabilities import OLLAMA_WINDOW, OPENAI_WIRE_WINDOW, route_info
 from hyperion_core.pricing import lookup
-from hyperion_core.steward import estimate_prompt_tokens
+from hyperion_core.tokens import prompt_tokens_bound
 from hyperion_li import HyperionInstrumentation, HyperionLLM
 from hyperion_li.instrumentation import max_tokens_of
 
@@ -337,8 +337,8 @@ async def test_the_reservation_uses_the_gated_llms_max_tokens(li_config, mock, l
         await gw.aclose()
         gw.close()
     price = lookup("openai", "gpt-4o-mini")
-    prompt = estimate_prompt_tokens(
-        gw.request("external:gpt-4o-mini", [{"role": "user", "content": messages[0].content}])
+    prompt = prompt_tokens_bound(  # the core's worst case for the prompt: gpt-4o-mini's own tokenizer
+        gw.request("external:gpt-4o-mini", [{"role": "user", "content": messages[0].content}]), "gpt-4o-mini"
     )
     (reserved,) = probe.reserved
     assert reserved == pytest.approx(price.estimate(prompt, cap or price.max_output_tokens))
