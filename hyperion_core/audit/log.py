@@ -282,30 +282,38 @@ class AuditLog:
     # -- the writer ---------------------------------------------------------------------------
 
     async def _run(self, gen: int, wake: asyncio.Event, urgent: asyncio.Event, done: concurrent.futures.Future) -> None:
+        # Python 3.11's wait_for can swallow a cancellation that lands as the write completes; a
+        # writer that kept going would hang asyncio.run() at exit, so look at the task's own flag
+        cancelling = getattr(asyncio.current_task(), "cancelling", None)
         try:
             while gen == self._gen:
-                if self._retry_at and not urgent.is_set():
-                    wait = self._retry_at - time.monotonic()
-                    if wait > 0:  # backing off: keep memory small and the spool current meanwhile
-                        await _wait(urgent, min(wait, 0.5))
-                        if self._buf:
-                            await self._spool_buffer()
-                        continue
-                urgent.clear()
-                if not self._buf and not len(self.spool):
-                    wake.clear()
-                    if not self._buf and gen == self._gen:
-                        await wake.wait()
-                    continue
+                if cancelling is not None and cancelling():
+                    raise asyncio.CancelledError
                 try:
-                    await self._cycle()
-                except Exception as exc:  # a bug here must not stop auditing
-                    log.exception("audit: writer error")
+                    await self._turn(gen, wake, urgent)
+                except Exception as exc:  # nothing may stop auditing: not a full disk, not a bug here
+                    log.exception("audit: writer error (the writer carries on)")
                     self._on_failure(exc)
                 await asyncio.sleep(0)  # a sink that fails without awaiting must not starve the loop
         finally:
             if not done.done():
                 done.set_result(None)
+
+    async def _turn(self, gen: int, wake: asyncio.Event, urgent: asyncio.Event) -> None:
+        if self._retry_at and not urgent.is_set():
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:  # backing off: keep memory small and the spool current meanwhile
+                await _wait(urgent, min(wait, 0.5))
+                if self._buf and not urgent.is_set():  # urgent (a flush): try the sink right away
+                    await self._spool_buffer()
+                return
+        urgent.clear()
+        if not self._buf and not len(self.spool):
+            wake.clear()
+            if not self._buf and gen == self._gen:
+                await wake.wait()
+            return
+        await self._cycle()
 
     async def _cycle(self) -> None:
         while len(self.spool):  # older events first
@@ -394,7 +402,12 @@ class AuditLog:
     async def _spool_events(self, events: list[AuditEvent]) -> None:
         if not events:
             return
-        accepted = await self._spool_io(self.spool.append, events)
+        try:
+            accepted = await self._spool_io(self.spool.append, events)
+        except Exception as exc:  # e.g. ENOSPC: the spool's disk is full; nothing of this batch was kept
+            err = scrub(f"{type(exc).__name__}: {exc}")[:300]
+            self._drop(events, f"the sink {self.sink!r} is down and the {self.spool!r} cannot be written ({err})")
+            return
         with self._lock:
             self._counts["spooled_total"] += accepted
         if accepted < len(events):
@@ -428,7 +441,12 @@ class AuditLog:
                 _resolve([item], False)
             else:
                 pending.append(item)
-        kept = self.spool.append(pending) if pending and isinstance(self.spool, FileSpool) else 0
+        kept = 0
+        if pending and isinstance(self.spool, FileSpool):
+            try:
+                kept = self.spool.append(pending)
+            except Exception as exc:
+                log.error("audit: cannot save unwritten events to %s (%s)", self.spool.path, exc)
         lost = len(pending) - kept + (self._inflight if at_exit else 0)
         if not isinstance(self.spool, FileSpool):
             lost += len(self.spool)

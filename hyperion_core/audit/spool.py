@@ -129,10 +129,18 @@ class FileSpool:
                 return 0
             lines = [orjson.dumps(e.to_dict()) + b"\n" for e in take]
             view = memoryview(b"".join(lines))
-            while view:
-                view = view[os.write(self._fd, view) :]
-            if self.fsync:
-                os.fsync(self._fd)
+            size = os.fstat(self._fd).st_size
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+                if self.fsync:
+                    os.fsync(self._fd)
+            except OSError:  # e.g. ENOSPC: take nothing, and leave no partial line behind
+                try:
+                    os.ftruncate(self._fd, size)
+                except OSError:
+                    pass
+                raise
             self._q.extend(zip(take, map(len, lines)))
             return len(take)
 
@@ -144,14 +152,18 @@ class FileSpool:
         with self._lock:
             for _ in range(min(n, len(self._q))):
                 self._offset += self._q.popleft()[1]
-            if not self._q:
-                os.ftruncate(self._fd, 0)
-                self._offset = 0
-                self.offset_path.unlink(missing_ok=True)
-            else:
-                tmp = Path(f"{self.offset_path}.tmp")
-                tmp.write_text(str(self._offset))
-                os.replace(tmp, self.offset_path)
+            try:
+                if not self._q:
+                    os.ftruncate(self._fd, 0)
+                    self._offset = 0
+                    self.offset_path.unlink(missing_ok=True)
+                else:
+                    tmp = Path(f"{self.offset_path}.tmp")
+                    tmp.write_text(str(self._offset))
+                    os.replace(tmp, self.offset_path)
+            except OSError as exc:  # a full disk: the events are in the sink; only crash recovery may repeat them
+                log.warning("audit: cannot record the spool offset of %s (%s); after a crash some delivered "
+                            "events may be sent again", self.path, exc)
 
     def close(self) -> None:
         with self._lock:

@@ -144,3 +144,69 @@ async def _read(spec):
         return await sink.query(AuditQuery(limit=None)), await sink.verify()
     finally:
         await sink.aclose()
+
+
+FULL_DISK = textwrap.dedent(
+    """
+    import asyncio, json, resource, signal, sys, time
+    from hyperion_core.audit import AuditEvent, AuditLog, MemorySink, new_event_id
+
+    class Switch(MemorySink):
+        down = True
+
+        async def write(self, events):
+            if self.down:
+                raise ConnectionError("sink unreachable")
+            await super().write(events)
+
+    async def until(cond):
+        deadline = time.monotonic() + 30
+        while not cond():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.01)
+
+    async def main(spool):
+        # files this process writes stop growing at 16 KiB: the spool's "disk" is full at ~50 events
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        sink = Switch()
+        log = AuditLog(sink, spool_path=spool, batch_size=20, retry_base=0.01, retry_max=0.05)
+        for i in range(600):
+            log.emit(AuditEvent(id=new_event_id(), time=time.time(), outcome="ok", request_id=f"a{i}"))
+            if i % 25 == 0:
+                await asyncio.sleep(0.001)
+        assert await log.aflush() is False
+        full = dict(log.metrics)
+        sink.down = False  # the sink is back: the spool drains, which frees its disk
+        await until(lambda: log.metrics["spooled"] == 0 and log.metrics["written"] == full["spooled"])
+        sink.down = True  # a second outage: the spool has room again
+        for i in range(20):
+            log.emit(AuditEvent(id=new_event_id(), time=time.time(), outcome="ok", request_id=f"b{i}"))
+        assert await log.aflush() is False
+        second = dict(log.metrics)
+        sink.down = False
+        assert await log.aflush() is True
+        await log.aclose()
+        print(json.dumps({"full": full, "second": second, "end": log.metrics,
+                          "ids": [e.request_id for e in sink.events]}))
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+def test_a_spool_whose_disk_fills_up_drops_loudly_and_recovers_when_it_frees(tmp_path):
+    import json
+
+    (tmp_path / "full.py").write_text(FULL_DISK)
+    p = subprocess.run([sys.executable, str(tmp_path / "full.py"), str(tmp_path / "spool.jsonl")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout)
+    full, second, end = out["full"], out["second"], out["end"]
+    assert 0 < full["spooled"] < 600 and full["spooled"] + full["dropped"] == 600, full  # every event accounted for
+    assert p.stderr.count("AUDIT EVENTS ARE BEING DROPPED") == 1 and "File too large" in p.stderr
+    assert second["spooled"] == 20 and second["dropped"] == full["dropped"], second  # the freed disk takes events again
+    assert end["written"] == full["spooled"] + 20 and end["dropped"] == full["dropped"] and end["spooled"] == 0
+    kept = [f"a{i}" for i in range(600)][: full["spooled"]]  # the oldest were kept, in order
+    assert out["ids"] == kept + [f"b{i}" for i in range(20)]

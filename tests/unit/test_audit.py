@@ -772,3 +772,69 @@ def test_a_batch_cut_off_by_its_event_loop_ending_is_written_later():
     assert [e.request_id for e in sink.events] == [f"req-{i}" for i in range(5)]
     log.close()
     assert log.flush() is True  # closed and empty
+
+
+# -- a spool on a full disk (issue 11) ---------------------------------------------------------------------
+
+
+async def test_the_writer_survives_a_spool_on_a_full_disk_and_counts_every_drop(caplog):
+    """``/dev/full`` answers every write with ENOSPC, like a spool whose disk is full: the writer
+    must keep running, count each event it could not keep as dropped, say so once, and deliver
+    again as soon as the sink is back."""
+    sink = FlakySink()
+    sink.down = True
+    log = fast_log(sink, spool_path="/dev/full", batch_size=50)
+    for i in range(600):
+        log.emit(ev(i))
+        if i % 40 == 0:
+            await asyncio.sleep(0.002)  # several batches, several failed spool writes
+    assert await log.aflush(timeout=20) is False
+    m = log.metrics
+    assert (m["written"], m["spooled"], m["dropped"], m["pending"]) == (0, 0, 600, 0), m
+    dropped = [r for r in caplog.records if r.levelno == logging.ERROR and "DROPPED" in r.getMessage()]
+    assert len(dropped) == 1 and "No space left on device" in dropped[0].getMessage()
+    sink.down = False  # the sink is back: the writer is still alive and delivers new events
+    later = [ev(i) for i in range(600, 610)]
+    for e in later:
+        log.emit(e)
+    assert await log.aflush(timeout=20) is True
+    assert sink.events == later and log.metrics["dropped"] == 600
+    await log.aclose()
+
+
+def test_asyncio_run_ending_mid_write_does_not_hang():
+    """The writer is cancelled while its write is in flight; Python 3.11's ``wait_for`` may swallow
+    that cancellation, and a writer that carried on would keep ``asyncio.run()`` from returning."""
+
+    async def handler() -> None:
+        log = AuditLog(MemorySink())
+        log.emit(ev(1))
+        await asyncio.sleep(0)  # the writer starts its write ...
+        raise RuntimeError("the request handler failed")  # ... and the loop ends under it
+
+    outcome: list[str] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(handler())
+        except RuntimeError as exc:
+            outcome.append(str(exc))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "asyncio.run() did not return: the audit writer ignored its cancellation"
+    assert outcome == ["the request handler failed"]
+
+
+async def test_a_flush_during_backoff_tries_the_sink_at_once():
+    sink = FlakySink()
+    sink.down = True
+    log = AuditLog(sink, retry_base=30, retry_max=60)  # the writer now waits 15-30 s before retrying
+    log.emit(ev(1))
+    assert await log.aflush(timeout=20) is False
+    sink.down = False
+    log.emit(ev(2))
+    assert await log.aflush(timeout=20) is True  # not "still down" because the backoff had not run out
+    assert [e.request_id for e in sink.events] == ["req-1", "req-2"]
+    await log.aclose()
