@@ -55,7 +55,8 @@ class AuditLog:
     """Hands audit events to ``sink`` without blocking the request path.
 
     ``spool_path``: a JSONL file for events the sink could not take (``{pid}`` is replaced by the
-    process id); None keeps them in memory. ``spool_max_events``: its capacity. ``store_content``:
+    process id, and spools that dead processes left next to it are adopted and delivered first);
+    None keeps them in memory. ``spool_max_events``: its capacity. ``store_content``:
     whether builders should keep prompts and answers (read by the gateway). ``batch_size``: most
     events per sink write. ``max_pending``: most events waiting in memory for the writer. Times are
     seconds: ``retry_base``/``retry_max`` bound the backoff, ``write_timeout`` one sink write.
@@ -88,6 +89,8 @@ class AuditLog:
         self.spool: FileSpool | MemorySpool = (
             FileSpool(spool_path, spool_max_events) if spool_path is not None else MemorySpool(spool_max_events)
         )
+        #: spools of dead processes (``{pid}`` paths) this log took over; delivered before its own
+        self._adopted: list[FileSpool] = self.spool.adopt_orphans() if isinstance(self.spool, FileSpool) else []
         self._buf: deque[AuditEvent | _Flush] = deque()
         self._lock = threading.Lock()
         self._counts = {"emitted": 0, "written": 0, "spooled_total": 0, "dropped": 0, "sink_errors": 0}
@@ -110,7 +113,7 @@ class AuditLog:
         ref = weakref.ref(self)
         self._atexit = lambda: _at_exit(ref)
         atexit.register(self._atexit)
-        if len(self.spool) and _running_loop() is not None:
+        if self._spooled() and _running_loop() is not None:
             self._kick()  # events left by an earlier run: flush them now, not at the first emit
 
     def __repr__(self) -> str:
@@ -139,7 +142,7 @@ class AuditLog:
         more right away if it was down. True when all of them (and the spool) are in the sink;
         False when some wait in the spool because the sink is still down."""
         if self._closed:
-            return not self._buf and not len(self.spool)
+            return not self._buf and not self._spooled()
         marker = _Flush()
         self._buf.append(marker)
         self._kick(urgent=True)
@@ -150,7 +153,7 @@ class AuditLog:
         if self._loop is not None and _running_loop() is self._loop:
             raise AuditError("AuditLog.flush() was called inside its event loop; use 'await log.aflush()'")
         if self._closed:
-            return not self._buf and not len(self.spool)
+            return not self._buf and not self._spooled()
         marker = _Flush()
         self._buf.append(marker)
         self._kick(urgent=True)
@@ -179,6 +182,8 @@ class AuditLog:
                     log.error("audit: the writer did not stop within 5s")
         self._at_exit_flush(at_exit=False)
         self.spool.close()
+        for orphan in self._adopted:
+            orphan.close()  # undelivered: released for the next process to adopt
         atexit.unregister(self._atexit)
         running = _running_loop()
         if loop is not None and loop is not running and loop.is_running():
@@ -232,7 +237,7 @@ class AuditLog:
             out: dict[str, Any] = dict(self._counts)
         out.update(
             pending=sum(1 for e in list(self._buf) if not isinstance(e, _Flush)) + self._inflight,
-            spooled=len(self.spool),
+            spooled=self._spooled(),
             outage=self._outage_since is not None,
             last_error=self._last_error,
         )
@@ -308,14 +313,28 @@ class AuditLog:
                     await self._spool_buffer()
                 return
         urgent.clear()
-        if not self._buf and not len(self.spool):
+        if not self._buf and not self._spooled():
             wake.clear()
             if not self._buf and gen == self._gen:
                 await wake.wait()
             return
         await self._cycle()
 
+    def _spooled(self) -> int:
+        return len(self.spool) + sum(map(len, self._adopted))
+
     async def _cycle(self) -> None:
+        while self._adopted:  # a dead process's events are older than ours
+            orphan = self._adopted[0]
+            while len(orphan):
+                batch = orphan.peek(self.batch_size)
+                if not await self._write(batch):
+                    await self._spool_buffer()
+                    return
+                await self._spool_io(orphan.pop, len(batch))
+            await self._spool_io(orphan.discard)
+            self._adopted.pop(0)
+            log.warning("audit: delivered the events of the orphaned spool %s and removed it", orphan.path)
         while len(self.spool):  # older events first
             batch = self.spool.peek(self.batch_size)
             if not await self._write(batch):
@@ -365,7 +384,7 @@ class AuditLog:
         if self._outage_since is not None:
             log.warning(
                 "audit: sink %r is back after %.1fs; flushing %d spooled event(s) in order",
-                self.sink, time.time() - self._outage_since, len(self.spool),
+                self.sink, time.time() - self._outage_since, self._spooled(),
             )
             self._outage_since = None
             self._drop_logged = False

@@ -3,8 +3,15 @@
 :class:`FileSpool` is a JSON Lines file (one event per line) plus ``<path>.offset``, the byte offset
 of the first event not yet handed to the sink; events survive a crash and are flushed by the next
 :class:`~hyperion_core.audit.AuditLog` that opens the same file. Each file belongs to one process at a
-time (an exclusive ``flock``; ``{pid}`` in the path gives each process its own). :class:`MemorySpool`
-is the same in memory (used when no ``spool_path`` is configured; lost if the process dies).
+time: its owner holds an exclusive ``flock`` on it for as long as it runs. :class:`MemorySpool` is the
+same in memory (used when no ``spool_path`` is configured; lost if the process dies).
+
+``{pid}`` in the file name gives each process its own spool. A process that dies leaves its file
+behind, unlocked (the kernel drops a dead process's locks): :meth:`FileSpool.adopt_orphans` finds
+such files next to the caller's own (same name pattern, lock free) and takes them over, lock and
+all, so the adopting log delivers their events and then removes them. Two processes starting
+together cannot both adopt one file: only one gets its lock, and a file removed after its adopter
+finished is recognised (its inode is gone) by a process that opened it just before.
 
 ``append`` takes as many events as there is room for (``max_events``) and returns that number; the
 caller counts and reports the rest as dropped. Delivery after a crash is at least once: an event
@@ -16,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -61,27 +69,84 @@ class MemorySpool:
 
 
 class FileSpool:
-    def __init__(self, path: str | Path, max_events: int = 10_000, *, fsync: bool = False) -> None:
+    def __init__(self, path: str | Path, max_events: int = 10_000, *, fsync: bool = False,
+                 _locked_fd: int | None = None) -> None:
         if max_events < 0:
             raise AuditError(f"spool_max_events: must be >= 0, got {max_events}")
-        self.path = Path(str(path).replace("{pid}", str(os.getpid())))
+        self.template = str(path)
+        self.path = Path(self.template.replace("{pid}", str(os.getpid())))
         self.offset_path = Path(f"{self.path}.offset")
         self.max_events = max_events
         self.fsync = fsync
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._fd)
-            raise AuditError(
-                f"audit spool {self.path} is in use by another process; give each process its own "
-                "spool_path (e.g. 'audit-spool-{pid}.jsonl')"
-            ) from None
+        if _locked_fd is not None:  # an adopted orphan, already locked
+            self._fd = _locked_fd
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(self._fd)
+                raise AuditError(
+                    f"audit spool {self.path} is in use by another process; give each process its own "
+                    "spool_path (e.g. 'audit-spool-{pid}.jsonl')"
+                ) from None
         self._q: deque[tuple[AuditEvent, int]] = deque()  # (event, its line's size in bytes)
         self._offset = 0
         self._load()
+
+    def adopt_orphans(self) -> list[FileSpool]:
+        """Spools left by dead processes next to this one (``{pid}`` in the file name), oldest file
+        first, each locked by this process; empty ones are removed at once. Never raises: a file
+        that cannot be read is left alone, with a warning."""
+        name = Path(self.template).name
+        if "{pid}" not in name:
+            return []
+        pattern = re.compile("^" + r"\d+".join(map(re.escape, name.split("{pid}"))) + "$")
+        try:
+            candidates = sorted(
+                (p for p in self.path.parent.iterdir() if pattern.match(p.name) and p != self.path),
+                key=lambda p: (p.stat().st_mtime, p.name),
+            )
+        except OSError as exc:
+            log.warning("audit: cannot look for orphaned spools in %s (%s)", self.path.parent, exc)
+            return []
+        adopted = []
+        for path in candidates:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_APPEND)
+            except OSError:
+                continue  # removed meanwhile (adopted by another process)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                    raise FileNotFoundError(path)  # adopted and removed after we opened it
+            except OSError:
+                os.close(fd)  # its owner is alive, or another process adopted it
+                continue
+            try:
+                orphan = FileSpool(path, max_events=0, fsync=self.fsync, _locked_fd=fd)
+            except Exception as exc:
+                os.close(fd)
+                log.warning("audit: cannot read the orphaned spool %s (%s); leaving it alone", path, exc)
+                continue
+            if len(orphan):
+                log.warning("audit: adopted %d event(s) from %s, the spool of a process that is no longer "
+                            "running; they go to the sink first", len(orphan), path)
+                adopted.append(orphan)
+            else:
+                orphan.discard()
+        return adopted
+
+    def discard(self) -> None:
+        """Remove the file (and its offset) and release it; for an adopted spool once delivered."""
+        with self._lock:
+            if self._fd >= 0:
+                self.path.unlink(missing_ok=True)  # while still locked: nobody else can adopt it now
+                self.offset_path.unlink(missing_ok=True)
+                os.close(self._fd)
+                self._fd = -1
 
     def __len__(self) -> int:
         return len(self._q)
@@ -166,6 +231,9 @@ class FileSpool:
                             "events may be sent again", self.path, exc)
 
     def close(self) -> None:
+        if not self._q and "{pid}" in Path(self.template).name:
+            self.discard()  # an empty per-process spool: nothing for anyone to adopt
+            return
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)  # releases the flock
