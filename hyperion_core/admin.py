@@ -29,9 +29,9 @@ def load_config(path: str | None) -> GatewayConfig:
 
 
 def key_store(cfg: GatewayConfig) -> Any:
-    from .steward import Steward
+    from .services import Services
 
-    return Steward(cfg).keys
+    return Services(cfg).keys
 
 
 def spend_rows_from_events(events: Iterable[Any], by: str) -> list[Any]:
@@ -66,9 +66,9 @@ async def spend_report(cfg: GatewayConfig, by: str, *, sink: str | None = None) 
         raise InvalidRequestError(f"--by: must be one of {', '.join(SPEND_BY)}, got '{by}'")
     gov = cfg.governance
     if gov is not None and (gov.backend == "redis" or cfg.state.backend == "redis") and sink is None:
-        from .steward import Steward
+        from .services import Services
 
-        st = Steward(cfg)
+        st = Services(cfg)
         try:
             return await st.governance.spend_report(by)
         finally:

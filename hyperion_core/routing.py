@@ -29,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 from .config import BreakerConfig, RouteConfig
 from .errors import (
     AllDeploymentsFailedError,
+    ContextWindowExceededError,
     DeadlineExceededError,
     FirstTokenTimeoutError,
     HyperionError,
@@ -234,6 +235,33 @@ class Router:
     def __init__(self, clock: Clock | None = None, rng: random.Random | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
+
+    async def run_with_fallback(
+        self,
+        rs: RouteState,
+        op: Callable[[DeploymentState], Awaitable[T]],
+        attempts: list[Attempt],
+        *,
+        resolve: Callable[[str], RouteState],
+        timeout: float | None = None,
+        stream: bool = False,
+        exclude: Iterable[str] = (),
+        request_id: str | None = None,
+        retries: int | None = None,
+    ) -> tuple[T, DeploymentState]:
+        """:meth:`run` with a fresh deadline of ``timeout`` (default: the route's) seconds, and the
+        context-window fallback: a request too long for ``rs`` moves to its ``context_window_fallback``
+        route (``resolve`` names it), as often as routes chain."""
+        while True:
+            try:
+                return await self.run(
+                    rs, op, attempts, deadline=self.clock.now() + (timeout or rs.cfg.timeout), stream=stream,
+                    exclude=exclude, request_id=request_id, retries=retries,
+                )
+            except ContextWindowExceededError:
+                if not rs.cfg.context_window_fallback:
+                    raise
+                rs = resolve(rs.cfg.context_window_fallback)
 
     async def run(
         self,

@@ -33,6 +33,9 @@ class Caller:
     user: str | None = None
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: a call the gateway makes for itself (the semantic cache's verifier): no virtual key needed.
+    #: Only in-process code can set it; a server never lets a client do so
+    internal: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -50,7 +53,7 @@ class CacheControl:
 class CacheInfo:
     """How a response came from the cache (``ChatResponse.cache``; None for a fresh answer)."""
 
-    tier: str  # "l1" | "l2" | "semantic"
+    tier: str  # events.CacheTier: "l1" | "l2" | "semantic" | "coalesced"
     age_s: float
     similarity: float | None = None  # semantic tier: 1 - cosine distance
     guards: tuple[str, ...] = ()  # guards that passed (semantic tier)

@@ -41,7 +41,7 @@ from pydantic import SecretStr
 
 from hyperion_core import Gateway, HyperionError
 from hyperion_core.gateway import ExternalCall
-from hyperion_core.steward import estimate_prompt_tokens
+from hyperion_core.tokens import estimate_prompt_tokens
 from hyperion_core.types import Usage
 
 from ._convert import to_openai_messages

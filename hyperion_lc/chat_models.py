@@ -40,7 +40,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from hyperion_core import Gateway, HyperionError
-from hyperion_core.steward import estimate_prompt_tokens
+from hyperion_core.tokens import estimate_prompt_tokens
 from hyperion_core.types import CacheControl, ChatRequest
 
 from . import _convert as C

@@ -23,6 +23,8 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.base import BaseEvent
 
+from hyperion_core.events import CacheTier
+
 dispatcher = get_dispatcher("hyperion_li")
 
 
@@ -53,7 +55,7 @@ class HyperionCacheHitEvent(BaseEvent):
 
     route: str
     request_id: str
-    tier: Literal["l1", "l2", "semantic"]
+    tier: CacheTier
     age_s: float
     similarity: float | None = None
     tokens_saved: int = 0

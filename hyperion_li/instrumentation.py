@@ -68,7 +68,8 @@ from llama_index.core.rate_limiter import BaseRateLimiter
 from hyperion_core import Gateway
 from hyperion_core.errors import ConfigError
 from hyperion_core.gateway import ExternalCall
-from hyperion_core.steward import StreamCancelled, estimate_prompt_tokens
+from hyperion_core.pipeline import StreamCancelled
+from hyperion_core.tokens import estimate_prompt_tokens
 from hyperion_core.types import Usage
 
 from ._convert import to_openai_messages

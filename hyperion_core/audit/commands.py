@@ -13,6 +13,7 @@ A bare path ending in ``.db``/``.sqlite``/``.sqlite3`` or ``.jsonl``/``.ndjson``
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._text import suggest
 from ..errors import ConfigError
-from .chain import VerifyReport
-from .record import AuditEvent
+from .anchor import key_bytes, read_anchor
+from .chain import Verifier, VerifyReport
+from .record import AuditError, AuditEvent
 from .sinks.base import AuditSink
 from .sinks.redis_streams import _safe_url
 
@@ -129,25 +131,86 @@ def tail_command(sink_spec: str, n: int = 20) -> str:
     return "\n".join(format_event(e) for e in events)
 
 
-def verify_command(sink_spec: str) -> tuple[int, str]:
-    """Check the chain: ``(0, "... ok ...")`` when intact, ``(1, reason)`` when tampered with,
-    ``(2, reason)`` when the sink cannot be opened or read."""
+def verify_command(
+    sink_spec: str,
+    *,
+    anchor: str | Path | None = None,
+    key: Any = None,
+    expect_head: str | None = None,
+    since_checkpoint: bool = False,
+    allow_empty: bool = False,
+) -> tuple[int, str]:
+    """Check the chain: ``(0, "... ok ...")`` when intact, ``(1, reason)`` when tampered with (an
+    empty or missing log too, unless ``allow_empty``), ``(2, reason)`` for a usage or config error
+    (bad spec, unreadable sink, missing anchor, a flag that needs something not given).
+
+    ``anchor``: the anchor file (see :mod:`.anchor`): its row must be in the chain, so a log cut
+    below it, wiped or rewritten fails; ``key`` checks its signature. ``expect_head``: the hash the
+    newest row must have. ``since_checkpoint``: check from the anchored row on (fast), not genesis.
+    """
+    where = _safe_url(sink_spec) if isinstance(sink_spec, str) else repr(sink_spec)
+    try:
+        plan = _plan(anchor, key_bytes(key), expect_head, since_checkpoint, allow_empty)
+    except ConfigError as exc:
+        return 2, f"{where}: {exc}"
+    if isinstance(plan, tuple):
+        return plan[0], f"{where}: {plan[1]}"
+    verifier, note = plan
+    try:
+        parsed = parse_sink_spec(sink_spec)
+        if allow_empty and parsed.kind in ("sqlite", "jsonl") and not Path(parsed.target).is_file():
+            return 0, f"{where}: ok: no audit log at {parsed.target} (allowed by --allow-empty)"
+    except ConfigError as exc:
+        return 2, str(exc)
 
     async def go() -> VerifyReport:
         sink = _open_existing(sink_spec)
         try:
-            return await sink.verify()
+            return await sink.verify(verifier)
         finally:
             await sink.aclose()
 
-    where = _safe_url(sink_spec) if isinstance(sink_spec, str) else repr(sink_spec)
     try:
         report = _run(go)
     except ConfigError as exc:
         return 2, str(exc)
     except Exception as exc:
         return 2, f"{where}: cannot read the audit log ({type(exc).__name__}: {exc})"
-    return (0 if report.ok else 1), f"{where}: {report}"
+    return (0 if report.ok else 1), f"{where}: {report}" + (f" [{note}]" if note and report.ok else "")
+
+
+def _plan(anchor: str | Path | None, key: bytes | None, expect_head: str | None, since_checkpoint: bool,
+          allow_empty: bool) -> tuple[Verifier, str] | tuple[int, str]:
+    """The verifier the options ask for, or ``(exit code, reason)`` (pure but for reading the anchor)."""
+    if expect_head is not None and not re.fullmatch(r"[0-9a-f]{64}", expect_head):
+        raise ConfigError(f"--expect-head: '{expect_head}' is not a sha256 hex digest (64 characters 0-9a-f)")
+    if since_checkpoint and anchor is None:
+        raise ConfigError("--since-checkpoint needs an anchor (--anchor PATH, or audit.anchor_path in the config)")
+    pins: dict[int, tuple[str, str]] = {}
+    start = None
+    note = ""
+    if anchor is not None:
+        try:
+            cp = read_anchor(anchor)
+        except AuditError as exc:
+            return 1, f"FAILED: {exc}"
+        if cp is None:
+            raise ConfigError(f"no anchor at {anchor} (the writer creates it at its first checkpoint)")
+        when = datetime.fromtimestamp(cp.time, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if key is not None:
+            if not cp.signature_ok(key):
+                return 1, (f"FAILED: the anchor {anchor} (seq {cp.seq}) does not carry a valid signature for this key: "
+                           "it was forged or edited (or signed with another key)")
+            what = f"the signed anchor of {when}"
+        else:
+            what = f"the anchor of {when}"
+            note = "anchor signature not checked: no key (set HYPERION_AUDIT_KEY)" if cp.mac else "unsigned anchor"
+        pins[cp.seq] = (cp.hash, what)
+        if since_checkpoint:
+            start = (cp.seq, cp.hash)
+        note = "; ".join(filter(None, [f"anchored at seq {cp.seq}", note]))
+    v = Verifier(allow_empty=allow_empty, pins=pins, start=start, expect_head=expect_head)
+    return v, note
 
 
 def format_event(e: AuditEvent) -> str:

@@ -8,11 +8,13 @@ YAML shape::
       spool_path: /var/lib/hyperion/audit-spool-{pid}.jsonl   # where events wait while the sink is down
       spool_max_events: 10000
       store_content: false                          # keep prompts and answers (scrubbed) in events
+      anchor_path: /var/lib/hyperion-anchor/audit.anchor   # signed head checkpoints, outside the store
+      checkpoint_key: ${HYPERION_AUDIT_KEY}         # HMAC key for them; never stored, logged or audited
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ..errors import ConfigError
 from .commands import open_sink, parse_sink_spec
@@ -24,7 +26,7 @@ class AuditConfig(BaseModel):
 
     #: a sink spec (see :func:`hyperion_core.audit.open_sink`); the embedded default is a SQLite file
     sink: str = "sqlite://hyperion-audit.db"
-    #: a JSONL file (``{pid}`` becomes the process id); None keeps the spool in memory (lost on a crash)
+    #: a JSONL file (``{pid}`` becomes the process id; spools left by dead processes are adopted and delivered by the next one); None keeps the spool in memory (lost on a crash)
     spool_path: str | None = None
     #: events the spool holds at most; beyond that new events are dropped, loudly. 0 = no spool
     spool_max_events: int = Field(default=10_000, ge=0)
@@ -40,6 +42,14 @@ class AuditConfig(BaseModel):
     retry_max_s: float = Field(default=5.0, gt=0)
     #: seconds one sink write may take before it counts as failed; None = no limit
     write_timeout_s: float | None = Field(default=30.0, gt=0)
+    #: a file outside the store where the writer keeps a checkpoint of the chain's head, so ``hyperion audit verify`` catches a log cut at the end, wiped or rewritten; None = no anchor
+    anchor_path: str | None = None
+    #: HMAC-SHA256 key that signs the checkpoints (write ``${HYPERION_AUDIT_KEY}``); never stored, logged or audited. None = unsigned
+    checkpoint_key: SecretStr | None = None
+    #: events written between two checkpoints, at most (>= 1)
+    checkpoint_every: int = Field(default=1000, ge=1)
+    #: seconds between two checkpoints, at most, checked at each write (> 0); a checkpoint is also written at close
+    checkpoint_interval_s: float = Field(default=60.0, gt=0)
 
     @field_validator("sink")
     @classmethod
@@ -68,6 +78,10 @@ class AuditConfig(BaseModel):
             retry_base=self.retry_base_s,
             retry_max=self.retry_max_s,
             write_timeout=self.write_timeout_s,
+            anchor_path=self.anchor_path,
+            checkpoint_key=self.checkpoint_key,
+            checkpoint_every=self.checkpoint_every,
+            checkpoint_interval=self.checkpoint_interval_s,
         )
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .._portal import Portal
+from .anchor import Checkpoint, key_bytes, write_anchor
 from .chain import VerifyReport
 from .query import AuditQuery
 from .record import AuditError, AuditEvent
@@ -60,6 +61,10 @@ class AuditLog:
     whether builders should keep prompts and answers (read by the gateway). ``batch_size``: most
     events per sink write. ``max_pending``: most events waiting in memory for the writer. Times are
     seconds: ``retry_base``/``retry_max`` bound the backoff, ``write_timeout`` one sink write.
+    ``anchor_path``: a file outside the store where the writer keeps a checkpoint of the head, every
+    ``checkpoint_every`` events or ``checkpoint_interval`` seconds (checked at each write) and at
+    close, HMAC-signed with ``checkpoint_key`` when given (see :mod:`.anchor`; the key never reaches
+    logs, events or the store).
     """
 
     def __init__(
@@ -74,6 +79,10 @@ class AuditLog:
         retry_base: float = 0.1,
         retry_max: float = 5.0,
         write_timeout: float | None = 30.0,
+        anchor_path: str | Path | None = None,
+        checkpoint_key: Any = None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
     ) -> None:
         if batch_size < 1:
             raise AuditError(f"batch_size: must be >= 1, got {batch_size}")
@@ -86,6 +95,16 @@ class AuditLog:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.write_timeout = write_timeout
+        if checkpoint_every < 1 or checkpoint_interval <= 0:
+            raise AuditError(f"checkpoint_every/checkpoint_interval: need >= 1 and > 0, got {checkpoint_every}/"
+                             f"{checkpoint_interval}")
+        self.anchor_path = Path(anchor_path) if anchor_path is not None else None
+        self._key = key_bytes(checkpoint_key)
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
+        self._head: tuple[int, str] | None = None  # the sink's head after our last write
+        self._unanchored = 0  # events written since the last checkpoint
+        self._anchored_at = time.monotonic()
         self.spool: FileSpool | MemorySpool = (
             FileSpool(spool_path, spool_max_events) if spool_path is not None else MemorySpool(spool_max_events)
         )
@@ -93,7 +112,8 @@ class AuditLog:
         self._adopted: list[FileSpool] = self.spool.adopt_orphans() if isinstance(self.spool, FileSpool) else []
         self._buf: deque[AuditEvent | _Flush] = deque()
         self._lock = threading.Lock()
-        self._counts = {"emitted": 0, "written": 0, "spooled_total": 0, "dropped": 0, "sink_errors": 0}
+        self._counts = {"emitted": 0, "written": 0, "spooled_total": 0, "dropped": 0, "sink_errors": 0,
+                        "checkpoints": 0, "checkpoint_errors": 0}
         self._last_error: str | None = None
         # writer binding (guarded by _lock)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,6 +201,7 @@ class AuditLog:
                 except (asyncio.TimeoutError, TimeoutError):
                     log.error("audit: the writer did not stop within 5s")
         self._at_exit_flush(at_exit=False)
+        await self._checkpoint()
         self.spool.close()
         for orphan in self._adopted:
             orphan.close()  # undelivered: released for the next process to adopt
@@ -231,7 +252,7 @@ class AuditLog:
     @property
     def metrics(self) -> dict[str, Any]:
         """Counters since start: ``emitted``, ``written`` (to the sink), ``spooled_total``,
-        ``dropped``, ``sink_errors``; and now: ``pending`` (in memory), ``spooled`` (in the spool),
+        ``dropped``, ``sink_errors``, ``checkpoints`` / ``checkpoint_errors`` (anchor writes); and now: ``pending`` (in memory), ``spooled`` (in the spool),
         ``outage`` (the sink is failing), ``last_error``."""
         with self._lock:
             out: dict[str, Any] = dict(self._counts)
@@ -371,9 +392,9 @@ class AuditLog:
         self._inflight = len(batch)
         try:
             if self.write_timeout is None:
-                await self.sink.write(batch)
+                head = await self.sink.write(batch)
             else:
-                await asyncio.wait_for(self.sink.write(batch), self.write_timeout)
+                head = await asyncio.wait_for(self.sink.write(batch), self.write_timeout)
         except Exception as exc:
             self._on_failure(exc)
             return False
@@ -381,6 +402,14 @@ class AuditLog:
             self._inflight = 0
         with self._lock:
             self._counts["written"] += len(batch)
+        if isinstance(head, tuple) and len(head) == 2:
+            self._head = (int(head[0]), str(head[1]))
+            self._unanchored += len(batch)
+            if self.anchor_path is not None and (
+                self._unanchored >= self.checkpoint_every
+                or time.monotonic() - self._anchored_at >= self.checkpoint_interval
+            ):
+                await self._checkpoint()
         if self._outage_since is not None:
             log.warning(
                 "audit: sink %r is back after %.1fs; flushing %d spooled event(s) in order",
@@ -390,6 +419,27 @@ class AuditLog:
             self._drop_logged = False
         self._retry_at = self._backoff = 0.0
         return True
+
+    async def _checkpoint(self) -> None:
+        """Anchor the head we last wrote (signed when a key is set). Never raises."""
+        if self.anchor_path is None or self._head is None or not self._unanchored:
+            return
+        cp = Checkpoint(self._head[0], self._head[1], time.time())
+        if self._key is not None:
+            cp = cp.signed(self._key)
+        try:
+            await asyncio.to_thread(write_anchor, self.anchor_path, cp)
+        except Exception as exc:
+            with self._lock:
+                self._counts["checkpoint_errors"] += 1
+            log.error("audit: cannot write the checkpoint to the anchor %s (%s); truncation below the last "
+                      "anchored row stays detectable, newer rows are not anchored yet", self.anchor_path,
+                      scrub(f"{type(exc).__name__}: {exc}")[:300])
+            return
+        with self._lock:
+            self._counts["checkpoints"] += 1
+        self._unanchored = 0
+        self._anchored_at = time.monotonic()
 
     def _on_failure(self, exc: BaseException) -> None:
         err = scrub(f"{type(exc).__name__}: {exc}")[:500]

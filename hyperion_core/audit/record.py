@@ -14,17 +14,14 @@ import os
 import time as _time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 
 import orjson
 
 from ..errors import AccessError, BudgetExceededError, HyperionError, RateLimitedError
+from ..events import CACHE_TIERS, OUTCOMES, CacheTier  # one vocabulary (events.py)
+from ..events import Outcome as AuditOutcome
 from .scrub import Scrubber
-
-AuditOutcome = Literal["ok", "error", "denied", "rate_limited", "budget_exceeded", "cancelled"]
-CacheTier = Literal["l1", "l2", "semantic"]
-OUTCOMES: tuple[str, ...] = get_args(AuditOutcome)
-CACHE_TIERS: tuple[str, ...] = get_args(CacheTier)
 
 #: error messages longer than this (characters) are cut, with a marker
 MAX_ERROR_MESSAGE = 2000

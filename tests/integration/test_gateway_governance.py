@@ -304,10 +304,9 @@ async def test_redis_admission_is_one_round_trip_and_revocation_is_still_immedia
     gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 10}], "rate_limits": [{"scope": "key", "rpm": 1000}]}
     gw = make(mock, "g-rtt", tmp_path, governance=gov, state=state, keys_store="redis")
     key, rec = await gw.keys.create("rt", team="fast")
-    st = gw.steward
     await gw.acomplete("chat", user("warm the key"), virtual_key=key)  # cold: the record is read once
     trips = []
-    client = st._redis
+    client = gw.services.client()
     real_cmd, real_pipe = client.execute_command, client.pipeline
 
     async def counted_cmd(*args, **kw):
@@ -326,13 +325,16 @@ async def test_redis_admission_is_one_round_trip_and_revocation_is_still_immedia
         return pipe
 
     client.execute_command, client.pipeline = counted_cmd, counted_pipe
+    from hyperion_core.pipeline import EXTERNAL
     from hyperion_core.types import Caller, ChatRequest
 
-    ticket = st.ticket(ChatRequest("chat", user("x"), caller=Caller(virtual_key=key), max_tokens=20), False)
-    await st.admit(ticket, gw.route("chat"))
+    # the Authorize and Admit stages alone (as for a call made outside the gateway)
+    ctx = gw.pipeline.context(ChatRequest("chat", user("x"), caller=Caller(virtual_key=key), max_tokens=20), EXTERNAL)
+    ctx.priced = [(d.adapter.target.price, d.adapter.target.model) for d in gw.route("chat").deployments]
+    await gw.pipeline.enter(ctx)
     assert trips == ["PIPELINE"]  # key check + rate limit + budget reservation: one round trip
-    assert ticket.admission.subjects.team == "fast"
-    await st.governance.release(ticket.admission)
+    assert ctx.admission.subjects.team == "fast"
+    await gw.governance.release(ctx.admission)
     client.execute_command, client.pipeline = real_cmd, real_pipe
 
     await gw.keys.revoke(rec.key_id)  # e.g. from another process
@@ -416,7 +418,7 @@ async def test_four_hundred_concurrent_requests_on_redis_state_all_succeed(mock,
     assert st.spent_usd == pytest.approx(sum(r.cost for r in results), abs=1e-6)
     await gw.audit.aflush()
     assert (await outcomes(gw)).count("ok") == 400
-    pool = gw.steward._client().connection_pool
+    pool = gw.services.client().connection_pool
     assert pool.max_connections == 16
     await gw.aclose()
 

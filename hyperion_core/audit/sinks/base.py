@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar, runtime_checkable
 
-from ..chain import VerifyReport
+from ..chain import Verifier, VerifyReport
 from ..query import AuditQuery
 from ..record import AuditError, AuditEvent
 
@@ -19,17 +19,20 @@ class AuditSink(Protocol):
     """Where audit events are kept, hash-chained in write order.
 
     ``write`` appends a batch atomically and in order (all or nothing) or raises; the log spools and
-    retries on any exception. ``query`` returns matching events newest first; ``tail(n)`` the newest
-    ``n`` oldest first (as ``tail`` prints them); ``verify`` checks the whole chain.
+    retries on any exception. It may return the head ``(seq, hash)`` after the batch (the log then
+    anchors it, see :mod:`..anchor`). ``verify`` may take a configured
+    :class:`~hyperion_core.audit.chain.Verifier` (pins, a start checkpoint, an expected
+    head). ``query`` returns matching events newest first; ``tail(n)`` the newest ``n`` oldest first
+    (as ``tail`` prints them); ``verify`` checks the whole chain.
     """
 
-    async def write(self, events: Sequence[AuditEvent]) -> None: ...
+    async def write(self, events: Sequence[AuditEvent]) -> tuple[int, str] | None: ...
 
     async def query(self, filters: AuditQuery) -> list[AuditEvent]: ...
 
     async def tail(self, n: int = 20) -> list[AuditEvent]: ...
 
-    async def verify(self) -> VerifyReport: ...
+    async def verify(self, verifier: Verifier | None = None) -> VerifyReport: ...
 
     async def aclose(self) -> None: ...
 
@@ -51,9 +54,10 @@ class ThreadedSink:
         pass
 
     # the AuditSink interface over the subclass's blocking ``_write`` / ``_query`` / ``_tail`` / ``_verify``
-    async def write(self, events: Sequence[AuditEvent]) -> None:
+    async def write(self, events: Sequence[AuditEvent]) -> tuple[int, str] | None:
         if events:
-            await self._run(self._write, list(events))  # type: ignore[attr-defined]
+            return await self._run(self._write, list(events))  # type: ignore[attr-defined]
+        return None
 
     async def query(self, filters: AuditQuery) -> list[AuditEvent]:
         return await self._run(self._query, filters)  # type: ignore[attr-defined]
@@ -61,8 +65,8 @@ class ThreadedSink:
     async def tail(self, n: int = 20) -> list[AuditEvent]:
         return await self._run(self._tail, n)  # type: ignore[attr-defined]
 
-    async def verify(self) -> VerifyReport:
-        return await self._run(self._verify)  # type: ignore[attr-defined]
+    async def verify(self, verifier: Verifier | None = None) -> VerifyReport:
+        return await self._run(self._verify, verifier or Verifier())  # type: ignore[attr-defined]
 
     async def aclose(self) -> None:
         if self._closed:

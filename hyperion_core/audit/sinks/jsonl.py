@@ -54,7 +54,7 @@ class JsonlSink(ThreadedSink):
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
         return self._fd
 
-    def _write(self, events: Sequence[AuditEvent]) -> None:
+    def _write(self, events: Sequence[AuditEvent]) -> tuple[int, str]:
         fd = self._file()
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -67,6 +67,7 @@ class JsonlSink(ThreadedSink):
             if self.fsync:
                 os.fsync(fd)
             self._write_head(rows[-1].seq, rows[-1].hash)
+            return rows[-1].seq, rows[-1].hash
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
@@ -137,9 +138,8 @@ class JsonlSink(ThreadedSink):
                         break
         return out[::-1]
 
-    def _verify(self) -> VerifyReport:
+    def _verify(self, v: Verifier) -> VerifyReport:
         fd = self._file()
-        v = Verifier()
         fcntl.flock(fd, fcntl.LOCK_SH)
         try:
             with open(self.path, "rb") as f:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..chain import GENESIS, ChainRow, VerifyReport, canonical, chain_rows, verify
+from ..chain import GENESIS, ChainRow, Verifier, VerifyReport, canonical, chain_rows, verify
 from ..query import AuditQuery
 from ..record import AuditEvent
 
@@ -15,12 +15,13 @@ class MemorySink:
         self.events: list[AuditEvent] = []
         self.head: tuple[int, str] = (0, GENESIS)
 
-    async def write(self, events: Sequence[AuditEvent]) -> None:
+    async def write(self, events: Sequence[AuditEvent]) -> tuple[int, str]:
         rows = chain_rows([canonical(e) for e in events], *self.head)
         if rows:
             self.rows.extend(rows)
             self.events.extend(events)
             self.head = (rows[-1].seq, rows[-1].hash)
+        return self.head
 
     async def query(self, filters: AuditQuery) -> list[AuditEvent]:
         out: list[AuditEvent] = []
@@ -34,8 +35,8 @@ class MemorySink:
     async def tail(self, n: int = 20) -> list[AuditEvent]:
         return self.events[-n:] if n > 0 else []
 
-    async def verify(self) -> VerifyReport:
-        return verify(self.rows, head=self.head if self.rows else None)
+    async def verify(self, verifier: Verifier | None = None) -> VerifyReport:
+        return verify(self.rows, head=self.head if self.rows else None, verifier=verifier)
 
     async def aclose(self) -> None:
         pass

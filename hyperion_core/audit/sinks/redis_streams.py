@@ -124,9 +124,9 @@ class RedisStreamsSink:
         seq, h = await r.hmget(self.head_key, "seq", "hash")
         return (int(seq), h.decode()) if seq is not None and h is not None else (0, GENESIS)
 
-    async def write(self, events: Sequence[AuditEvent]) -> None:
+    async def write(self, events: Sequence[AuditEvent]) -> tuple[int, str] | None:
         if not events:
-            return
+            return None
         r, script = self._client_and_script()
         bodies = [canonical(e) for e in events]
         head = self._head or await self._read_head(r)
@@ -139,7 +139,7 @@ class RedisStreamsSink:
             head = (int(seq), h.decode() if isinstance(h, bytes) else str(h))
             self._head = head
             if status in (1, 2):
-                return
+                return head
             self.conflicts += 1
         raise AuditError(f"{self!r}: gave up appending after {self.max_conflicts} conflicting writers")
 
@@ -175,9 +175,10 @@ class RedisStreamsSink:
         page = await self._redis().xrevrange(self.stream, max="+", min="-", count=n)
         return [AuditEvent.from_dict(orjson.loads(f[b"event"])) for _, f in reversed(page)]
 
-    async def verify(self) -> VerifyReport:
+    async def verify(self, verifier: Verifier | None = None) -> VerifyReport:
         r = self._redis()
-        v = Verifier(allow_trimmed=self.maxlen is not None)
+        v = verifier or Verifier()
+        v.allow_trimmed = v.allow_trimmed or self.maxlen is not None
         i, last_id = 0, None
         for _ in range(100):
             async for eid, f in self._entries(reverse=False, after=last_id):

@@ -93,11 +93,12 @@ class SqliteSink(ThreadedSink):
             self._db = db
         return self._db
 
-    def _write(self, events: Sequence[AuditEvent]) -> None:
+    def _write(self, events: Sequence[AuditEvent]) -> tuple[int, str] | None:
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
             events = self._not_stored(db, events)
+            written = None
             if events:
                 head = db.execute("SELECT seq, hash FROM audit_head WHERE one = 1").fetchone()
                 last = db.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
@@ -118,7 +119,9 @@ class SqliteSink(ThreadedSink):
                     "ON CONFLICT(one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
                     (rows[-1].seq, rows[-1].hash),
                 )
+                written = (rows[-1].seq, rows[-1].hash)
             db.execute("COMMIT")
+            return written
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -168,14 +171,15 @@ class SqliteSink(ThreadedSink):
         rows = self._conn().execute("SELECT body FROM audit_events ORDER BY seq DESC LIMIT ?", (max(n, 0),)).fetchall()
         return [AuditEvent.from_dict(orjson.loads(b)) for (b,) in reversed(rows)]
 
-    def _verify(self) -> VerifyReport:
+    def _verify(self, v: Verifier) -> VerifyReport:
         db = self._conn()
-        v = Verifier()
         db.execute("BEGIN")  # one consistent snapshot of rows and head (WAL readers never block writers)
         try:
             head = db.execute("SELECT seq, hash FROM audit_head WHERE one = 1").fetchone()
             n = 0
-            for n, (seq, *cols, body, prev_hash, h) in enumerate(db.execute(_SELECT + " ORDER BY seq"), 1):
+            for n, (seq, *cols, body, prev_hash, h) in enumerate(
+                db.execute(_SELECT + " WHERE seq >= ? ORDER BY seq", (v.start_seq,)), 1
+            ):
                 if not v.feed(ChainRow(seq, prev_hash, h, body.encode())):
                     return v.finish()
                 stored = orjson.loads(body)
