@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import HyperionError
@@ -80,17 +81,21 @@ def _audit(args: argparse.Namespace) -> int:
     from . import admin
     from .audit import tail_command, verify_command
 
-    spec = args.sink
-    if spec is None:
+    spec, audit_cfg = args.sink, None
+    if spec is None or args.config is not None:
         cfg = admin.load_config(args.config)
-        if cfg.audit is None:
+        audit_cfg = cfg.audit
+        if spec is None and audit_cfg is None:
             print("hyperion: no audit sink: pass --sink or a --config with an 'audit:' section", file=sys.stderr)
             return 2
-        spec = cfg.audit.sink
+        spec = spec or audit_cfg.sink
     if args.audit_command == "tail":
         print(tail_command(spec, args.n))
         return 0
-    code, msg = verify_command(spec)
+    anchor = args.anchor or (audit_cfg.anchor_path if audit_cfg else None)
+    key = (audit_cfg.checkpoint_key if audit_cfg else None) or os.environ.get("HYPERION_AUDIT_KEY")
+    code, msg = verify_command(spec, anchor=anchor, key=key, expect_head=args.expect_head,
+                               since_checkpoint=args.since_checkpoint, allow_empty=args.allow_empty)
     print(msg, file=sys.stderr if code else sys.stdout)
     return code
 
@@ -138,7 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     asub = a.add_subparsers(dest="audit_command", required=True)
     at = asub.add_parser("tail", parents=[sink])
     at.add_argument("-n", type=int, default=20)
-    asub.add_parser("verify", parents=[sink])
+    av = asub.add_parser("verify", parents=[sink], help="check the hash chain (exit 0 ok, 1 failed, 2 usage error)")
+    av.add_argument("--anchor", default=None, help="anchor file with the signed head checkpoint (default: audit.anchor_path); "
+                    "its key comes from audit.checkpoint_key or $HYPERION_AUDIT_KEY")
+    av.add_argument("--expect-head", default=None, metavar="HASH", help="the hash the newest row must have")
+    av.add_argument("--since-checkpoint", action="store_true", help="check from the anchored row on, not from genesis")
+    av.add_argument("--allow-empty", action="store_true", help="an empty or missing log verifies (default: failure)")
     a.set_defaults(func=_audit)
     c = sub.add_parser("check", help="validate a gateway config file")
     c.add_argument("config")

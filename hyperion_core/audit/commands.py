@@ -153,7 +153,7 @@ def verify_command(
         plan = _plan(anchor, key_bytes(key), expect_head, since_checkpoint, allow_empty)
     except ConfigError as exc:
         return 2, f"{where}: {exc}"
-    if isinstance(plan, tuple):
+    if not isinstance(plan[0], Verifier):
         return plan[0], f"{where}: {plan[1]}"
     verifier, note = plan
     try:

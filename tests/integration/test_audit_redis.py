@@ -221,3 +221,32 @@ async def test_sync_emitters_and_async_readers_share_one_log(redis_url, stream):
     assert len(sink._clients) == 2
     await log.aclose()
     assert len(sink._clients) == 0
+
+
+async def test_a_missing_stream_is_a_failure_unless_allowed(redis_url, stream):
+    spec = f"{redis_url}?stream={stream}"  # never written: no rows, no head
+    code, msg = verify_command(spec)
+    assert code == 1 and "the audit log is empty" in msg and "stream" in msg
+    assert verify_command(spec, allow_empty=True)[0] == 0
+
+
+async def test_a_stream_cut_at_the_end_fails_against_the_anchor(redis_url, stream, tmp_path):
+    key = "redis-audit-test-key-42"
+    anchor = tmp_path / "audit.anchor"
+    log = AuditLog(RedisStreamsSink(redis_url, stream=stream), anchor_path=anchor, checkpoint_key=key,
+                   checkpoint_every=5)
+    for i in range(12):
+        log.emit(ev(i))
+    assert await log.aflush() is True
+    await log.aclose()
+    spec = f"{redis_url}?stream={stream}"
+    assert verify_command(spec, anchor=anchor, key=key)[0] == 0
+    r = aioredis.Redis.from_url(redis_url)
+    entries = await r.xrange(stream)
+    await r.xdel(stream, *[eid for eid, _ in entries[8:]])  # cut the newest rows ...
+    last = entries[7][1]
+    await r.hset(f"{stream}:head", mapping={"seq": last[b"seq"], "hash": last[b"hash"]})  # ... and move the head back
+    await r.aclose()
+    assert verify_command(spec)[0] == 0  # the chain alone cannot tell
+    code, msg = verify_command(spec, anchor=anchor, key=key)
+    assert code == 1 and "vouches for seq 12" in msg and "ends at seq 8" in msg, msg

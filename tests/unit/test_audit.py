@@ -838,3 +838,134 @@ async def test_a_flush_during_backoff_tries_the_sink_at_once():
     assert await log.aflush(timeout=20) is True  # not "still down" because the backoff had not run out
     assert [e.request_id for e in sink.events] == ["req-1", "req-2"]
     await log.aclose()
+
+
+# -- anchoring: truncated, wiped and rewritten logs (issue 10) -----------------------------------------
+
+KEY = "test-audit-key-0123456789"
+
+
+async def _anchored_log(tmp_path, kind: str) -> tuple[str, object, list[AuditEvent]]:
+    """A log of 12 events written through AuditLog with a signed anchor outside the store."""
+    spec = f"sqlite://{tmp_path}/store/audit.db" if kind == "sqlite" else f"jsonl://{tmp_path}/store/audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    log = AuditLog(open_sink(spec), anchor_path=anchor, checkpoint_key=KEY, checkpoint_every=5)
+    events = [ev(i) for i in range(12)]
+    for e in events:
+        log.emit(e)
+    assert await log.aflush() is True
+    await log.aclose()
+    assert log.metrics["checkpoints"] >= 1 and log.metrics["checkpoint_errors"] == 0
+    return spec, anchor, events
+
+
+def _cut_tail(kind: str, spec: str, keep: int) -> None:
+    """The attack: delete the newest rows and move the head back to the new last row."""
+    path = spec.split("://", 1)[1]
+    if kind == "sqlite":
+        _sql(path, f"DELETE FROM audit_events WHERE seq > {keep}",
+             f"UPDATE audit_head SET seq = {keep}, hash = (SELECT hash FROM audit_events WHERE seq = {keep})")
+    else:
+        from pathlib import Path
+
+        lines = _lines(Path(path))[:keep]
+        Path(path).write_bytes(b"".join(lines))
+        last = orjson.loads(lines[-1]) if lines else {"seq": 0, "hash": GENESIS}
+        Path(f"{path}.head").write_bytes(orjson.dumps({"hash": last["hash"], "seq": last["seq"]}))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "jsonl"])
+async def test_a_log_cut_at_the_end_with_its_head_moved_fails_against_the_anchor(tmp_path, kind):
+    spec, anchor, _ = await _anchored_log(tmp_path, kind)
+    assert verify_command(spec, anchor=anchor, key=KEY)[0] == 0
+    _cut_tail(kind, spec, 8)
+    assert verify_command(spec)[0] == 0  # the chain alone cannot see it: that is the gap anchors close
+    code, msg = verify_command(spec, anchor=anchor, key=KEY)
+    assert code == 1, msg
+    assert "signed anchor" in msg and "seq 12" in msg and "ends at seq 8" in msg and "cut from the end" in msg
+    assert KEY not in msg
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "jsonl"])
+async def test_a_wiped_log_is_a_failure_unless_allowed(tmp_path, kind):
+    spec, anchor, _ = await _anchored_log(tmp_path, kind)
+    path = spec.split("://", 1)[1]
+    if kind == "sqlite":  # every row and the head deleted
+        _sql(path, "DELETE FROM audit_events", "DELETE FROM audit_head")
+    else:
+        open(path, "wb").close()
+        __import__("os").remove(path + ".head")
+    code, msg = verify_command(spec)
+    assert code == 1 and "the audit log is empty" in msg and "--allow-empty" in msg
+    assert verify_command(spec, allow_empty=True)[0] == 0
+    code, msg = verify_command(spec, anchor=anchor, key=KEY, allow_empty=True)  # the anchor knows better
+    assert code == 1 and "vouches for seq 12" in msg and "is empty" in msg
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "jsonl"])
+async def test_a_rewritten_chain_or_a_forged_anchor_fails(tmp_path, kind):
+    spec, anchor, events = await _anchored_log(tmp_path, kind)
+    # rewrite every row from scratch (new content, hashes recomputed, head moved): the chain is intact ...
+    path = spec.split("://", 1)[1]
+    __import__("os").remove(path)
+    for extra in (".head", "-wal", "-shm"):
+        __import__("pathlib").Path(path + extra).unlink(missing_ok=True)
+    forged = open_sink(spec)
+    await forged.write([dataclasses.replace(e, cost=0.0) for e in events])
+    await forged.aclose()
+    assert verify_command(spec)[0] == 0
+    code, msg = verify_command(spec, anchor=anchor, key=KEY)  # ... but not the anchored row
+    assert code == 1 and "row 11 (seq 12" in msg and "differs from the signed anchor" in msg, msg
+    # an anchor moved to the forged head without the key does not pass either
+    from hyperion_core.audit.anchor import Checkpoint, read_anchor
+
+    real = read_anchor(anchor)
+    head = orjson.loads(_lines(__import__("pathlib").Path(path))[-1])["hash"] if kind == "jsonl" else (
+        sqlite3.connect(path).execute("SELECT hash FROM audit_head").fetchone()[0])
+    anchor.write_bytes(Checkpoint(real.seq, head, real.time, real.mac).to_json())
+    code, msg = verify_command(spec, anchor=anchor, key=KEY)
+    assert code == 1 and "does not carry a valid signature" in msg
+    anchor.write_bytes(Checkpoint(real.seq, head, real.time).signed(b"some other key").to_json())
+    assert verify_command(spec, anchor=anchor, key=KEY)[0] == 1
+    anchor.write_bytes(b"{not json")
+    code, msg = verify_command(spec, anchor=anchor, key=KEY)
+    assert code == 1 and "not a checkpoint" in msg
+
+
+async def test_expect_head_since_checkpoint_and_usage_errors(tmp_path):
+    spec, anchor, _ = await _anchored_log(tmp_path, "sqlite")
+    head = sqlite3.connect(f"{tmp_path}/store/audit.db").execute("SELECT hash FROM audit_head").fetchone()[0]
+    assert verify_command(spec, expect_head=head)[0] == 0
+    code, msg = verify_command(spec, expect_head="ab" * 32)
+    assert code == 1 and "is not in the log" in msg
+    sink = SqliteSink(f"{tmp_path}/store/audit.db")
+    await sink.write([ev(99)])
+    await sink.aclose()
+    code, msg = verify_command(spec, expect_head=head)
+    assert code == 1 and "the expected head is seq 12, but the log goes on to seq 13" in msg
+    code, msg = verify_command(spec, anchor=anchor, key=KEY, since_checkpoint=True)
+    assert code == 0 and "checked from the checkpoint at seq 12" in msg and "2 row(s)" in msg, msg
+    # usage errors: exit 2, naming the problem
+    assert verify_command(spec, expect_head="nope")[0] == 2
+    code, msg = verify_command(spec, since_checkpoint=True)
+    assert code == 2 and "--since-checkpoint needs an anchor" in msg
+    code, msg = verify_command(spec, anchor=tmp_path / "no-such.anchor")
+    assert code == 2 and "no anchor at" in msg
+    assert verify_command(f"sqlite://{tmp_path}/missing.db", allow_empty=True)[0] == 0
+    # an edit after the checkpoint is still caught from it; the anchor's own row too
+    _sql(f"{tmp_path}/store/audit.db", "UPDATE audit_events SET body = replace(body, '\"ok\"', '\"error\"') WHERE seq = 13")
+    assert verify_command(spec, anchor=anchor, key=KEY, since_checkpoint=True)[0] == 1
+
+
+def test_checkpoint_signing_is_pure_and_the_key_is_never_shown():
+    from hyperion_core.audit.anchor import Checkpoint
+
+    cp = Checkpoint(7, "a" * 64, T0).signed(b"k1")
+    assert cp.signature_ok(b"k1") and not cp.signature_ok(b"k2")
+    assert not Checkpoint(8, "a" * 64, T0, cp.mac).signature_ok(b"k1")  # the mac covers the seq ...
+    assert not Checkpoint(7, "b" * 64, T0, cp.mac).signature_ok(b"k1")  # ... and the hash
+    assert Checkpoint.from_json(cp.to_json()) == cp
+    from hyperion_core.audit import AuditConfig
+
+    cfg = AuditConfig(checkpoint_key="super-secret-audit-key", anchor_path="/x/a.anchor")
+    assert "super-secret-audit-key" not in repr(cfg) and "super-secret-audit-key" not in str(cfg.model_dump())
