@@ -220,6 +220,9 @@ class StateConfig(_Strict):
     max_connections: int = Field(default=64, ge=1)
     #: seconds a request waits for a free pooled connection before it fails (> 0)
     pool_timeout: float = Field(default=10.0, gt=0)
+    #: seconds a Redis command (keys, governance) may go unanswered before it fails (> 0): a hung
+    #: server fails requests' admission instead of hanging them; a failed settle is written later
+    socket_timeout: float = Field(default=5.0, gt=0)
     #: folder of the embedded files (keys and audit SQLite databases)
     path: str = ".hyperion"
 

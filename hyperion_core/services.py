@@ -34,6 +34,7 @@ class Services:
         self._keys: Any = None
         self.governance: Any = None
         self.audit: Any = None
+        self.pending: Any = None  # governance.pending.PendingSettlements, with governance
         self._redis: Any = None  # one client for keys and governance when both live in Redis
         #: key id -> KeyRecord of warm keys (immutable but for revocation and expiry, which admission re-reads)
         self.records: dict[str, Any] = {}
@@ -52,6 +53,12 @@ class Services:
             models = {d.upstream_model for rc in cfg.routes.values() for d in rc.deployments}
             threading.Thread(target=_warm_tokenizers, args=(models,), name="hyperion-tokenizers", daemon=True).start()
             self.one_trip = bool(shared) and self._keys_kind() == "redis"
+            from .governance.pending import PendingSettlements
+
+            # settlements the store could not take (Redis away mid-request), written once it is back;
+            # on a file when the ledger is shared (a memory ledger dies with its process anyway)
+            folder = Path(cfg.state.path) if gcfg.backend == "redis" else None
+            self.pending = PendingSettlements(self.governance, folder)
         if cfg.audit is not None:
             self.audit = cfg.audit.build()
         #: whether any stage beyond routing has work to do for requests that carry no virtual key
@@ -61,7 +68,8 @@ class Services:
         """The Redis client shared by keys and governance (built on first use)."""
         if self._redis is None:
             st = self.cfg.state
-            self._redis = state_client(st.redis_url, max_connections=st.max_connections, pool_timeout=st.pool_timeout)
+            self._redis = state_client(st.redis_url, max_connections=st.max_connections, pool_timeout=st.pool_timeout,
+                                       socket_timeout=st.socket_timeout)
         return self._redis
 
     def _keys_kind(self) -> str:
@@ -88,6 +96,12 @@ class Services:
         return self._keys
 
     async def aclose(self) -> None:
+        if self.pending is not None:
+            try:
+                await self.pending.replay()
+            except Exception:  # noqa: BLE001 - still unreachable: the queue file keeps them
+                pass
+            self.pending.close()
         if self.audit is not None:
             await self.audit.aclose()
         if self.governance is not None:

@@ -434,34 +434,37 @@ class Settle(Stage):
             return
         ctx.admission = None  # exactly once, whatever happens below
         gov = self.services.governance
-        try:
-            if ctx.error is None:
-                resp = ctx.response
-                assert resp is not None
-                if resp.cache is not None:  # nothing was paid upstream: record what was saved
-                    await gov.settle(
-                        admission, 0.0, saved_usd=resp.cache.cost_saved, deployment=resp.cache.source_deployment,
-                        model=resp.model,
-                    )
-                else:
-                    u = resp.usage
-                    await gov.settle(
-                        admission, resp.cost, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                        deployment=resp.deployment, model=resp.model,
-                    )
-                return
-            usage, cost, dep = _billed(ctx)
-            if cost > 0 and usage is not None:  # a cut or cancelled stream: billed for what it generated
-                await gov.settle(
-                    admission, cost, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                    deployment=dep,
-                )
+        release = False
+        if ctx.error is None:
+            resp = ctx.response
+            assert resp is not None
+            if resp.cache is not None:  # nothing was paid upstream: record what was saved
+                actual, kw = 0.0, {"saved_usd": resp.cache.cost_saved, "deployment": resp.cache.source_deployment,
+                                   "model": resp.model}
             else:
+                u = resp.usage
+                actual, kw = resp.cost, {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                                         "deployment": resp.deployment, "model": resp.model}
+        else:
+            usage, actual, dep = _billed(ctx)
+            if actual > 0 and usage is not None:  # a cut or cancelled stream: billed for what it generated
+                kw = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                      "deployment": dep}
+            else:
+                release, actual, kw = True, 0.0, {}
+        try:
+            if release:
                 await gov.release(admission)
-        except Exception as exc:  # noqa: BLE001 - the answer stands; audit records the failed settle
+            else:
+                await gov.settle(admission, actual, **kw)
+        except Exception as exc:  # noqa: BLE001 - the answer stands: settle it later, audit says so now
             ctx.settle_error = exc
-            log.error("settle failed for request %s (its reservation expires by itself): %s: %s",
+            self.services.pending.add(admission, actual, release=release, **kw)
+            log.error("settle failed for request %s: %s: %s; queued to be written when the store is back",
                       ctx.req.request_id, type(exc).__name__, exc)
+            return
+        if self.services.pending:
+            await self.services.pending.replay()
 
 
 def _billed(ctx: RequestContext) -> tuple[Any, float, str | None]:

@@ -194,6 +194,8 @@ class GovernanceConfig(_Strict):
     max_connections: int = Field(default=64, ge=1)
     #: seconds a request waits for a free pooled connection before it fails (> 0)
     pool_timeout: float = Field(default=10.0, gt=0)
+    #: seconds a Redis command may go unanswered before it fails (> 0)
+    socket_timeout: float = Field(default=5.0, gt=0)
     #: IANA zone for budget periods and spend days (``UTC`` default)
     timezone: str = "UTC"
     #: seconds a reservation holds budget before a crashed process's hold is released; > 0.

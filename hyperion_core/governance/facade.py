@@ -85,7 +85,8 @@ class Governance:
                     raise ConfigError("governance.redis_url: required for backend 'redis' (or pass a client)")
                 from ..redis_client import state_client
 
-                redis = state_client(cfg.redis_url, max_connections=cfg.max_connections, pool_timeout=cfg.pool_timeout)
+                redis = state_client(cfg.redis_url, max_connections=cfg.max_connections, pool_timeout=cfg.pool_timeout,
+                                     socket_timeout=cfg.socket_timeout)
                 self._owns_client = True
             self._client = redis
             self._scripts = Scripts(redis)

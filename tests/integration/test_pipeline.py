@@ -122,3 +122,63 @@ async def test_defect_3_a_settle_that_fails_after_a_paid_call_keeps_the_answer_a
         await gw.aclose()
     finally:
         server.stop()
+
+
+async def test_a_settle_that_fails_is_written_once_the_store_is_back(mock, tmp_path):
+    """Issue 11 #9: Redis hangs while a paid call is in flight. The answer is delivered, the settlement
+    is queued (memory + this process's file), and the next settle after Redis is back writes it: spend
+    recorded exactly once, nothing left reserved. A queue left by a dead process is adopted."""
+    import os
+    import signal
+
+    server = RedisServer().start()
+    try:
+        state = {"backend": "redis", "redis_url": server.url, "prefix": f"ls{uuid.uuid4().hex[:6]}",
+                 "socket_timeout": 0.5, "path": str(tmp_path / "state")}
+        gov = {"budgets": [{"scope": "global", "period": "daily", "limit_usd": 5}]}
+        gw = Gateway(config(mock, "pl-late", tmp_path, state=state, governance=gov))
+        mock.fault("pl-late", latency_ms=800, times=1)
+        call = asyncio.ensure_future(gw.acomplete("chat", user("paid while redis hangs"), max_tokens=20))
+        while mock.stats().get("pl-late", {}).get("requests", 0) == 0:
+            await asyncio.sleep(0.01)
+        os.kill(server._proc.pid, signal.SIGSTOP)  # alive but silent: the settle times out
+        try:
+            first = await call
+        finally:
+            os.kill(server._proc.pid, signal.SIGCONT)
+        assert first.content and len(gw.services.pending) == 1
+        (queued,) = list((tmp_path / "state").glob("pending-settlements-*.jsonl"))
+        assert queued.read_text().count("\n") == 1
+        second = await gw.acomplete("chat", user("after redis is back"), max_tokens=20)
+        assert len(gw.services.pending) == 0 and gw.services.pending.replayed == 1
+        (st,) = await gw.governance.status({})
+        assert st.reserved_usd == 0 and st.spent_usd == pytest.approx(first.cost + second.cost, rel=1e-9)
+        (row,) = await gw.governance.spend_report("route")
+        assert row.requests == 2
+        await gw.audit.aflush()
+        events = sorted(await gw.audit.query(limit=5), key=lambda e: e.time)
+        assert "settle_error" in events[0].metadata and "settle_error" not in (events[1].metadata or {})
+
+        # a queue left behind by a process that died is adopted by the next one to start
+        mock.fault("pl-late", latency_ms=800, times=1)
+        call = asyncio.ensure_future(gw.acomplete("chat", user("paid, then the process dies"), max_tokens=20))
+        while mock.stats().get("pl-late", {}).get("requests", 0) < 3:
+            await asyncio.sleep(0.01)
+        os.kill(server._proc.pid, signal.SIGSTOP)
+        try:
+            third = await call
+        finally:
+            os.kill(server._proc.pid, signal.SIGCONT)
+        assert len(gw.services.pending) == 1
+        gw.services.pending.close()  # as a dead process leaves it: its file, unlocked
+        heir = Gateway(config(mock, "pl-late", tmp_path, state=state, governance=gov))
+        assert len(heir.services.pending) == 1
+        await heir.acomplete("chat", user("the heir's own call"), max_tokens=20)
+        (st,) = await heir.governance.status({})
+        assert st.reserved_usd == 0 and st.spent_usd > first.cost + second.cost + third.cost * 0.999
+        (left,) = list((tmp_path / "state").glob("pending-settlements-*.jsonl"))  # the dead one's was adopted
+        assert left == heir.services.pending.path and left.read_text() == ""
+        await heir.aclose()
+        await gw.aclose()
+    finally:
+        server.stop()
