@@ -3,7 +3,9 @@
 ``HyperionChat`` needs this at construction (its ``profile``, which ``create_agent`` reads to pick a
 structured-output strategy) and for tracing (``ls_provider`` / ``ls_model_name``: LangSmith should
 see the provider and model that serve the route, not "hyperion"). Parsing a config file costs ~15 ms
-once; the parse is cached per file (and its modification time), so building models stays cheap.
+once; the parse is cached per file (and its modification time). A route's targets and profile are
+cached per configuration and route (:func:`route`), so building a model costs a dictionary lookup and
+one ``stat`` of the config file (STYLE 9: ``HyperionChat`` in a loop stays cheap).
 """
 
 from __future__ import annotations
@@ -81,7 +83,10 @@ def gateway_config(source: Any) -> GatewayConfig | None:
             with _lock:
                 if len(_parsed) > 256:
                     _parsed.clear()
+                    _mtimes.clear()
                 _parsed[key] = cfg
+                if key[0] == "path":
+                    _mtimes[id(cfg)] = key[2]
         return cfg
     except Exception:  # noqa: BLE001 - a config that does not load fails on the first call, with its own error
         return None
@@ -100,6 +105,85 @@ def targets(cfg: GatewayConfig | None, route: str) -> list[Target]:
         Target(d.name, d.kind, d.model, d.max_input_tokens, d.max_output_tokens, d.function_calling)
         for d in info.deployments
     ]
+
+
+@dataclass(slots=True, frozen=True)
+class RouteFacts:
+    """A route's deployments and profile, computed once per configuration and route."""
+
+    targets: tuple[Target, ...]
+    profile: ModelProfile | None
+
+
+_NONE = RouteFacts((), None)
+#: (source key, route) -> (the GatewayConfig it was computed from, its facts)
+_facts: dict[Any, tuple[GatewayConfig, RouteFacts]] = {}
+
+
+def _source_key(source: Any) -> Any:
+    """A cheap key for a config source (no path resolution: a relative path is keyed with the cwd)."""
+    if isinstance(source, Gateway):
+        return ("obj", id(source.config))
+    if isinstance(source, GatewayConfig):
+        return ("obj", id(source))
+    if source is None:
+        source = os.environ.get(ENV_CONFIG)
+        if not source:
+            return None
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        return ("path", path, os.getcwd() if not os.path.isabs(path) else "")
+    if isinstance(source, Mapping):
+        blob = orjson.dumps(source, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=repr)
+        return ("dict", hashlib.blake2b(blob, digest_size=16).hexdigest())
+    return None
+
+
+def route(source: Any, name: str) -> RouteFacts:
+    """:func:`targets` and :func:`profile` of route ``name`` in ``source`` (as :func:`gateway_config`
+    takes it), cached per source and route: a config file is re-read only when its mtime changes."""
+    try:
+        skey = _source_key(source)
+    except Exception:  # noqa: BLE001 - an unusable source has no facts; the first call says why
+        return _NONE
+    if skey is None:
+        return _NONE
+    key = (skey, name)
+    entry = _facts.get(key)
+    if entry is not None:
+        cfg = entry[0]
+        if skey[0] == "obj":
+            src_cfg = source.config if isinstance(source, Gateway) else source
+            if src_cfg is cfg:
+                return entry[1]
+        elif skey[0] == "dict":
+            return entry[1]
+        elif _fresh(skey, cfg):
+            return entry[1]
+    cfg = gateway_config(source)
+    if cfg is None:
+        return _NONE
+    ts = tuple(targets(cfg, name))
+    facts = RouteFacts(ts, profile(list(ts)))
+    with _lock:
+        if len(_facts) > 1024:
+            _facts.clear()
+        _facts[key] = (cfg, facts)
+    return facts
+
+
+def _fresh(skey: Any, cfg: GatewayConfig) -> bool:
+    """Is the parse cached for this path still the file's current content (same mtime)?"""
+    path = skey[1] if not skey[2] else os.path.join(skey[2], skey[1])
+    try:
+        mtime = os.stat(os.path.expanduser(path)).st_mtime_ns
+    except OSError:
+        return False
+    return _mtimes.get(id(cfg)) == mtime
+
+
+#: id(GatewayConfig parsed from a file) -> the file's mtime at parse time
+_mtimes: dict[int, int] = {}
 
 
 def _entry(t: Target) -> dict[str, Any]:
@@ -153,4 +237,4 @@ def profile(ts: list[Target]) -> ModelProfile | None:
     return ModelProfile(**out)  # type: ignore[typeddict-item]
 
 
-__all__ = ["Target", "gateway_config", "targets", "profile", "LS_PROVIDERS"]
+__all__ = ["Target", "RouteFacts", "route", "gateway_config", "targets", "profile", "LS_PROVIDERS"]

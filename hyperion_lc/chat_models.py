@@ -20,7 +20,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -77,6 +77,10 @@ _PARAM_FIELDS = (
     "service_tier",
     "store",
 )
+
+
+#: the keys ``ModelProfile`` declares (LangChain warns about others)
+_PROFILE_KEYS = frozenset(get_type_hints(ModelProfile))
 
 
 class HyperionChat(BaseChatModel):
@@ -202,8 +206,18 @@ class HyperionChat(BaseChatModel):
         return self
 
     def _resolve_model_profile(self) -> ModelProfile | None:
-        """The route's profile (what holds whichever deployment answers; see :func:`_route_info.profile`)."""
-        return R.profile(R.targets(R.gateway_config(self.gateway or self.config), self.model))
+        """The route's profile (what holds whichever deployment answers; see :func:`_route_info.profile`),
+        computed once per configuration and route; each model gets its own copy."""
+        prof = R.route(self.gateway or self.config, self.model).profile
+        return None if prof is None else ModelProfile(**prof)  # type: ignore[typeddict-item]
+
+    @model_validator(mode="after")
+    def _check_profile_keys(self) -> HyperionChat:
+        """LangChain's unknown-profile-key warning (it calls ``get_type_hints`` per instance, most of
+        what building a model cost): the keys are compared with ``ModelProfile``'s, read once."""
+        if self.profile and isinstance(self.profile, dict) and not _PROFILE_KEYS.issuperset(self.profile):
+            BaseChatModel._check_profile_keys(self)
+        return self
 
     # -- LangChain plumbing ------------------------------------------------------------------------
 
@@ -246,7 +260,7 @@ class HyperionChat(BaseChatModel):
 
     def route_targets(self, route: str | None = None) -> list[R.Target]:
         """The deployments of ``route`` (default: this model's), in order, from the configuration."""
-        return R.targets(R.gateway_config(self._gw or self.gateway or self.config), route or self.model)
+        return list(R.route(self._gw or self.gateway or self.config, route or self.model).targets)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         """LangSmith sees the provider and model of the route's first deployment (the one that answers
