@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from .alerts import AnomalyAlert
 from .config import EACH, AnomalyConfig, Subjects
+from .ops import LOCAL, Op, Runner
 
 
 @dataclass(slots=True, frozen=True)
@@ -124,6 +125,11 @@ class AnomalyStore(Protocol):
     async def claim(self, subject: str, kind: str, cooldown_s: float) -> bool:
         """True (once per cooldown) if this caller may alert for ``subject`` and ``kind``."""
 
+    runner: Runner
+
+    def add_ops(self, items: Sequence[tuple[str, float]], bucket_s: float, alpha: float) -> list[Op[RateSnapshot]]:
+        """``add_many`` as ops, one per item (``Governance`` batches them with the settle)."""
+
     async def aclose(self) -> None: ...
 
 
@@ -136,7 +142,20 @@ class MemoryAnomalyStore:
         self._quiet_until: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
+    runner = LOCAL
+
+    def add_ops(self, items: Sequence[tuple[str, float]], bucket_s: float, alpha: float) -> list[Op[RateSnapshot]]:
+        return [
+            Op(local=lambda subject=subject, amount=amount: self.add_many_now([(subject, amount)], bucket_s, alpha)[0])
+            for subject, amount in items
+        ]
+
     async def add_many(
+        self, items: Sequence[tuple[str, float]], bucket_s: float, alpha: float
+    ) -> list[RateSnapshot]:
+        return self.add_many_now(items, bucket_s, alpha)
+
+    def add_many_now(
         self, items: Sequence[tuple[str, float]], bucket_s: float, alpha: float
     ) -> list[RateSnapshot]:
         with self._lock:
@@ -174,8 +193,10 @@ class RedisAnomalyStore:
         idle_ttl_s: float = 7 * 86_400,
     ) -> None:
         from ._lua import Scripts
+        from .ops import ScriptRunner
 
         self.scripts = scripts if isinstance(scripts, Scripts) else Scripts(scripts)
+        self.runner = ScriptRunner(self.scripts)
         self.base = f"{prefix}:anom:"
         self.clock = clock
         self.idle_ms = int(idle_ttl_s * 1000)
@@ -193,6 +214,9 @@ class RedisAnomalyStore:
             )
             for subject, amount in items
         ]
+
+    def add_ops(self, items: Sequence[tuple[str, float]], bucket_s: float, alpha: float) -> list[Op[RateSnapshot]]:
+        return [Op(call=c, parse=self.parse) for c in self.add_calls(items, bucket_s, alpha)]
 
     @staticmethod
     def parse(raw: list[Any]) -> RateSnapshot:

@@ -14,10 +14,12 @@ from .alerts import (
 )
 from .anomaly import AnomalyDetector, MemoryAnomalyStore, RedisAnomalyStore
 from .budgets import (
+    AlreadyHeld,
     BudgetLedger,
     BudgetStatus,
     MemoryBudgetStore,
     RedisBudgetStore,
+    Refused,
     Reservation,
     Settlement,
 )
@@ -26,6 +28,7 @@ from .config import (
     GovernanceConfig,
     Subjects,
 )
+from .ops import Op, Runner
 from .ratelimit import MemoryRateStore, RateLimiter, RedisRateStore
 from .spend import SpendRow
 
@@ -112,6 +115,8 @@ class Governance:
             on_alert=self.alerts.emit,
             spend_retention_days=cfg.spend_retention_days,
         )
+        #: runs every store's ops: in process (memory), pipelined in one round trip (Redis)
+        self.runner: Runner = budget_store.runner
         self.limiter = RateLimiter(cfg.rate_limits, store=rate_store)
         self.anomaly = AnomalyDetector(cfg.anomaly, store=anomaly_store, now=now, on_alert=self.alerts.emit)
 
@@ -133,31 +138,23 @@ class Governance:
             await self.clock.refresh()
         limits, costs = self.limiter.prepare(subj, tokens_estimate)
         res = self.ledger.prepare(request_id, subj, cost_estimate_usd)
-        ctx = {"request_id": request_id, "route": subj.route}
-        rl: Any = self.limiter.store
-        bs: Any = self.ledger.store
-        read_values: list[Any] = []
-        if self._scripts is None:
-            if reads:
-                raise ValueError("reads= needs the Redis backend")
-            rate = await rl.acquire(limits, costs) if limits else None
-            budget = await bs.reserve(request_id, res.amount_n, res.budgets, self.ledger.ttl_s)
-        else:  # Redis: both scripts in one round trip
-            calls = [rl.acquire_call(limits, costs)] if limits else []
-            calls.append(bs.reserve_call(request_id, res.amount_n, res.budgets, self.ledger.ttl_s))
-            raw = await self._scripts.run_many(calls, reads=reads)
-            read_values, raw = raw[: len(reads)], raw[len(reads) :]
-            rate = rl.parse_acquire(raw[0]) if limits else None
-            budget = bs.parse_reserve(raw[-1])
+        rl, bs = self.limiter.store, self.ledger.store
+        # both halves in one batch (Redis: one round trip)
+        ops: list[Op[Any]] = [rl.acquire_op(limits, costs)] if limits else []
+        ops.append(bs.reserve_op(request_id, res.amount_n, res.budgets, self.ledger.ttl_s))
+        out = await self.runner.run(ops, reads=reads)
+        read_values, budget = out[: len(reads)], out[-1]
         # all or nothing: undo whichever half succeeded if the other refused
-        if rate is not None:
-            if budget[0] == "ok":
-                await bs.release(request_id, res.budgets)
-            elif budget[0] == "refused":
-                self.ledger.finish(res, budget)  # raises: a budget refusal outlasts a rate limit
-            self.limiter.finish(limits, rate, tokens_estimate, **ctx)
-        if budget[0] == "refused" and limits:
-            await rl.adjust(limits, [-c for c in costs])
+        if limits:
+            rate = out[len(reads)]
+            if rate is not None:
+                if isinstance(budget, Refused):
+                    self.ledger.refuse(res, budget)  # a budget refusal outlasts a rate limit
+                if not isinstance(budget, AlreadyHeld):
+                    await bs.release(request_id, res.budgets)
+                self.limiter.finish(limits, rate, tokens_estimate, request_id=request_id, route=subj.route)
+            elif isinstance(budget, Refused):
+                await rl.adjust(limits, [-c for c in costs])
         return Admission(request_id, subj, tokens_estimate, self.ledger.finish(res, budget), reads=tuple(read_values))
 
     async def settle(
@@ -191,27 +188,16 @@ class Governance:
         delta = prompt_tokens + completion_tokens - admission.tokens_estimate
         tpm = [lim for lim in self.limiter.book.applied(subj) if lim.kind == "tpm"] if delta else []
         items = self.anomaly.items(subj, actual_usd)
-        if self._scripts is None:
-            settlement = self.ledger.settled(
-                res, await self.ledger.store.settle(res.request_id, res.budgets, actual_n, w)
-            )
-            if tpm:
-                await self.limiter.store.adjust(tpm, [float(delta)] * len(tpm))
-            snaps = await self.anomaly.store.add_many(
-                [(k, usd) for k, _, _, usd in items], self.anomaly.config.bucket_s, self.anomaly.alpha
-            )
-        else:
-            bs: Any = self.ledger.store
-            an: Any = self.anomaly.store
-            calls = [bs.settle_call(res.request_id, res.budgets, actual_n, w)]
-            if tpm:
-                calls.append(self.limiter.store.adjust_call(tpm, [float(delta)] * len(tpm)))  # type: ignore[attr-defined]
-            calls += an.add_calls(
-                [(k, usd) for k, _, _, usd in items], self.anomaly.config.bucket_s, self.anomaly.alpha
-            )
-            raw = await self._scripts.run_many(calls)
-            settlement = self.ledger.settled(res, bs.parse_settle(raw[0]))
-            snaps = [an.parse(r) for r in raw[len(raw) - len(items) :]] if items else []
+        # budget + spend, the TPM correction and the anomaly buckets in one batch (Redis: one round trip)
+        ops: list[Op[Any]] = [self.ledger.store.settle_op(res.request_id, res.budgets, actual_n, w)]
+        if tpm:
+            ops.append(self.limiter.store.adjust_op(tpm, [float(delta)] * len(tpm)))
+        ops += self.anomaly.store.add_ops(
+            [(k, usd) for k, _, _, usd in items], self.anomaly.config.bucket_s, self.anomaly.alpha
+        )
+        out = await self.runner.run(ops)
+        settlement = self.ledger.settled(res, out[0])
+        snaps = out[len(out) - len(items) :] if items else []
         if items:
             await self.anomaly.evaluate(items, snaps)
         return settlement

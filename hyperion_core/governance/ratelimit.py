@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol
 
 from ..errors import RateLimitedError
 from .config import EACH, RateLimitConfig, Subjects
+from .ops import LOCAL, Op, Runner
 
 #: seconds of slack in comparisons (float rounding of accumulated intervals)
 EPS = 1e-6
@@ -104,6 +105,13 @@ class RateStore(Protocol):
 
     async def adjust(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]) -> None: ...
 
+    runner: Runner
+
+    def acquire_op(self, limits: Sequence[AppliedLimit], costs: Sequence[float]) -> Op[tuple[int, float] | None]:
+        """``acquire`` as an op (``Governance`` batches it with the budget reservation)."""
+
+    def adjust_op(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]) -> Op[None]: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -116,9 +124,23 @@ class MemoryRateStore:
         self._lock = threading.Lock()
         self._next_prune = 0.0
 
+    runner = LOCAL
+
+    def acquire_op(self, limits: Sequence[AppliedLimit], costs: Sequence[float]) -> Op[tuple[int, float] | None]:
+        return Op(local=lambda: self.acquire_now(limits, costs))
+
+    def adjust_op(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]) -> Op[None]:
+        return Op(local=lambda: self.adjust_now(limits, deltas))
+
     async def acquire(
         self, limits: Sequence[AppliedLimit], costs: Sequence[float]
     ) -> tuple[int, float] | None:
+        return self.acquire_now(limits, costs)
+
+    async def adjust(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]) -> None:
+        self.adjust_now(limits, deltas)
+
+    def acquire_now(self, limits: Sequence[AppliedLimit], costs: Sequence[float]) -> tuple[int, float] | None:
         with self._lock:
             now = self.now()
             tats = self._tat
@@ -138,7 +160,7 @@ class MemoryRateStore:
                 self._prune(now)
             return None
 
-    async def adjust(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]) -> None:
+    def adjust_now(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]) -> None:
         with self._lock:
             now = self.now()
             for lim, d in zip(limits, deltas):
@@ -167,8 +189,10 @@ class RedisRateStore:
         self, scripts: Any, *, prefix: str = "hyperion", clock: Callable[[], float] | None = None
     ) -> None:
         from ._lua import Scripts
+        from .ops import ScriptRunner
 
         self.scripts = scripts if isinstance(scripts, Scripts) else Scripts(scripts)
+        self.runner = ScriptRunner(self.scripts)
         self.base = f"{{{prefix}:rl}}:"
         self.clock = clock
 
@@ -192,6 +216,12 @@ class RedisRateStore:
     ) -> tuple[int, float] | None:
         return self.parse_acquire(await self.scripts.run(*self.acquire_call(limits, costs)))
 
+    def acquire_op(self, limits: Sequence[AppliedLimit], costs: Sequence[float]) -> Op[tuple[int, float] | None]:
+        return Op(call=self.acquire_call(limits, costs), parse=self.parse_acquire)
+
+    def adjust_op(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]) -> Op[None]:
+        return Op(call=self.adjust_call(limits, deltas), parse=_nothing)
+
     def adjust_call(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]):
         args: list[Any] = [self._now()]
         for lim, d in zip(limits, deltas):
@@ -204,6 +234,10 @@ class RedisRateStore:
 
     async def aclose(self) -> None:
         return None
+
+
+def _nothing(raw: Any) -> None:
+    return None
 
 
 class RateLimiter:

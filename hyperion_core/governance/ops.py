@@ -1,0 +1,87 @@
+"""Store operations that run alone or batched: one code path for the memory and Redis backends.
+
+Every governance store describes each operation as an :class:`Op` — a Redis store as a script call
+plus the parser of its reply, a memory store as a function that does the work in process (under its
+lock, no awaits) — and owns a :class:`Runner` that executes ops. The ledger and the
+:class:`~.facade.Governance` facade build ops and hand them to the runner without knowing the
+backend: the memory runner runs them one after the other, the Redis runner sends them in one round
+trip (``Scripts.run_many``), so admission (rate limits + budget reservation) and settlement (budget,
+spend, TPM correction, anomaly buckets) stay one round trip on Redis::
+
+    rate, held = await runner.run([rate_store.acquire_op(...), budget_store.reserve_op(...)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from ._lua import Call, Scripts
+
+T = TypeVar("T")
+
+
+class Op(Generic[T]):
+    """One store operation yielding a ``T``: ``call`` + ``parse`` (Redis) or ``local`` (memory)."""
+
+    __slots__ = ("call", "parse", "local")
+
+    def __init__(
+        self,
+        *,
+        call: Call | None = None,
+        parse: Callable[[Any], T] | None = None,
+        local: Callable[[], T] | None = None,
+    ) -> None:
+        self.call = call
+        self.parse = parse
+        self.local = local
+
+    def __repr__(self) -> str:
+        return f"Op({self.call[0] if self.call is not None else 'local'})"
+
+
+class Runner(Protocol):
+    async def run(self, ops: Sequence[Op[Any]], *, reads: Sequence[str] = ()) -> list[Any]:
+        """Run ``ops`` in order; their results (led by the values of ``reads``, Redis keys read in
+        the same round trip; the memory backend has none)."""
+
+    async def one(self, op: Op[T]) -> T: ...
+
+
+class LocalRunner:
+    """Runs memory ops in order, in this process."""
+
+    __slots__ = ()
+
+    async def run(self, ops: Sequence[Op[Any]], *, reads: Sequence[str] = ()) -> list[Any]:
+        if reads:
+            raise ValueError("reads= needs the Redis backend")
+        return [op.local() for op in ops]  # type: ignore[misc]
+
+    async def one(self, op: Op[T]) -> T:
+        return op.local()  # type: ignore[misc]
+
+
+class ScriptRunner:
+    """Runs Redis ops: one script alone, several pipelined in one round trip (each atomic)."""
+
+    __slots__ = ("scripts",)
+
+    def __init__(self, scripts: Scripts) -> None:
+        self.scripts = scripts
+
+    async def run(self, ops: Sequence[Op[Any]], *, reads: Sequence[str] = ()) -> list[Any]:
+        raw = await self.scripts.run_many([op.call for op in ops], reads=reads)  # type: ignore[misc]
+        n = len(reads)
+        return raw[:n] + [op.parse(r) for op, r in zip(ops, raw[n:])]  # type: ignore[misc]
+
+    async def one(self, op: Op[T]) -> T:
+        return op.parse(await self.scripts.run(*op.call))  # type: ignore[misc]
+
+
+#: the memory backends' runner (stateless: one for all)
+LOCAL = LocalRunner()
+
+
+__all__ = ["Op", "Runner", "LocalRunner", "ScriptRunner", "LOCAL"]
