@@ -24,8 +24,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
+from .clock import Clock, ManualClock, SystemClock, set_testing  # the shared clock (re-exported here)
 from .config import BreakerConfig, RouteConfig
 from .errors import (
     AllDeploymentsFailedError,
@@ -47,56 +48,6 @@ else:  # pragma: no cover - Python 3.10 (aiohttp depends on async-timeout there)
     from async_timeout import timeout as _timeout
 
 T = TypeVar("T")
-
-
-# -- clock and test mode ---------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """Monotonic time and real sleeps."""
-
-    now = staticmethod(time.monotonic)
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds > 0 and not _TESTING.on:
-            await asyncio.sleep(seconds)
-
-
-class ManualClock:
-    """A clock that only moves when told to (tests). ``sleep`` advances it instantly."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.t = start
-
-    def now(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += max(seconds, 0.0)
-        await asyncio.sleep(0)
-
-
-@dataclass
-class _Testing:
-    on: bool = False
-
-
-_TESTING = _Testing()
-
-
-def set_testing(on: bool = True) -> None:
-    """Test mode: backoff sleeps of :class:`SystemClock` return at once (breaker cooldowns still
-    use the clock, so tests that need them use :class:`ManualClock`)."""
-    _TESTING.on = on
 
 
 # -- circuit breaker -------------------------------------------------------------------------
