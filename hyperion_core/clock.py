@@ -32,6 +32,10 @@ class WallClock(Protocol):
         """Wall-clock Unix seconds."""
 
 
+class Clocks(MonotonicClock, WallClock, Protocol):
+    """Both readings (governance: wall time for budget periods, monotonic for rate limits)."""
+
+
 class Clock(MonotonicClock, Protocol):
     """What the router needs: monotonic time and (test-mode aware) sleeps."""
 
@@ -54,7 +58,7 @@ def set_testing(on: bool = True) -> None:
     _TESTING.on = on
 
 
-def testing() -> bool:
+def is_testing() -> bool:
     """Whether test mode is on."""
     return _TESTING.on
 
@@ -107,9 +111,10 @@ __all__ = [
     "Clock",
     "MonotonicClock",
     "WallClock",
+    "Clocks",
     "SystemClock",
     "ManualClock",
     "SYSTEM",
     "set_testing",
-    "testing",
+    "is_testing",
 ]

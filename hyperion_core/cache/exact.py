@@ -23,10 +23,11 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
+from ..clock import SYSTEM, MonotonicClock, SystemClock
 from ..types import ChatResponse, ToolCall, Usage
 from .config import CacheBackendConfig
 
@@ -40,12 +41,8 @@ T = TypeVar("T")
 _PAYLOAD_VERSION = 1
 
 
-class MonotonicClock(Protocol):
-    def now(self) -> float: ...
-
-
-class _Monotonic:
-    now = staticmethod(time.monotonic)
+#: the shared clock (``hyperion_core.clock``); the old names stay importable from here
+_Monotonic = SystemClock
 
 
 # -- the entry -------------------------------------------------------------------------------
@@ -132,7 +129,7 @@ class L1Cache:
     def __init__(self, max_entries: int, max_bytes: int, clock: MonotonicClock | None = None) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self.clock = clock or _Monotonic()
+        self.clock = clock or SYSTEM
         self.bytes = 0
         self.evictions = 0
         self._data: OrderedDict[str, tuple[float, int, Any]] = OrderedDict()

@@ -43,10 +43,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..clock import SYSTEM, MonotonicClock
 from ..types import CacheInfo, ChatChunk, ChatRequest, ChatResponse, ToolCallDelta
 from .coalesce import Flight, Flights
 from .config import CacheBackendConfig, CacheSettings
-from .exact import CachedAnswer, L1Cache, MonotonicClock, RedisBackend, RedisExact, _Monotonic
+from .exact import CachedAnswer, L1Cache, RedisBackend, RedisExact
 from .keys import exact_key, scope_hash, scope_of, semantic_partition_key, semantic_text
 from .semantic import MemorySemantic, RedisSemantic, SemanticCandidate, SemanticStore
 
@@ -203,7 +204,7 @@ class ResponseCache:
             backend = CacheBackendConfig.model_validate(backend)
         self.backend_config = backend
         self.embedder = embedder
-        self.clock = clock or _Monotonic()
+        self.clock = clock or SYSTEM
         self.wall = wall
         self.verifier = verifier
         self._guard_check = guard_check

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .exact import CachedAnswer, MonotonicClock, RedisBackend, _Monotonic
+from ..clock import SYSTEM, MonotonicClock
+from .exact import CachedAnswer, RedisBackend
 from .keys import digest
 
 #: float rounding allowance on distances: a threshold of 0 still matches an identical vector
@@ -101,7 +102,7 @@ class MemorySemantic:
 
     def __init__(self, max_entries: int, clock: MonotonicClock | None = None) -> None:
         self.max_entries = max_entries
-        self.clock = clock or _Monotonic()
+        self.clock = clock or SYSTEM
         self.evictions = 0
         self._parts: dict[tuple[str, str], _Partition] = {}
         self._entries: OrderedDict[str, _Entry] = OrderedDict()

@@ -237,7 +237,7 @@ class WebhookSink:
         import aiohttp
         import orjson
 
-        from ..routing import SystemClock
+        from ..clock import SystemClock
 
         body = orjson.dumps(alert_dict(alert))
         clock = SystemClock()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..clock import SYSTEM, Clocks
 from ..errors import ConfigError
 from .alerts import (
     AlertDispatcher,
@@ -55,7 +55,10 @@ class Governance:
     computed from :class:`~.clock.RedisClock` (``self.clock``), the host clock corrected by its
     measured offset to the server, so skewed hosts still agree. An explicit ``now`` (tests, replays)
     replaces it in the scripts too; ``redis_clock`` replaces it in every script, rate limits included
-    (tests only). ``monotonic`` is the memory rate limiter's clock. ``redis`` is a ``redis.asyncio``
+    (tests only). ``monotonic`` is the memory rate limiter's clock. ``clock`` (a
+    :class:`~hyperion_core.clock.ManualClock` in tests) supplies both host readings — ``time()`` for
+    ``now`` (the Redis backend's host clock, corrected to Redis), ``now()`` for ``monotonic`` —
+    unless those are given; default: the system clock. ``redis`` is a ``redis.asyncio``
     client to share (otherwise one is built from ``redis_url``: one pool). ``sinks`` replaces the
     configured alert sinks.
     """
@@ -66,10 +69,14 @@ class Governance:
         *,
         redis: Any = None,
         now: Callable[[], float] | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] | None = None,
         sinks: Iterable[AlertSink] | None = None,
         redis_clock: Callable[[], float] | None = None,
+        clock: Clocks | None = None,
     ) -> None:
+        host = clock if clock is not None else SYSTEM
+        if monotonic is None:
+            monotonic = host.now
         cfg = (
             config if isinstance(config, GovernanceConfig) else GovernanceConfig.model_validate(config or {})
         )
@@ -95,14 +102,14 @@ class Governance:
             self._scripts = Scripts(redis)
             wall = redis_clock if redis_clock is not None else now  # None: Redis TIME
             if now is None:
-                now = self.clock = RedisClock(redis)
+                now = self.clock = RedisClock(redis, local=host.time, monotonic=host.now)
             kw = {"prefix": cfg.key_prefix, "clock": wall}
             budget_store: Any = RedisBudgetStore(self._scripts, retention_days=cfg.spend_retention_days, **kw)
             rate_store: Any = RedisRateStore(self._scripts, prefix=cfg.key_prefix, clock=redis_clock)
             anomaly_store: Any = RedisAnomalyStore(self._scripts, **kw)
         else:
             if now is None:
-                now = time.time
+                now = host.time
             budget_store = MemoryBudgetStore(now=now, retention_days=cfg.spend_retention_days)
             rate_store = MemoryRateStore(now=monotonic)
             anomaly_store = MemoryAnomalyStore(now=now)
