@@ -30,6 +30,7 @@ from .stages import Parts, build_stages
 from .streaming import ChatStream
 from .types import (
     CacheControl,
+    CacheInfo,
     Caller,
     ChatChunk,
     ChatRequest,
@@ -111,23 +112,43 @@ class Gateway(Reads):
 
     # -- requests ----------------------------------------------------------------------------
 
-    def request(self, route: str, messages: list[Message], *, stop: str | list[str] | None = None,
-                caller: Caller | None = None, virtual_key: str | None = None, metadata: dict[str, Any] | None = None,
-                **params: Any) -> ChatRequest:
+    def request(
+        self,
+        route: str,
+        messages: list[Message],
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        n: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
+        response_format: dict[str, Any] | None = None,
+        caller: Caller | None = None,
+        virtual_key: str | None = None,
+        cache: CacheControl | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> ChatRequest:
         """Build a :class:`ChatRequest` (what ``acomplete``/``astream`` do for you): ``RequestParams``
         and provider extras. ``virtual_key`` (``hk-...``) is authenticated by the pipeline; ``caller``
         is for trusted doors."""
         if virtual_key is not None:
             caller = replace(caller, virtual_key=virtual_key) if caller else Caller(virtual_key=virtual_key)
-        fields = {k: params.pop(k) for k in _REQUEST_FIELDS if k in params}
-        return ChatRequest(route=route, messages=messages, stop=[stop] if isinstance(stop, str) else stop,
-                           caller=caller, metadata=metadata or {}, extra=params, **fields)
+        return ChatRequest(route, messages, temperature, top_p, max_tokens, [stop] if isinstance(stop, str) else stop,
+                           seed, n, tools, tool_choice, response_format, extra, caller, cache, timeout, max_retries,
+                           metadata=metadata or {})
 
     def _req(self, route: str | ChatRequest, messages: list[Message] | None, params: Any) -> ChatRequest:
         if isinstance(route, ChatRequest):
             return route
-        extra = params.pop("extra", None)
-        return self.request(route, messages, **params, **(extra or {}))  # type: ignore[arg-type]
+        if "extra" in params:
+            params.update(params.pop("extra") or {})
+        return self.request(route, messages, **params)  # type: ignore[arg-type]
 
     async def acomplete(self, route: str | ChatRequest, messages: list[Message] | None = None,
                         **params: Unpack[RequestParams]) -> ChatResponse:
@@ -202,16 +223,18 @@ class Gateway(Reads):
 
     async def aend_external(self, call: ExternalCall, *, usage: Usage, content: str | None = None,
                             finish_reason: str | None = None, model: str | None = None, ttft_ms: float | None = None,
-                            stream: bool | None = None) -> ChatResponse:
+                            stream: bool | None = None, cache: CacheInfo | None = None) -> ChatResponse:
         """Settle the call at its actual usage, record spend and audit it; returns it as a response record.
-        ``stream``: whether it turned out to be streamed (handlers often learn that only from tokens)."""
+        ``stream``: whether it turned out to be streamed (handlers often learn that only from tokens).
+        ``cache``: the answer came from Hyperion's cache (say ``HyperionCache``): it costs nothing and
+        ``cache.cost_saved`` is recorded as saved."""
         if stream is not None:
             call.ticket.streamed = stream
         resp = ChatResponse(
             request_id=call.req.request_id, route=call.req.route, deployment=f"{call.provider}/{model or call.model}",
             model=model or call.model, content=content, tool_calls=(), finish_reason=finish_reason, usage=usage,
-            cost=call.price.cost(usage), attempts=(), latency_ms=(time.perf_counter() - call.started) * 1000.0,
-            ttft_ms=ttft_ms,
+            cost=0.0 if cache is not None else call.price.cost(usage), attempts=(),
+            latency_ms=(time.perf_counter() - call.started) * 1000.0, ttft_ms=ttft_ms, cache=cache,
         )
         await self.pipeline.exit(call.ticket, resp)
         return resp
@@ -273,10 +296,6 @@ class Gateway(Reads):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-_REQUEST_FIELDS = ("temperature", "top_p", "max_tokens", "seed", "n", "tools", "tool_choice", "response_format",
-                   "cache", "timeout", "max_retries")
 
 
 @dataclass(slots=True)

@@ -92,7 +92,7 @@ class RequestContext:
     #: (usage, cost, deployment) generated upstream by a request that then failed or was cancelled
     billed: tuple[Usage, float, str | None] | None = None
     settle_error: BaseException | None = None
-    after_errors: list[tuple[str, BaseException]] = field(default_factory=list)
+    after_errors: list[tuple[str, BaseException]] | None = None  # (stage, error) of failed after hooks
     #: embeddings: the inputs and the result
     inputs: list[str] | None = None
     dimensions: int | None = None
@@ -236,7 +236,7 @@ class Pipeline:
                     raise
                 except Exception as exc:  # noqa: BLE001 - an after hook never replaces the outcome
                     self.failures[stage.name] += 1
-                    ctx.after_errors.append((stage.name, exc))
+                    ctx.after_errors = [*(ctx.after_errors or ()), (stage.name, exc)]
                     log.error("stage %s failed after request %s: %s: %s", stage.name, ctx.req.request_id,
                               type(exc).__name__, exc)
         if ctx.exits is not None:
@@ -246,7 +246,7 @@ class Pipeline:
                 raise
             except Exception as exc:  # noqa: BLE001 - e.g. a cache lock that could not be released
                 self.failures["exits"] += 1
-                ctx.after_errors.append(("exits", exc))
+                ctx.after_errors = [*(ctx.after_errors or ()), ("exits", exc)]
 
 
 async def aclose_quietly(agen: Any) -> None:

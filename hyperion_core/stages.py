@@ -26,6 +26,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ._text import suggest
 from .errors import (
     AccessError,
     BudgetExceededError,
@@ -72,8 +73,6 @@ class Parts:
     def route(self, name: Any) -> RouteState:
         rs = self.routes.get(name) if isinstance(name, str) else None
         if rs is None:
-            from ._text import suggest
-
             known = set(self.routes)
             raise RouteNotFoundError(
                 f"unknown route '{name}'" + (suggest(str(name), known) or f" (routes: {', '.join(self.routes)})"),
@@ -126,8 +125,6 @@ def answers(req: ChatRequest) -> int:
 
 def validate_chat(rs: RouteState, req: ChatRequest) -> None:
     """Refuse what no deployment should be sent, naming the problem; apply the route's defaults."""
-    from ._text import suggest
-
     msgs = req.messages
     if not isinstance(msgs, list) or not msgs:
         raise InvalidRequestError("messages: must be a non-empty list of messages", route=req.route)
@@ -157,8 +154,6 @@ def check_extra(rs: RouteState, req: ChatRequest) -> None:
     """Extra parameters reach the provider: the deployment owns ``model`` (a caller's ``model`` would
     be billed at the route's price), and a name no wire knows is refused unless the route allows it
     (``allow_params``) — never silently sent or silently dropped."""
-    from ._text import suggest
-
     allowed = rs.cfg.allow_params
     for name in req.extra:
         if name in _RESERVED_PARAMS:
