@@ -1,0 +1,36 @@
+"""Wire codecs: the OpenAI and Anthropic HTTP formats on the *server* side (what a door such as
+``hyperion serve`` reads and writes), pure and I/O-free. The provider adapters
+(``hyperion_core.providers``) are the client side of the same formats.
+
+* :mod:`hyperion_core.wire.openai` — Chat Completions / Embeddings / Models: :func:`~.openai.parse_chat`,
+  :func:`~.openai.parse_embeddings`, :func:`~.openai.encode_chat_completion`, :class:`~.openai.ChunkEncoder`,
+  :func:`~.openai.encode_embeddings`, :func:`~.openai.encode_models`, :func:`~.openai.error_reply`.
+* :mod:`hyperion_core.wire.anthropic` — Messages: :func:`~.anthropic.parse_messages`,
+  :func:`~.anthropic.encode_message`, :class:`~.anthropic.EventEncoder`, :func:`~.anthropic.error_reply`.
+
+Both parse into :class:`ParsedChat` (a ``ChatRequest`` in OpenAI format plus ``stream`` /
+``include_usage``), refuse bodies the real API refuses with :class:`RequestBodyError` (the API's own
+message), and map every :class:`~hyperion_core.errors.HyperionError` to an :class:`ErrorReply`
+(status, the wire's error body, headers such as Retry-After).
+"""
+
+from . import anthropic, openai
+from .common import (
+    JSON_CONTENT_TYPE,
+    SSE_CONTENT_TYPE,
+    ErrorReply,
+    ParsedChat,
+    ParsedEmbeddings,
+    RequestBodyError,
+)
+
+__all__ = [
+    "JSON_CONTENT_TYPE",
+    "SSE_CONTENT_TYPE",
+    "ErrorReply",
+    "ParsedChat",
+    "ParsedEmbeddings",
+    "RequestBodyError",
+    "anthropic",
+    "openai",
+]
