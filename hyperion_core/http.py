@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .errors import ProviderConnectionError, StreamCutError
+from .errors import InvalidRequestError, ProviderConnectionError, StreamCutError
 
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
@@ -94,7 +94,7 @@ class HttpClient:
         """POST JSON; returns (status, response headers, raw body). Transport failures raise
         :class:`ProviderConnectionError`."""
         try:
-            async with self.session().post(url, data=orjson.dumps(body), headers=headers) as resp:
+            async with self.session().post(url, data=dumps_body(body), headers=headers) as resp:
                 return resp.status, resp.headers, await resp.read()
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ProviderConnectionError(f"connection to {_host(url)} failed: {_describe(exc)}") from exc
@@ -131,6 +131,15 @@ async def sse_events(resp: aiohttp.ClientResponse, url: str) -> AsyncIterator[tu
         raise StreamCutError(f"stream from {_host(url)} broke: {_describe(exc)}") from exc
 
 
+def dumps_body(body: Any) -> bytes:
+    """A request body as JSON bytes; what JSON cannot carry (lone surrogates, integers past 64 bits,
+    nesting deeper than 254) is the caller's error, named as such — never a TypeError from orjson."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from None
+
+
 def _host(url: str) -> str:
     rest = url.split("://", 1)[-1]
     return rest.split("/", 1)[0]
@@ -142,4 +151,4 @@ def _describe(exc: BaseException) -> str:
 
 JSON_HEADERS = _JSON_HEADERS
 
-__all__ = ["HttpClient", "sse_events", "JSON_HEADERS"]
+__all__ = ["HttpClient", "sse_events", "JSON_HEADERS", "dumps_body"]

@@ -138,16 +138,35 @@ def validate_chat(rs: RouteState, req: ChatRequest) -> None:
             raise InvalidRequestError(
                 f"messages[{i}].role: unknown role {role!r}" + suggest(str(role), set(_ROLES)), route=req.route
             )
-    if req.max_tokens is not None and (type(req.max_tokens) is not int or req.max_tokens < 1):
+        content = m.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise InvalidRequestError(
+                f"messages[{i}].content: must be a string or a list of parts, got {type(content).__name__}",
+                route=req.route,
+            )
+    if req.max_tokens is not None and (type(req.max_tokens) is not int or not 1 <= req.max_tokens < 2**31):
         raise InvalidRequestError(f"max_tokens: must be a positive integer, got {req.max_tokens!r}", route=req.route)
+    for name in ("temperature", "top_p"):
+        v = getattr(req, name)
+        if v is not None and (type(v) not in (int, float) or not 0 <= v <= (2 if name == "temperature" else 1)):
+            raise InvalidRequestError(
+                f"{name}: must be a number from 0 to {2 if name == 'temperature' else 1}, got {v!r}", route=req.route
+            )
+    for name in ("n", "seed"):
+        v = getattr(req, name)
+        if v is not None and (type(v) is not int or (name == "n" and v < 1) or not -(2**63) <= v < 2**63):
+            raise InvalidRequestError(f"{name}: must be {'a positive ' if name == 'n' else 'an '}integer, got {v!r}",
+                                      route=req.route)
+    if req.stop is not None and (not isinstance(req.stop, list) or not all(isinstance(x, str) for x in req.stop)):
+        raise InvalidRequestError(f"stop: must be a string or a list of strings, got {req.stop!r}", route=req.route)
+    if req.tools is not None and (not isinstance(req.tools, list) or not all(isinstance(t, dict) for t in req.tools)):
+        raise InvalidRequestError("tools: must be a list of tool definitions (dicts)", route=req.route)
     if req.extra:
         check_extra(rs, req)
     if req.max_tokens is None and rs.cfg.default_max_tokens and not output_cap(req):
         req.max_tokens = rs.cfg.default_max_tokens  # enforced upstream, so budgets may reserve just this
     if req.max_retries is not None and (type(req.max_retries) is not int or req.max_retries < 0):
         raise InvalidRequestError(f"max_retries: must be an integer >= 0, got {req.max_retries!r}", route=req.route)
-    if req.temperature is not None and not 0 <= req.temperature <= 2:
-        raise InvalidRequestError(f"temperature: must be between 0 and 2, got {req.temperature!r}", route=req.route)
 
 
 def check_extra(rs: RouteState, req: ChatRequest) -> None:

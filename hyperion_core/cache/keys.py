@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import InvalidRequestError
 from ..types import Caller, ChatRequest, Message
 from .config import Scope
 
@@ -44,8 +45,12 @@ def _default(obj: Any) -> Any:
 
 
 def canonical_json(obj: Any) -> bytes:
-    """Compact JSON with sorted keys: equal for values that differ only in formatting."""
-    return orjson.dumps(obj, default=_default, option=_OPTS)
+    """Compact JSON with sorted keys: equal for values that differ only in formatting. What JSON cannot
+    carry (lone surrogates, integers past 64 bits, nesting deeper than 254) is the caller's error."""
+    try:
+        return orjson.dumps(obj, default=_default, option=_OPTS)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from None
 
 
 def digest(data: bytes, size: int = 16) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from ..errors import (
+    GovernanceStoreError,
     InvalidKeyError,
     InvalidRequestError,
     KeyExpiredError,
@@ -286,9 +287,11 @@ class SqliteKeyStore(KeyStore):
     def __init__(self, path: str | os.PathLike[str], **kw: Any) -> None:
         super().__init__(**kw)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, record BLOB NOT NULL)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GovernanceStoreError(f"key store {self.path}: cannot create its folder ({exc.strerror})") from None
+        self._run("CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, record BLOB NOT NULL)")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
@@ -296,8 +299,11 @@ class SqliteKeyStore(KeyStore):
         return db
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._connect() as db:
-            return db.execute(sql, args).fetchall()
+        try:
+            with self._connect() as db:
+                return db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:  # a read-only or full disk, a locked or damaged file
+            raise GovernanceStoreError(f"key store {self.path}: {exc}") from None
 
     async def _load(self, key_id: str) -> KeyRecord | None:
         rows = await asyncio.to_thread(self._run, "SELECT record FROM keys WHERE key_id = ?", (key_id,))
@@ -318,8 +324,11 @@ class RedisKeyStore(KeyStore):
 
     def __init__(self, client: Any, *, prefix: str = "hyperion", **kw: Any) -> None:
         super().__init__(**kw)
+        from redis.exceptions import RedisError
+
         self.r = client
         self.prefix = prefix
+        self._errors = (RedisError, OSError)  # a store that is down, hung or refusing: GovernanceStoreError
 
     def record_key(self, key_id: str) -> str:
         """The Redis key holding ``key_id``'s record (read in the admission pipeline)."""
@@ -328,17 +337,26 @@ class RedisKeyStore(KeyStore):
     _k = record_key
 
     async def _load(self, key_id: str) -> KeyRecord | None:
-        raw = await self.r.get(self._k(key_id))
+        try:
+            raw = await self.r.get(self._k(key_id))
+        except self._errors as exc:
+            raise GovernanceStoreError(f"key store (Redis): reading key '{key_id}' failed: {exc}") from exc
         return KeyRecord.loads(raw) if raw else None
 
     async def _save(self, record: KeyRecord) -> None:
-        await self.r.set(self._k(record.key_id), record.dumps())
-        await self.r.sadd(f"{self.prefix}:keys", record.key_id)
+        try:
+            await self.r.set(self._k(record.key_id), record.dumps())
+            await self.r.sadd(f"{self.prefix}:keys", record.key_id)
+        except self._errors as exc:
+            raise GovernanceStoreError(f"key store (Redis): saving key '{record.key_id}' failed: {exc}") from exc
 
     async def _all(self) -> list[KeyRecord]:
-        ids = sorted(x.decode() if isinstance(x, bytes) else x for x in await self.r.smembers(f"{self.prefix}:keys"))
+        try:
+            members = await self.r.smembers(f"{self.prefix}:keys")
+        except self._errors as exc:
+            raise GovernanceStoreError(f"key store (Redis): listing keys failed: {exc}") from exc
         out = []
-        for key_id in ids:
+        for key_id in sorted(x.decode() if isinstance(x, bytes) else x for x in members):
             rec = await self._load(key_id)
             if rec is not None:
                 out.append(rec)

@@ -28,7 +28,7 @@ from ..errors import (
     StreamCutError,
     error_for_status,
 )
-from ..http import HttpClient, sse_events
+from ..http import HttpClient, dumps_body, sse_events
 from ..pricing import Price
 from ..types import ChatChunk, ChatRequest, ProviderResponse, Usage
 
@@ -170,7 +170,7 @@ class HttpAdapter(Adapter):
             ) from None
 
     async def stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
-        body = orjson.dumps(self.build_body(req, True))
+        body = dumps_body(self.build_body(req, True))
         url = self._stream_url
         try:
             async with self.http.session().post(url, data=body, headers=self._headers) as resp:
