@@ -32,7 +32,9 @@ from .gateway import Gateway
 ENV_CONFIG = "HYPERION_CONFIG"
 
 
-def _key(config: Any) -> tuple[str, Any]:
+def config_key(config: Any) -> tuple[str, Any]:
+    """The identity a config is shared under (see the module docstring); raises :class:`ConfigError`
+    for a missing or unusable one. Pure: builds nothing."""
     if config is None:
         path = os.environ.get(ENV_CONFIG)
         if not path:
@@ -62,7 +64,7 @@ class GatewayRegistry:
         """The shared gateway for ``config`` (built on first use)."""
         if isinstance(config, Gateway):
             return config
-        key = _key(config)
+        key = config_key(config)
         entry = self._gateways.get(key)
         if entry is None:
             with self._lock:
@@ -74,6 +76,12 @@ class GatewayRegistry:
 
     def __len__(self) -> int:
         return len(self._gateways)
+
+    def clear(self) -> list[Gateway]:
+        """Forget every registered gateway without closing it; returns them (the caller closes them)."""
+        with self._lock:
+            entries, self._gateways = list(self._gateways.values()), {}
+        return [gw for gw, _ in entries]
 
     def close(self) -> None:
         """Close every registered gateway (their sync loops and pools) and forget them."""
@@ -103,6 +111,8 @@ def shared_gateway(config: Any = None) -> Gateway:
 
 get_gateway = shared_gateway
 
+_key = config_key  # the former private name
+
 
 def close_gateways() -> None:
     """Close the gateways the registry built (e.g. at the end of a script or a test session)."""
@@ -114,4 +124,4 @@ async def aclose_gateways() -> None:
     await registry.aclose()
 
 
-__all__ = ["GatewayRegistry", "registry", "shared_gateway", "get_gateway", "close_gateways", "aclose_gateways", "ENV_CONFIG"]
+__all__ = ["GatewayRegistry", "registry", "config_key", "shared_gateway", "get_gateway", "close_gateways", "aclose_gateways", "ENV_CONFIG"]

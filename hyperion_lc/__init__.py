@@ -13,7 +13,8 @@
   — typed custom events for LangChain callback handlers.
 """
 
-from ._registry import GatewayRegistry, aclose_gateways, close_gateways, get_gateway, registry
+from hyperion_core.registry import GatewayRegistry, aclose_gateways, close_gateways, get_gateway, registry
+
 from .cache import HyperionCache
 from .callbacks import AsyncHyperionCallbackHandler, HyperionCallbackHandler
 from .chat_models import HyperionChat, register_provider

@@ -12,7 +12,13 @@ are the conversation (so the semantic tier embeds the last user turn and partiti
 temperature and tools come from ``llm_string`` (the semantic tier skips hot or tool-bearing requests),
 and a hash of the whole ``llm_string`` is the request's cache namespace — two models, or one model with
 different parameters, never share an entry. The tenant is the virtual key's (scope ``key`` / ``team`` /
-``shared`` from the cache settings), or the trusted ``caller=``.
+``shared`` from the cache settings), or the trusted ``caller=``. The key is checked by the pipeline's
+Authorize stage on every lookup and store (:func:`hyperion_core.doors.authorize`): a revoked or expired
+key, or one not allowed on ``route``, reads and writes nothing from that moment on.
+
+A hit is marked in the answer's ``response_metadata["hyperion_cache"]`` (tier, similarity, age, what
+the original call cost); a ``HyperionCallbackHandler`` on the same model settles such a call at $0 and
+records that cost as saved.
 
 The cache policy is the ``cache:`` section of ``route`` in the gateway configuration (or ``settings=``);
 entries live in the gateway's cache store (its Redis tiers when state is shared), one store per gateway.
@@ -24,7 +30,6 @@ import ast
 import hashlib
 import json
 import logging
-import time
 import weakref
 from dataclasses import replace
 from typing import Any
@@ -38,17 +43,14 @@ from pydantic import SecretStr
 
 from hyperion_core import Gateway, HyperionError
 from hyperion_core.cache import CacheSettings, ResponseCache, SemanticSettings
+from hyperion_core.doors import CACHE_KEY, GatewayRef, authorize, cache_info_dict
 from hyperion_core.pricing import lookup as price_lookup
 from hyperion_core.types import CacheControl, Caller, ChatRequest, ChatResponse, ToolCall, Usage
 
 from . import _convert as C
-from ._registry import registry
 from .callbacks import usage_of
 
 log = logging.getLogger("hyperion.langchain")
-
-#: seconds a virtual key's principal is trusted before it is authenticated again (revocation shows then)
-AUTH_TTL_S = 60.0
 
 _stores: weakref.WeakKeyDictionary[Gateway, ResponseCache] = weakref.WeakKeyDictionary()
 
@@ -123,13 +125,11 @@ class HyperionCache(BaseCache):
         caller: Caller | None = None,
         namespace: str | None = None,
     ) -> None:
-        self._gateway = gateway
-        self._config = config
+        self._ref = GatewayRef(gateway, config, who="HyperionCache")
         self.route = route
         self._settings = CacheSettings.model_validate(settings) if isinstance(settings, dict) else settings
         self._virtual_key = SecretStr(virtual_key) if isinstance(virtual_key, str) else virtual_key
         self._caller = caller
-        self._principal: tuple[float, Caller | None] | None = None
         self.namespace = namespace
         self._epoch = 0
 
@@ -138,9 +138,7 @@ class HyperionCache(BaseCache):
 
     @property
     def gateway(self) -> Gateway:
-        if self._gateway is None:
-            self._gateway = registry.get(self._config)
-        return self._gateway
+        return self._ref.get()
 
     @property
     def settings(self) -> CacheSettings:
@@ -161,14 +159,13 @@ class HyperionCache(BaseCache):
     # -- prepare ---------------------------------------------------------------------------------
 
     async def _tenant(self) -> Caller | None:
-        if self._virtual_key is None:
-            return self._caller
-        now = time.monotonic()
-        if self._principal is None or now - self._principal[0] > AUTH_TTL_S:
-            p = await self.gateway.keys.authenticate(self._virtual_key.get_secret_value())
-            caller = Caller(key_id=p.key_id, team=p.team, user=p.user)
-            self._principal = (now, caller)
-        return self._principal[1]
+        """The caller, authorized for ``route`` by the pipeline's Authorize stage (every time: a revoked
+        key is refused at once)."""
+        vk = self._virtual_key.get_secret_value() if self._virtual_key is not None else None
+        caller = await authorize(self.gateway, self.route, virtual_key=vk, caller=self._caller)
+        if caller is not None and caller.virtual_key:
+            caller = Caller(key_id=caller.key_id, team=caller.team, user=caller.user, tags=caller.tags)
+        return caller
 
     def _request(self, prompt: str, llm_string: str, caller: Caller | None) -> tuple[ChatRequest, bool]:
         """(the request LangChain's key stands for, whether the prompt was a chat conversation)."""
@@ -278,27 +275,17 @@ def _response(req: ChatRequest, gen: Generation) -> ChatResponse | None:
 
 def _generation(resp: ChatResponse, chat: bool) -> Generation:
     c = resp.cache
-    info = {"finish_reason": resp.finish_reason}
+    cache_meta = None if c is None else cache_info_dict(c)
+    info: dict[str, Any] = {"finish_reason": resp.finish_reason, CACHE_KEY: cache_meta}
     if not chat:
         return Generation(text=resp.content or "", generation_info=info)
-    cache_meta = (
-        None
-        if c is None
-        else {
-            "tier": c.tier,
-            "similarity": c.similarity,
-            "age_s": round(c.age_s, 3),
-            "guards": list(c.guards),
-            "cost_saved": c.cost_saved,
-        }
-    )
     msg = C.to_ai_message(replace(resp, attempts=()))
     msg.response_metadata = {
         "model_name": resp.model,
         "finish_reason": resp.finish_reason,
-        "hyperion_cache": cache_meta,
+        CACHE_KEY: cache_meta,
     }
     return ChatGeneration(message=msg, generation_info=info)
 
 
-__all__ = ["HyperionCache", "parse_llm_string", "AUTH_TTL_S"]
+__all__ = ["HyperionCache", "parse_llm_string"]

@@ -11,9 +11,11 @@ the budget is reserved from the estimated tokens at the model's price. A refusal
 ``raise_error = True``), which stops the run before the model is called; the error is the two-parent class
 of :mod:`hyperion_lc.errors` (catch ``BudgetExceededError`` or LangChain's ``ModelError``). On end the call
 is settled at the model's reported usage (``usage_metadata``, else ``llm_output["token_usage"]``, else an
-estimate) and audited like a gateway request; on error it is released and the failure audited. Calls are
-correlated by ``run_id``: exactly one settle or release per admitted start. Runs of ``HyperionChat`` are
-skipped (the gateway already governs them).
+estimate) and audited like a gateway request — an answer ``HyperionCache`` served is settled at $0 and its
+cost recorded as saved; on error it is released and the failure audited. Calls are correlated by
+``run_id``: exactly one settle or release per admitted start (the bookkeeping is the core's
+:class:`~hyperion_core.doors.ExternalMeter`, shared with the LlamaIndex instrumentation). Runs of
+``HyperionChat`` are skipped (the gateway already governs them).
 
 :class:`HyperionCallbackHandler` is sync and works for sync and async runs (LangChain runs a sync handler
 of an async run in a worker thread). :class:`AsyncHyperionCallbackHandler` stays on the event loop in
@@ -28,8 +30,6 @@ import asyncio
 import functools
 import logging
 import sys
-import threading
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 from uuid import UUID
@@ -40,12 +40,10 @@ from langchain_core.outputs import LLMResult
 from pydantic import SecretStr
 
 from hyperion_core import Gateway, HyperionError
-from hyperion_core.gateway import ExternalCall
-from hyperion_core.tokens import estimate_prompt_tokens
+from hyperion_core.doors import CallEnd, ExternalMeter, GatewayRef, cache_info_from, usage_from
 from hyperion_core.types import Usage
 
 from ._convert import to_openai_messages
-from ._registry import registry
 from .errors import to_langchain_error
 
 log = logging.getLogger("hyperion.langchain")
@@ -59,30 +57,19 @@ _PROVIDERS = {
 
 
 def usage_of(response: LLMResult) -> Usage | None:
-    """The token usage a model reported for its (first) generation, or None."""
+    """The token usage a model reported for its (first) generation (``usage_metadata``, else
+    ``llm_output["token_usage"]``, by :func:`hyperion_core.doors.usage_from`), or None."""
     gen = response.generations[0][0] if response.generations and response.generations[0] else None
     um = getattr(getattr(gen, "message", None), "usage_metadata", None)
     if um:
-        ind = um.get("input_token_details") or {}
-        outd = um.get("output_token_details") or {}
-        return Usage(
-            prompt_tokens=int(um.get("input_tokens") or 0),
-            completion_tokens=int(um.get("output_tokens") or 0),
-            cached_prompt_tokens=int(ind.get("cache_read") or 0),
-            cache_write_tokens=int(ind.get("cache_creation") or 0),
-            reasoning_tokens=int(outd.get("reasoning") or 0),
-        )
-    tu = (response.llm_output or {}).get("token_usage") or (response.llm_output or {}).get("usage")
-    if isinstance(tu, dict) and (tu.get("prompt_tokens") or tu.get("completion_tokens")):
-        return Usage(
-            prompt_tokens=int(tu.get("prompt_tokens") or 0),
-            completion_tokens=int(tu.get("completion_tokens") or 0),
-        )
-    return None
+        return usage_from(um, "langchain")
+    out = response.llm_output or {}
+    usage = usage_from(out.get("token_usage") or out.get("usage"))
+    return usage if usage is not None and usage.total_tokens else None
 
 
 class _Ledger:
-    """What both handlers share: configuration, the pure prepare/settle steps and the open calls."""
+    """What both handlers share: configuration, the pure prepare/settle steps and the meter."""
 
     raise_error = True  # a refusal on start must stop the run
 
@@ -95,28 +82,25 @@ class _Ledger:
         route: str | None = None,
         provider: str | None = None,
     ) -> None:
-        self._config = config
-        self._gateway = gateway
-        self._virtual_key = SecretStr(virtual_key) if isinstance(virtual_key, str) else virtual_key
+        self._ref = GatewayRef(gateway, config, who=type(self).__name__)
         self.route = route
         self.provider = provider
-        self._calls: dict[UUID, ExternalCall] = {}
-        self._first_token: dict[UUID, float] = {}
-        self._lock = threading.Lock()
+        self.meter = ExternalMeter(
+            self._ref, virtual_key=SecretStr(virtual_key) if isinstance(virtual_key, str) else virtual_key,
+            route=route,
+        )
 
     def __repr__(self) -> str:  # never the key
-        return f"{type(self).__name__}(route={self.route!r}, open_calls={len(self._calls)})"
+        return f"{type(self).__name__}(route={self.route!r}, open_calls={self.meter.open_calls})"
 
     @property
     def gateway(self) -> Gateway:
-        if self._gateway is None:
-            self._gateway = registry.get(self._config)
-        return self._gateway
+        return self._ref.get()
 
     @property
     def open_calls(self) -> int:
         """Admitted calls not settled yet."""
-        return len(self._calls)
+        return self.meter.open_calls
 
     # -- prepare ---------------------------------------------------------------------------------
     def _begin_spec(
@@ -131,14 +115,11 @@ class _Ledger:
         max_tokens = (
             meta.get("ls_max_tokens") or params.get("max_tokens") or params.get("max_completion_tokens")
         )
-        vk = self._virtual_key.get_secret_value() if self._virtual_key is not None else None
         return {
             "model": model,
-            "messages": messages or [{"role": "user", "content": ""}],
+            "messages": messages,
             "provider": _PROVIDERS.get(provider, provider),
-            "route": self.route,
-            "max_tokens": max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
-            "virtual_key": vk,
+            "max_tokens": max_tokens if isinstance(max_tokens, int) else None,
             "stream": bool(params.get("stream") or params.get("streaming")),
             "request_id": f"lc-{run_id}",
         }
@@ -151,44 +132,26 @@ class _Ledger:
     def _prompt_messages(prompts: list[str]) -> list[dict[str, Any]]:
         return [{"role": "user", "content": prompts[0]}] if prompts else []
 
-    def _opened(self, run_id: UUID, call: ExternalCall) -> None:
-        with self._lock:
-            self._calls[run_id] = call
-
-    def _take(self, run_id: UUID) -> tuple[ExternalCall | None, float | None]:
-        """The open call of ``run_id`` (removed: settled at most once) and its first token's time."""
-        with self._lock:
-            call, first = self._calls.pop(run_id, None), self._first_token.pop(run_id, None)
-        return call, first
-
     def _token(self, run_id: UUID) -> None:
-        if run_id in self._calls and run_id not in self._first_token:
-            self._first_token[run_id] = time.perf_counter()
+        self.meter.token(run_id)
 
     # -- settle ------------------------------------------------------------------------------------
     @staticmethod
-    def _end_spec(call: ExternalCall, response: LLMResult, first_token: float | None) -> dict[str, Any]:
+    def _end(response: LLMResult) -> CallEnd:
         gen = response.generations[0][0] if response.generations and response.generations[0] else None
         msg = getattr(gen, "message", None)
         text = gen.text if gen is not None else ""
-        usage = usage_of(response)
-        if (
-            usage is None
-        ):  # the model reported nothing (e.g. a stream without usage): estimate, 4 chars a token
-            usage = Usage(
-                prompt_tokens=estimate_prompt_tokens(call.req), completion_tokens=len(text) // 4 + 1
-            )
         rmeta = getattr(msg, "response_metadata", None) or {}
         info = (getattr(gen, "generation_info", None) or {}) if gen is not None else {}
         model = rmeta.get("model_name") or (response.llm_output or {}).get("model_name")
-        return {
-            "usage": usage,
-            "content": text or None,
-            "finish_reason": info.get("finish_reason") or rmeta.get("finish_reason"),
-            "model": model,
-            "ttft_ms": None if first_token is None else (first_token - call.started) * 1000.0,
-            "stream": first_token is not None,  # tokens arrived one by one: audit it as a stream
-        }
+        return CallEnd(
+            usage=usage_of(response),  # None: estimated from the text
+            content=text or None,
+            finish_reason=info.get("finish_reason") or rmeta.get("finish_reason"),
+            model=model,
+            # an answer HyperionCache served: nothing was paid upstream, its cost is a saving
+            cache=cache_info_from(rmeta) or cache_info_from(info),
+        )
 
     @staticmethod
     def _refusal(exc: BaseException) -> BaseException:
@@ -210,10 +173,9 @@ class HyperionCallbackHandler(_Ledger, BaseCallbackHandler):
         if spec is None:
             return
         try:
-            call = self._run(self.gateway.abegin_external(**spec))
+            self._run(self.meter.abegin(run_id, **spec))
         except HyperionError as exc:
             raise self._refusal(exc) from exc.__cause__
-        self._opened(run_id, call)
 
     def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
@@ -229,21 +191,18 @@ class HyperionCallbackHandler(_Ledger, BaseCallbackHandler):
         self._token(run_id)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        call, first = self._take(run_id)
-        if call is None:
+        if not self.meter.is_open(run_id):
             return
         try:
-            spec = self._end_spec(call, response, first)
-            self._run(self.gateway.aend_external(call, **spec))
+            self._run(self.meter.aend(run_id, self._end(response)))
         except Exception:  # noqa: BLE001 - settling must never break the user's chain
             log.exception("hyperion: settling run %s failed", run_id)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        call, _ = self._take(run_id)
-        if call is None:
+        if not self.meter.is_open(run_id):
             return
         try:
-            self._run(self.gateway.afail_external(call, error))
+            self._run(self.meter.afail(run_id, error))
         except Exception:  # noqa: BLE001
             log.exception("hyperion: auditing the failure of run %s failed", run_id)
 
@@ -299,10 +258,9 @@ class AsyncHyperionCallbackHandler(_Ledger, AsyncCallbackHandler):
         if spec is None:
             return
         try:
-            call = await self.gateway.abegin_external(**spec)
+            await self.meter.abegin(run_id, **spec)
         except HyperionError as exc:
             raise self._refusal(exc) from exc.__cause__
-        self._opened(run_id, call)
 
     @_gated
     async def on_chat_model_start(
@@ -322,22 +280,19 @@ class AsyncHyperionCallbackHandler(_Ledger, AsyncCallbackHandler):
 
     @_gated
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        call, first = self._take(run_id)
-        if call is None:
+        if not self.meter.is_open(run_id):
             return
         try:
-            spec = self._end_spec(call, response, first)
-            await self.gateway.aend_external(call, **spec)
+            await self.meter.aend(run_id, self._end(response))
         except Exception:  # noqa: BLE001
             log.exception("hyperion: settling run %s failed", run_id)
 
     @_gated
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        call, _ = self._take(run_id)
-        if call is None:
+        if not self.meter.is_open(run_id):
             return
         try:
-            await self.gateway.afail_external(call, error)
+            await self.meter.afail(run_id, error)
         except Exception:  # noqa: BLE001
             log.exception("hyperion: auditing the failure of run %s failed", run_id)
 

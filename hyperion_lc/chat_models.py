@@ -40,13 +40,13 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from hyperion_core import Gateway, HyperionError
+from hyperion_core.doors import resolve_gateway
 from hyperion_core.tokens import estimate_prompt_tokens
 from hyperion_core.types import CacheControl, ChatRequest
 
 from . import _convert as C
 from . import _params as P
 from . import _route_info as R
-from ._registry import registry
 from .errors import HyperionConfigError, HyperionInvalidRequestError, to_langchain_error
 from .events import HyperionEvent, aemit, emit, failure_events, response_events
 
@@ -315,7 +315,7 @@ class HyperionChat(BaseChatModel):
         """The gateway this model calls (shared per configuration; resolved on first use)."""
         gw = self._gw
         if gw is None:
-            gw = self._gw = self.gateway if self.gateway is not None else registry.get(self.config)
+            gw = self._gw = resolve_gateway(self.gateway, self.config, "HyperionChat")
         return gw
 
     # -- prepare (pure; shared by the sync and async paths) ------------------------------------------

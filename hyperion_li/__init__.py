@@ -12,11 +12,20 @@
 ``notebooks/llamaindex_quickstart.ipynb`` walks through all of it against the bundled mock provider.
 """
 
-from ._gateways import clear_shared_gateways, shared_gateway
+from hyperion_core.registry import shared_gateway
+
 from .embedding import HyperionEmbedding
 from .events import HyperionBudgetEvent, HyperionCacheHitEvent, HyperionRoutingEvent
 from .instrumentation import HyperionGate, HyperionInstrumentation
 from .llm import HyperionLLM, ToolCallMissingError
+
+
+def clear_shared_gateways() -> list:
+    """Forget every shared gateway (tests); returns them so the caller can close them."""
+    from hyperion_core.registry import registry
+
+    return registry.clear()
+
 
 __all__ = [
     "HyperionLLM",

@@ -18,10 +18,10 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 
 from hyperion_core import Gateway
+from hyperion_core.doors import check_source, resolve_gateway
 from hyperion_core.errors import HyperionError, InvalidRequestError
 from hyperion_core.types import EmbeddingResponse
 
-from ._gateways import check_source, resolve_gateway
 from .events import HyperionRoutingEvent, budget_event_for_error, dispatcher
 
 

@@ -66,14 +66,12 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.rate_limiter import BaseRateLimiter
 
 from hyperion_core import Gateway
+from hyperion_core.doors import CallEnd, ExternalMeter, GatewayRef, usage_from
 from hyperion_core.errors import ConfigError
-from hyperion_core.gateway import ExternalCall
 from hyperion_core.pipeline import StreamCancelled
-from hyperion_core.tokens import estimate_prompt_tokens
 from hyperion_core.types import Usage
 
 from ._convert import to_openai_messages
-from ._gateways import check_source, resolve_gateway, run_sync, submit
 from .events import HyperionBudgetEvent, budget_event_for_error, dispatcher
 
 #: LLM methods whose spans are calls to meter
@@ -95,7 +93,7 @@ class _Call:
     stream: bool
     #: the output cap of the LLM making the call (the budget reservation's output tokens); None = the model's
     max_tokens: int | None = None
-    call: ExternalCall | None = None
+    admitted: bool = False  # the meter holds it (admission passed)
     chunks: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -192,9 +190,9 @@ class HyperionInstrumentation:
         provider: str | None = None,
         enforce: bool = True,
     ) -> None:
-        check_source(gateway, config, "HyperionInstrumentation")
-        self._gateway_arg, self._config = gateway, config
-        self._gateway: Gateway | None = gateway
+        self._ref = GatewayRef(gateway, config, who="HyperionInstrumentation")
+        #: admission, settlement and release of each call (shared with LangChain's callback handler)
+        self.meter = ExternalMeter(self._ref, virtual_key=virtual_key, route=route)
         self._virtual_key = virtual_key
         self.route = route
         self.provider = provider
@@ -218,10 +216,7 @@ class HyperionInstrumentation:
 
     @property
     def gateway(self) -> Gateway:
-        gw = self._gateway
-        if gw is None:
-            gw = self._gateway = resolve_gateway(None, self._config, "HyperionInstrumentation")
-        return gw
+        return self._ref.get()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -360,22 +355,21 @@ class HyperionInstrumentation:
         with self._lock:
             self.stats[name] += 1
 
-    def _begin(self, p: _Call) -> Any:
-        return self.gateway.abegin_external(
-            model=p.model, provider=p.provider, route=self.route, messages=p.messages,
-            max_tokens=p.max_tokens, virtual_key=self._virtual_key, stream=p.stream,
-        )
+    async def _begin(self, p: _Call) -> None:
+        await self.meter.abegin(p.span_id, model=p.model, provider=p.provider, messages=p.messages,
+                                max_tokens=p.max_tokens, stream=p.stream)
+        p.admitted = True
 
     def _take_unadmitted(self, span_id: str | None) -> _Call | None:
         with self._lock:
             p = self._pending.get(span_id) if span_id else None
-        return p if p is not None and p.call is None else None
+        return p if p is not None and not p.admitted else None
 
     def _admit_sync(self, span_id: str | None) -> None:
         p = self._take_unadmitted(span_id)
         if p is not None:
             try:
-                p.call = run_sync(self.gateway, self._begin(p))
+                self.gateway.run_sync(self._begin(p))
             except BaseException as exc:
                 self._refused(p, exc)
                 raise
@@ -385,7 +379,7 @@ class HyperionInstrumentation:
         p = self._take_unadmitted(span_id)
         if p is not None:
             try:
-                p.call = await asyncio.wrap_future(submit(self.gateway, self._begin(p)))
+                await asyncio.wrap_future(self.gateway.submit(self._begin(p)))
             except BaseException as exc:
                 self._refused(p, exc)
                 raise
@@ -420,13 +414,11 @@ class HyperionInstrumentation:
 
     async def _settle(self, p: _Call, usage: Usage | None, content: str | None, model: str | None) -> None:
         gw = self.gateway
-        call = p.call
-        if call is None:  # no gate ran (enforce=False, or an LLM that skips its rate limiter): admit late
-            call = await self._begin(p)
-        if usage is None:
-            usage = Usage(prompt_tokens=estimate_prompt_tokens(call.req),
-                          completion_tokens=max(1, len(content or "") // 4) if content else 0)
-        resp = await gw.aend_external(call, usage=usage, content=content, model=model)
+        if not p.admitted:  # no gate ran (enforce=False, or an LLM that skips its rate limiter): admit late
+            await self._begin(p)
+        resp = await self.meter.aend(p.span_id, CallEnd(usage=usage, content=content, model=model))
+        if resp is None:
+            return
         self._count("settled")
         if gw.governance is not None:
             dispatcher.event(HyperionBudgetEvent(
@@ -437,12 +429,12 @@ class HyperionInstrumentation:
     def _failed(self, span_id: str | None, exc: BaseException) -> None:
         with self._lock:
             p = self._pending.pop(span_id, None) if span_id else None
-        if p is None or p.call is None:
+        if p is None or not p.admitted:
             return
         if p.stream and isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
             exc = StreamCancelled(p.chunks)  # the caller stopped reading: audited as cancelled
         self._count("failed")
-        self._schedule(self.gateway.afail_external(p.call, exc))
+        self._schedule(self.meter.afail(p.span_id, exc))
 
     def _abandoned(self, span_id: str) -> None:
         with self._lock:
@@ -455,9 +447,9 @@ class HyperionInstrumentation:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            run_sync(self.gateway, coro)
+            self.gateway.run_sync(coro)
             return
-        fut = submit(self.gateway, coro)
+        fut = self.gateway.submit(coro)
         with self._lock:
             self._inflight.add(fut)
         fut.add_done_callback(self._done)
@@ -485,40 +477,21 @@ def max_tokens_of(llm: Any) -> int | None:
 
 
 def usage_of(response: Any) -> Usage | None:
-    """Token usage a LlamaIndex response carries: ``raw.usage`` (OpenAI, Anthropic shapes; object or
-    dict), else OpenAI-style counts in ``additional_kwargs``; None when the provider reported none."""
+    """Token usage a LlamaIndex response carries: ``raw.usage`` (OpenAI, Anthropic or Gemini shape;
+    object or dict), else OpenAI-style counts in ``additional_kwargs``, parsed by the core's one parser
+    per wire (:func:`hyperion_core.doors.usage_from`); None when the provider reported none."""
     if response is None:
         return None
     raw = getattr(response, "raw", None)
     u = raw.get("usage") if isinstance(raw, Mapping) else getattr(raw, "usage", None)
-    if u is None:
+    if u is None and isinstance(raw, Mapping):
+        u = raw.get("usage_metadata") or raw.get("usageMetadata")  # Gemini
+    usage = usage_from(u)
+    if usage is None:
         ak = getattr(response, "additional_kwargs", None) or {}
         if "prompt_tokens" in ak or "completion_tokens" in ak:
-            u = ak
-    if u is None:
-        return None
-
-    def get(obj: Any, *names: str) -> Any:
-        for n in names:
-            v = obj.get(n) if isinstance(obj, Mapping) else getattr(obj, n, None)
-            if v is not None:
-                return v
-        return None
-
-    prompt = get(u, "prompt_tokens", "input_tokens")
-    completion = get(u, "completion_tokens", "output_tokens")
-    if prompt is None and completion is None:
-        return None
-    pd = get(u, "prompt_tokens_details")
-    cd = get(u, "completion_tokens_details")
-    cached = (get(pd, "cached_tokens") if pd is not None else None) or get(u, "cache_read_input_tokens") or 0
-    write = get(u, "cache_creation_input_tokens") or 0
-    reasoning = (get(cd, "reasoning_tokens") if cd is not None else None) or 0
-    prompt = int(prompt or 0)
-    if get(u, "input_tokens") is not None and get(u, "prompt_tokens") is None:
-        prompt += int(cached) + int(write)  # Anthropic counts cache reads/writes outside input_tokens
-    return Usage(prompt_tokens=prompt, completion_tokens=int(completion or 0), cached_prompt_tokens=int(cached),
-                 cache_write_tokens=int(write), reasoning_tokens=int(reasoning))
+            usage = usage_from(ak, "openai")
+    return usage
 
 
 __all__ = ["HyperionInstrumentation", "HyperionGate", "usage_of", "max_tokens_of", "LLM_METHODS", "PROVIDERS"]

@@ -40,6 +40,7 @@ from llama_index.core.llms.llm import ToolSelection
 from hyperion_core import Gateway
 from hyperion_core._text import suggest
 from hyperion_core.capabilities import route_info
+from hyperion_core.doors import check_source, resolve_gateway
 from hyperion_core.errors import ConfigError, HyperionError, InvalidRequestError
 from hyperion_core.types import ChatChunk, ChatRequest
 from hyperion_core.types import ChatResponse as HyperionResponse
@@ -53,7 +54,6 @@ from ._convert import (
     tool_selections,
     tool_specs,
 )
-from ._gateways import check_source, resolve_gateway
 from .events import (
     HyperionBudgetEvent,
     HyperionCacheHitEvent,

@@ -296,10 +296,8 @@ async def test_with_fallbacks_acts_on_the_two_parent_errors(mock, tmp_path):
 
 
 def test_construction_is_cheap_and_shares_one_gateway(make_config, monkeypatch):
-    from hyperion_lc import _registry
-
-    reg = _registry.GatewayRegistry()
-    monkeypatch.setattr("hyperion_lc.chat_models.registry", reg)
+    reg = hyperion_lc.GatewayRegistry()
+    monkeypatch.setattr("hyperion_core.registry.registry", reg)  # where every door resolves gateways
     cfg = make_config("lc-init")
     t0 = time.perf_counter()
     models = [HyperionChat(model="chat", config=cfg, temperature=0.1 * (i % 3)) for i in range(500)]
