@@ -41,6 +41,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from hyperion_core.doors import usage_from
 from hyperion_core.pricing import lookup as price_lookup
 from hyperion_core.types import Usage
 
@@ -138,14 +139,7 @@ def _cost(out: Any) -> float | None:
     price = price_lookup(meta.get("model_provider") or "openai", model)
     if not price.known:
         return None
-    return price.cost(
-        Usage(
-            prompt_tokens=um.get("input_tokens") or 0,
-            completion_tokens=um.get("output_tokens") or 0,
-            cached_prompt_tokens=(um.get("input_token_details") or {}).get("cache_read") or 0,
-            reasoning_tokens=(um.get("output_token_details") or {}).get("reasoning") or 0,
-        )
-    )
+    return price.cost(usage_from(um, "langchain") or Usage())
 
 
 def _side(out: Any, latency_ms: float, ttft_ms: float | None = None) -> SideResult:
