@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ..audit.scrub import scrub
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -473,7 +474,18 @@ class LiteLLMAdapter(Adapter):
         return self._unsupported
 
     def _error(self, exc: BaseException) -> HyperionError:
-        return map_exception(exc, route=self.target.route, deployment=self.target.name)
+        """The Hyperion error for ``exc``, scrubbed: an upstream that echoes the API key (or any
+        credential) never hands it to the caller, in the message or the exception chain."""
+        err = map_exception(exc, route=self.target.route, deployment=self.target.name)
+        secrets = (self.target.api_key,)
+        err.message = scrub(err.message, secrets)
+        err.args = (err.message,)
+        if scrub(str(exc), secrets) != str(exc):
+            err.__cause__ = None
+            err.__suppress_context__ = True
+        elif err.__cause__ is None:
+            err.__cause__ = exc
+        return err
 
     async def chat(self, req: ChatRequest) -> ProviderResponse:
         kwargs = self.build_kwargs(req, False)
@@ -481,7 +493,7 @@ class LiteLLMAdapter(Adapter):
         try:
             resp = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc)  # noqa: B904 - chained inside _error, unless it would carry a secret
         try:
             return parse_response(resp, self.target.model)
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
@@ -497,7 +509,7 @@ class LiteLLMAdapter(Adapter):
         try:
             stream = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc)  # noqa: B904 - chained inside _error, unless it would carry a secret
         finish: str | None = None
         usage: Usage | None = None
         try:
@@ -510,7 +522,7 @@ class LiteLLMAdapter(Adapter):
                 if content or deltas:
                     yield ChatChunk(content=content, tool_calls=deltas)
         except Exception as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc)  # noqa: B904 - chained inside _error, unless it would carry a secret
         finally:
             closer = getattr(stream, "aclose", None)
             if closer is not None:
@@ -538,7 +550,7 @@ class LiteLLMAdapter(Adapter):
         try:
             resp = await litellm.aembedding(**kwargs)
         except Exception as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc)  # noqa: B904 - chained inside _error, unless it would carry a secret
         try:
             rows = sorted(resp.data, key=lambda r: _get(r, "index") or 0)
             vectors = [list(_get(r, "embedding")) for r in rows]
