@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
+from ..audit.scrub import scrub
 from ..errors import (
     HyperionError,
     InvalidRequestError,
@@ -130,7 +131,7 @@ class HttpAdapter(Adapter):
         message, code = self.error_details(data)
         return error_for_status(
             status,
-            message,
+            scrub(message, (self.target.api_key,)),  # an upstream may echo the key back: never pass it on
             provider_code=code,
             retry_after=retry_after_seconds(headers),
             route=self.target.route,
