@@ -93,10 +93,17 @@ class RequestContext:
     billed: tuple[Usage, float, str | None] | None = None
     settle_error: BaseException | None = None
     after_errors: list[tuple[str, BaseException]] | None = None  # (stage, error) of failed after hooks
+    #: facts a stage wants on the audit event (``{"usage": "estimated"}``)
+    notes: dict[str, Any] | None = None
     #: embeddings: the inputs and the result
     inputs: list[str] | None = None
     dimensions: int | None = None
     embedding: Any = None
+
+    def note(self, name: str, value: Any) -> None:
+        if self.notes is None:
+            self.notes = {}
+        self.notes[name] = value
 
     def exit_stack(self) -> AsyncExitStack:
         if self.exits is None:

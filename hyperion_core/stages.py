@@ -39,7 +39,7 @@ from .governance.keys import KEY_PREFIX, KeyRecord, check_active, parse_key, ver
 from .pipeline import CHAT, EMBED, EXTERNAL, STREAM, RequestContext, Stage, StreamCancelled
 from .providers.params import ANTHROPIC_THINKING_BUDGET, GEMINI_THINKING_BUDGET, KNOWN_PARAMS
 from .stream_runner import StreamRunner, replay
-from .tokens import prompt_tokens_bound
+from .tokens import checked_usage, prompt_tokens_bound
 from .types import Caller, ChatRequest, ChatResponse, EmbeddingResponse, new_request_id
 
 if TYPE_CHECKING:
@@ -380,6 +380,10 @@ class Call(Stage):
             ctx.rs, lambda d: d.adapter.chat(req), attempts, resolve=self.parts.route, timeout=req.timeout,
             request_id=req.request_id, retries=req.max_retries,
         )
+        chars = len(resp.content or "") + sum(len(t.arguments) for t in resp.tool_calls)
+        usage, note = checked_usage(resp.usage, req, ds.adapter.target.model, chars)
+        if note is not None:
+            ctx.note("usage", note)
         return ChatResponse(
             request_id=req.request_id,
             route=req.route,
@@ -388,10 +392,14 @@ class Call(Stage):
             content=resp.content,
             tool_calls=resp.tool_calls,
             finish_reason=resp.finish_reason,
-            usage=resp.usage,
-            cost=ds.adapter.target.price.cost(resp.usage),
+            usage=usage,
+            cost=ds.adapter.target.price.cost(usage),
             attempts=tuple(attempts),
             latency_ms=(time.perf_counter() - started) * 1000.0,
+            provider_id=resp.id,
+            system_fingerprint=resp.system_fingerprint,
+            logprobs=resp.logprobs,
+            reasoning=resp.reasoning,
         )
 
     async def _embed(self, ctx: RequestContext) -> None:
@@ -507,7 +515,9 @@ class Audit(Stage):
 
         sv = self.services
         audit, req = sv.audit, ctx.req
-        meta = {"settle_error": f"{type(ctx.settle_error).__name__}: {ctx.settle_error}"} if ctx.settle_error else None
+        meta = dict(ctx.notes) if ctx.notes else None
+        if ctx.settle_error is not None:
+            meta = {**(meta or {}), "settle_error": f"{type(ctx.settle_error).__name__}: {ctx.settle_error}"}
         try:
             if ctx.error is None:
                 assert ctx.response is not None

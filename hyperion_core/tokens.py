@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .types import ChatRequest
+from .types import ChatRequest, Usage
 
 PER_MESSAGE = 12  # tokens; OpenAI's chat format costs 3-4 per message
 PER_REQUEST = 8
@@ -148,4 +148,31 @@ def prompt_tokens_bound(req: ChatRequest, model: str | None = None) -> int:
     return total
 
 
-__all__ = ["estimate_prompt_tokens", "prompt_tokens_bound", "encoding_for", "PER_MESSAGE", "IMAGE_TOKENS"]
+#: the largest token count stored or priced (exact in doubles and int64; past it, usage is nonsense)
+MAX_TOKENS = 2**53 - 1
+
+
+def checked_usage(usage: Usage, req: ChatRequest, model: str | None, answer_chars: int) -> tuple[Usage, str | None]:
+    """Upstream usage made safe to bill: counts clamped into ``[0, 2^53)``, cached and cache-write
+    tokens never above the prompt, reasoning never above the completion; and usage that is missing
+    (all zero for a non-empty answer) estimated from what was sent (the model's own tokenizer when
+    there is one) and received (``answer_chars`` / 4). Returns the usage and a note for audit
+    (``"estimated"``, ``"clamped"``, or None when the provider's usage was used as given)."""
+    p, c = usage.prompt_tokens, usage.completion_tokens
+    if p == 0 and c == 0 and answer_chars > 0:
+        prompt = prompt_tokens_bound(req, model) if model and encoding_for(model) is not None else estimate_prompt_tokens(req)
+        return Usage(prompt_tokens=prompt, completion_tokens=max(1, -(-answer_chars // 4))), "estimated"
+    fields = (p, c, usage.cached_prompt_tokens, usage.cache_write_tokens, usage.reasoning_tokens)
+    if all(type(v) is int and 0 <= v <= MAX_TOKENS for v in fields) and usage.cached_prompt_tokens + \
+            usage.cache_write_tokens <= p and usage.reasoning_tokens <= c:
+        return usage, None
+    p, c, cached, written, reasoning = (min(max(int(v), 0), MAX_TOKENS) for v in fields)
+    cached = min(cached, p)
+    written = min(written, p - cached)
+    return Usage(p, c, cached, written, min(reasoning, c)), "clamped"
+
+
+__all__ = [
+    "estimate_prompt_tokens", "prompt_tokens_bound", "encoding_for", "checked_usage", "PER_MESSAGE", "IMAGE_TOKENS",
+    "MAX_TOKENS",
+]

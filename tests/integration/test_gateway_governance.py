@@ -549,3 +549,4 @@ async def test_the_reservation_covers_the_providers_own_prompt_count(mock, tmp_p
     (st,) = await gw.governance.status({"team": "count"})
     assert st.reserved_usd == 0
     await gw.aclose()
+

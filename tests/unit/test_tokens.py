@@ -88,3 +88,23 @@ def _litellm_tokenizers() -> Path:
 
     spec = importlib.util.find_spec("litellm")
     return Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
+
+
+def test_upstream_usage_is_validated_before_it_is_billed():
+    """Issue 11 #8: missing usage billed $0, negative counts were stored, 2^63 tokens poisoned
+    serialisation, cached_tokens > prompt_tokens was priced as given."""
+    from hyperion_core.tokens import MAX_TOKENS, checked_usage
+    from hyperion_core.types import Usage
+
+    r = req("How many tokens is this question? " * 20)
+    good = Usage(100, 20, cached_prompt_tokens=30, reasoning_tokens=5)
+    assert checked_usage(good, r, "gpt-4o-mini", 80) == (good, None)
+    est, note = checked_usage(Usage(), r, "gpt-4o-mini", 400)  # no usage at all for a real answer
+    assert note == "estimated" and est.prompt_tokens == prompt_tokens_bound(r, "gpt-4o-mini") and est.completion_tokens == 100
+    est2, _ = checked_usage(Usage(), r, "claude-haiku-4-5", 3)  # no tokenizer: the plain estimate
+    assert est2.prompt_tokens == estimate_prompt_tokens(r) and est2.completion_tokens == 1
+    assert checked_usage(Usage(), r, None, 0) == (Usage(), None)  # an empty answer may cost nothing
+    bad, note = checked_usage(Usage(-5, 2**63, cached_prompt_tokens=10, cache_write_tokens=7, reasoning_tokens=-1), r, None, 5)
+    assert note == "clamped" and bad == Usage(0, MAX_TOKENS, 0, 0, 0)
+    over, note = checked_usage(Usage(10, 5, cached_prompt_tokens=50, reasoning_tokens=9), r, None, 5)
+    assert note == "clamped" and over == Usage(10, 5, cached_prompt_tokens=10, reasoning_tokens=5)
