@@ -29,11 +29,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from .alerts import AnomalyAlert
 from .config import EACH, AnomalyConfig, Subjects
-from .ops import LOCAL, Op, Runner
+from .ops import LOCAL, Op, Runner, ScriptOp
 
 
 @dataclass(slots=True, frozen=True)
@@ -145,15 +146,19 @@ class MemoryAnomalyStore:
     runner = LOCAL
 
     def add_ops(self, items: Sequence[tuple[str, float]], bucket_s: float, alpha: float) -> list[Op[RateSnapshot]]:
-        return [
-            Op(local=lambda subject=subject, amount=amount: self.add_many_now([(subject, amount)], bucket_s, alpha)[0])
-            for subject, amount in items
-        ]
+        return [partial(self.add_now, subject, amount, bucket_s, alpha) for subject, amount in items]
 
     async def add_many(
         self, items: Sequence[tuple[str, float]], bucket_s: float, alpha: float
     ) -> list[RateSnapshot]:
         return self.add_many_now(items, bucket_s, alpha)
+
+    def add_now(self, subject: str, amount: float, bucket_s: float, alpha: float) -> RateSnapshot:
+        with self._lock:
+            st = self._states.get(subject)
+            if st is None:
+                st = self._states[subject] = RateState()
+            return st.add(amount, self.now(), bucket_s, alpha)
 
     def add_many_now(
         self, items: Sequence[tuple[str, float]], bucket_s: float, alpha: float
@@ -216,7 +221,7 @@ class RedisAnomalyStore:
         ]
 
     def add_ops(self, items: Sequence[tuple[str, float]], bucket_s: float, alpha: float) -> list[Op[RateSnapshot]]:
-        return [Op(call=c, parse=self.parse) for c in self.add_calls(items, bucket_s, alpha)]
+        return [ScriptOp(c, self.parse) for c in self.add_calls(items, bucket_s, alpha)]
 
     @staticmethod
     def parse(raw: list[Any]) -> RateSnapshot:

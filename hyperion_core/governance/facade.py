@@ -149,8 +149,8 @@ class Governance:
         # both halves in one batch (Redis: one round trip)
         ops: list[Op[Any]] = [rl.acquire_op(limits, costs)] if limits else []
         ops.append(bs.reserve_op(request_id, res.amount_n, res.budgets, self.ledger.ttl_s))
-        out = await self.runner.run(ops, reads=reads)
-        read_values, budget = out[: len(reads)], out[-1]
+        out = await self.runner.run(ops, reads=reads) if reads else await self.runner.run(ops)
+        budget = out[-1]
         # all or nothing: undo whichever half succeeded if the other refused
         if limits:
             rate = out[len(reads)]
@@ -162,7 +162,8 @@ class Governance:
                 self.limiter.finish(limits, rate, tokens_estimate, request_id=request_id, route=subj.route)
             elif isinstance(budget, Refused):
                 await rl.adjust(limits, [-c for c in costs])
-        return Admission(request_id, subj, tokens_estimate, self.ledger.finish(res, budget), reads=tuple(read_values))
+        res = self.ledger.finish(res, budget)
+        return Admission(request_id, subj, tokens_estimate, res, reads=tuple(out[: len(reads)]) if reads else ())
 
     async def settle(
         self,

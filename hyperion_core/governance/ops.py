@@ -1,8 +1,8 @@
 """Store operations that run alone or batched: one code path for the memory and Redis backends.
 
-Every governance store describes each operation as an :class:`Op` — a Redis store as a script call
-plus the parser of its reply, a memory store as a function that does the work in process (under its
-lock, no awaits) — and owns a :class:`Runner` that executes ops. The ledger and the
+Every governance store describes each operation as an :data:`Op` — a Redis store as a
+:class:`ScriptOp` (a script call plus the parser of its reply), a memory store as a plain function that
+does the work in process (under its lock, no awaits) — and owns a :class:`Runner` that executes ops. The ledger and the
 :class:`~.facade.Governance` facade build ops and hand them to the runner without knowing the
 backend: the memory runner runs them one after the other, the Redis runner sends them in one round
 trip (``Scripts.run_many``), so admission (rate limits + budget reservation) and settlement (budget,
@@ -21,24 +21,22 @@ from ._lua import Call, Scripts
 T = TypeVar("T")
 
 
-class Op(Generic[T]):
-    """One store operation yielding a ``T``: ``call`` + ``parse`` (Redis) or ``local`` (memory)."""
+class ScriptOp(Generic[T]):
+    """A Redis op: one script call and the parser of its reply into a ``T``."""
 
-    __slots__ = ("call", "parse", "local")
+    __slots__ = ("call", "parse")
 
-    def __init__(
-        self,
-        *,
-        call: Call | None = None,
-        parse: Callable[[Any], T] | None = None,
-        local: Callable[[], T] | None = None,
-    ) -> None:
+    def __init__(self, call: Call, parse: Callable[[Any], T]) -> None:
         self.call = call
         self.parse = parse
-        self.local = local
 
     def __repr__(self) -> str:
-        return f"Op({self.call[0] if self.call is not None else 'local'})"
+        return f"ScriptOp({self.call[0]!r})"
+
+
+#: one store operation yielding a ``T``: a :class:`ScriptOp` (Redis), or a function that does the
+#: work in process and returns the ``T`` (memory: a bound method or a ``functools.partial``)
+Op = ScriptOp[T] | Callable[[], T]
 
 
 class Runner(Protocol):
@@ -57,10 +55,10 @@ class LocalRunner:
     async def run(self, ops: Sequence[Op[Any]], *, reads: Sequence[str] = ()) -> list[Any]:
         if reads:
             raise ValueError("reads= needs the Redis backend")
-        return [op.local() for op in ops]  # type: ignore[misc]
+        return [op() for op in ops]  # type: ignore[operator]
 
     async def one(self, op: Op[T]) -> T:
-        return op.local()  # type: ignore[misc]
+        return op()  # type: ignore[operator]
 
 
 class ScriptRunner:
@@ -72,16 +70,16 @@ class ScriptRunner:
         self.scripts = scripts
 
     async def run(self, ops: Sequence[Op[Any]], *, reads: Sequence[str] = ()) -> list[Any]:
-        raw = await self.scripts.run_many([op.call for op in ops], reads=reads)  # type: ignore[misc]
+        raw = await self.scripts.run_many([op.call for op in ops], reads=reads)  # type: ignore[union-attr]
         n = len(reads)
-        return raw[:n] + [op.parse(r) for op, r in zip(ops, raw[n:])]  # type: ignore[misc]
+        return raw[:n] + [op.parse(r) for op, r in zip(ops, raw[n:])]  # type: ignore[union-attr]
 
     async def one(self, op: Op[T]) -> T:
-        return op.parse(await self.scripts.run(*op.call))  # type: ignore[misc]
+        return op.parse(await self.scripts.run(*op.call))  # type: ignore[union-attr]
 
 
 #: the memory backends' runner (stateless: one for all)
 LOCAL = LocalRunner()
 
 
-__all__ = ["Op", "Runner", "LocalRunner", "ScriptRunner", "LOCAL"]
+__all__ = ["Op", "ScriptOp", "Runner", "LocalRunner", "ScriptRunner", "LOCAL"]

@@ -28,11 +28,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from ..errors import RateLimitedError
 from .config import EACH, RateLimitConfig, Subjects
-from .ops import LOCAL, Op, Runner
+from .ops import LOCAL, Op, Runner, ScriptOp
 
 #: seconds of slack in comparisons (float rounding of accumulated intervals)
 EPS = 1e-6
@@ -127,10 +128,10 @@ class MemoryRateStore:
     runner = LOCAL
 
     def acquire_op(self, limits: Sequence[AppliedLimit], costs: Sequence[float]) -> Op[tuple[int, float] | None]:
-        return Op(local=lambda: self.acquire_now(limits, costs))
+        return partial(self.acquire_now, limits, costs)
 
     def adjust_op(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]) -> Op[None]:
-        return Op(local=lambda: self.adjust_now(limits, deltas))
+        return partial(self.adjust_now, limits, deltas)
 
     async def acquire(
         self, limits: Sequence[AppliedLimit], costs: Sequence[float]
@@ -217,10 +218,10 @@ class RedisRateStore:
         return self.parse_acquire(await self.scripts.run(*self.acquire_call(limits, costs)))
 
     def acquire_op(self, limits: Sequence[AppliedLimit], costs: Sequence[float]) -> Op[tuple[int, float] | None]:
-        return Op(call=self.acquire_call(limits, costs), parse=self.parse_acquire)
+        return ScriptOp(self.acquire_call(limits, costs), self.parse_acquire)
 
     def adjust_op(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]) -> Op[None]:
-        return Op(call=self.adjust_call(limits, deltas), parse=_nothing)
+        return ScriptOp(self.adjust_call(limits, deltas), _nothing)
 
     def adjust_call(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]):
         args: list[Any] = [self._now()]

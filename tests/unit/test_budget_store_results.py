@@ -25,7 +25,7 @@ from hyperion_core.governance.budgets import (
     Reserved,
     Settled,
 )
-from hyperion_core.governance.ops import LOCAL, Op, ScriptRunner
+from hyperion_core.governance.ops import LOCAL, ScriptOp, ScriptRunner
 
 T0 = datetime(2026, 11, 24, 12, tzinfo=timezone.utc).timestamp()
 TEAM = BudgetConfig(scope="team", id="ml", period="daily", limit_usd=1.0, alert_thresholds=[0.5])
@@ -92,9 +92,9 @@ async def test_ledger_turns_results_into_settlements_and_errors():
 
 async def test_local_runner_runs_ops_in_order_and_has_no_reads():
     seen: list[int] = []
-    ops = [Op(local=lambda i=i: seen.append(i) or i) for i in range(3)]
+    ops = [lambda i=i: seen.append(i) or i for i in range(3)]  # memory ops are plain functions
     assert await LOCAL.run(ops) == [0, 1, 2] and seen == [0, 1, 2]
-    assert await LOCAL.one(Op(local=lambda: "x")) == "x"
+    assert await LOCAL.one(lambda: "x") == "x"
     with pytest.raises(ValueError, match="reads= needs the Redis backend"):
         await LOCAL.run(ops, reads=["k"])
 
@@ -113,10 +113,10 @@ async def test_script_runner_pipelines_and_parses():
 
     fake = FakeScripts()
     runner = ScriptRunner(fake)  # type: ignore[arg-type]
-    ops = [Op(call=("a", [], []), parse=lambda r: r + 10), Op(call=("b", [], []), parse=str)]
+    ops = [ScriptOp(("a", [], []), lambda r: r + 10), ScriptOp(("b", [], []), str)]
     assert await runner.run(ops, reads=["k"]) == ["read", 10, "1"]
     assert len(fake.batches) == 1  # one round trip
-    assert await runner.one(Op(call=("c", [], []), parse=lambda r: r * 2)) == 14
+    assert await runner.one(ScriptOp(("c", [], []), lambda r: r * 2)) == 14
 
 
 async def test_governance_uses_one_runner_for_every_store():

@@ -16,6 +16,7 @@ from ..spend import NANO, SpendRow, SpendWrite, check_by, rows_from, spend_write
 from .memory_store import MemoryBudgetStore
 from .records import (
     PERIOD_GRACE_S,
+    RESERVED,
     AlreadyHeld,
     AppliedBudget,
     BudgetStatus,
@@ -157,6 +158,8 @@ class BudgetLedger:
 
     def finish(self, res: Reservation, result: ReserveResult) -> Reservation:
         """Turn the store's answer into the reservation, or raise :class:`BudgetExceededError`."""
+        if result is RESERVED:
+            return res
         if isinstance(result, Refused):
             self.refuse(res, result)
         if isinstance(result, AlreadyHeld) and result.state is not HoldState.HELD:

@@ -79,21 +79,21 @@ class MemoryBudgetStore(StoreBase):
     def reserve_op(
         self, request_id: str, amount_n: int, budgets: Sequence[AppliedBudget], ttl_s: float
     ) -> Op[ReserveResult]:
-        return Op(local=partial(self._reserve, request_id, amount_n, budgets, ttl_s))
+        return partial(self._reserve, request_id, amount_n, budgets, ttl_s)
 
     def settle_op(
         self, request_id: str, budgets: Sequence[AppliedBudget], actual_n: int, spend: SpendWrite | None
     ) -> Op[SettleResult]:
-        return Op(local=partial(self._settle, request_id, budgets, actual_n, spend))
+        return partial(self._settle, request_id, budgets, actual_n, spend)
 
     def release_op(self, request_id: str, budgets: Sequence[AppliedBudget]) -> Op[bool]:
-        return Op(local=partial(self._release, request_id))
+        return partial(self._release, request_id)
 
     def status_op(self, budgets: Sequence[AppliedBudget]) -> Op[list[tuple[int, int]]]:
-        return Op(local=partial(self._status, budgets))
+        return partial(self._status, budgets)
 
     def add_spend_op(self, spend: SpendWrite) -> Op[None]:
-        return Op(local=partial(self.spend.add, spend))
+        return partial(self.spend.add, spend)
 
     async def spend_totals(self, by: str, since: Any, until: Any) -> dict[str, list[int]]:
         return self.spend.totals(by, since=since, until=until)

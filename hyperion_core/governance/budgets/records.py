@@ -8,7 +8,7 @@ Amounts are stored as integers in nano-USD (1e-9 USD). The stores answer with ty
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from ...errors import GovernanceStoreError, InvalidRequestError
@@ -61,6 +61,13 @@ class AppliedBudget:
     counter: str  # store key of this budget in this period, e.g. "team:ml:d2026-11-24"
     limit_n: int  # nano-USD
     expire_at: int  # Unix seconds when the store may drop the counter; 0 = never
+    #: ``(label, nano-USD)`` per soft threshold; the label is the fraction's ``repr`` (derived)
+    thresholds: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.thresholds and self.config.alert_thresholds:
+            t = tuple((repr(t), round(t * self.limit_n)) for t in self.config.alert_thresholds)
+            object.__setattr__(self, "thresholds", t)
 
     def alert(self, kind: str, threshold: float | None, spent_usd: float, t: float) -> BudgetAlert:
         c = self.config
@@ -76,11 +83,6 @@ class AppliedBudget:
             c.limit_usd,
             t,
         )
-
-    @property
-    def thresholds(self) -> tuple[tuple[str, int], ...]:
-        """``(label, nano-USD)`` per soft threshold; the label is the fraction's ``repr``."""
-        return tuple((repr(t), round(t * self.limit_n)) for t in self.config.alert_thresholds)
 
 
 @dataclass(slots=True, frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 from ...errors import GovernanceStoreError
 from .._lua import Call, Scripts
 from .._lua import s as _text
-from ..ops import Op, ScriptRunner
+from ..ops import Op, ScriptOp, ScriptRunner
 from ..periods import UTC
 from ..spend import SpendWrite, day_filter
 from .records import (
@@ -87,7 +87,7 @@ class RedisBudgetStore(StoreBase):
     def reserve_op(
         self, request_id: str, amount_n: int, budgets: Sequence[AppliedBudget], ttl_s: float
     ) -> Op[ReserveResult]:
-        return Op(call=self.reserve_call(request_id, amount_n, budgets, ttl_s), parse=self.parse_reserve)
+        return ScriptOp(self.reserve_call(request_id, amount_n, budgets, ttl_s), self.parse_reserve)
 
     # -- settle -------------------------------------------------------------------------------------
     def _spend_parts(self, w: SpendWrite) -> tuple[list[str], list[str], int]:
@@ -132,7 +132,7 @@ class RedisBudgetStore(StoreBase):
     def settle_op(
         self, request_id: str, budgets: Sequence[AppliedBudget], actual_n: int, spend: SpendWrite | None
     ) -> Op[SettleResult]:
-        return Op(call=self.settle_call(request_id, budgets, actual_n, spend), parse=self.parse_settle)
+        return ScriptOp(self.settle_call(request_id, budgets, actual_n, spend), self.parse_settle)
 
     # -- release, status, spend ---------------------------------------------------------------------
     def release_call(self, request_id: str, budgets: Sequence[AppliedBudget]) -> Call:
@@ -140,17 +140,17 @@ class RedisBudgetStore(StoreBase):
         return ("release", keys, [self._now(), request_id, self.grace_ms, self.res_prefix])
 
     def release_op(self, request_id: str, budgets: Sequence[AppliedBudget]) -> Op[bool]:
-        return Op(call=self.release_call(request_id, budgets), parse=_is_one)
+        return ScriptOp(self.release_call(request_id, budgets), _is_one)
 
     def status_op(self, budgets: Sequence[AppliedBudget]) -> Op[list[tuple[int, int]]]:
         keys = [self.resq, *(self.key(b) for b in budgets)]
-        return Op(call=("status", keys, [self._now(), self.grace_ms, self.res_prefix]), parse=_pairs)
+        return ScriptOp(("status", keys, [self._now(), self.grace_ms, self.res_prefix]), _pairs)
 
     def add_spend_op(self, spend: SpendWrite) -> Op[None]:
         keys, groups, exp = self._spend_parts(spend)
         args = [self._now(), len(groups), exp, spend.day, spend.requests, spend.prompt_tokens]
         args += [spend.completion_tokens, spend.cost_n, spend.saved_n, *groups]
-        return Op(call=("spend", keys, args), parse=_nothing)
+        return ScriptOp(("spend", keys, args), _nothing)
 
     async def spend_totals(self, by: str, since: Any, until: Any) -> dict[str, list[int]]:
         from redis.exceptions import RedisError
