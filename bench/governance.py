@@ -5,27 +5,26 @@ Three parts, one run:
 1. **Core** — ``Governance.admit`` (rate limits + budget reservation) and ``Governance.settle`` (budget
    settle, spend, TPM correction, anomaly watch), called directly, on the memory backend and on a local
    Redis (``hyperion_core.redis_server``, loopback).
-2. **Steward** — the same through the Gateway's pipeline steward, as ``Gateway.acomplete`` calls it:
-   ``Steward.admit(ticket, route_state)`` (virtual-key authentication + RBAC route check + token and
-   worst-case cost estimate + ``Governance.admit``) and ``Steward.succeed(ticket, response)``
-   (``Governance.settle``), with the audit log off. Memory: ``keys.store: memory`` and the memory
-   governance backend. Redis: ``state.backend: redis``, ``keys.store: redis`` (each authentication
-   reads the key record, so a revocation holds at once in every process) and the Redis governance
-   backend that follows ``state``. A second pass, one backend at a time (back to back), times the
-   parts of an admission.
+2. **Stages** — the same through the Gateway's pipeline stages, as ``Gateway.acomplete`` runs them:
+   ``gw.pipeline.enter(ctx)`` runs Authorize (virtual-key authentication + RBAC route check) and Admit
+   (token and worst-case cost estimate + ``Governance.admit``) alone; ``gw.pipeline.exit(ctx, resp)``
+   runs Settle (``Governance.settle``), with the audit log off. Memory: ``keys.store: memory`` and the
+   memory governance backend. Redis: ``state.backend: redis``, ``keys.store: redis`` (a warm key's
+   record is re-read in the admission round trip, so a revocation holds at once in every process) and
+   the Redis governance backend that follows ``state``. A second pass, one backend at a time (back to
+   back), times the parts of an admission.
 3. **End to end** — ``Gateway.acomplete`` against the mock provider (another process): ungoverned (no
    keys, governance or audit) vs governed (virtual key required, budgets, rate limits; SQLite audit on
    or off) with memory state and with Redis state; interleaved latency (the audit writer is flushed off
    the clock after each governed call, so its batch never lands in another case's timing) and CPU per
    call over blocks of one case (audit writes included: the block ends with a flush). Inside the calls
-   of these blocks ``Steward.admit`` / ``succeed`` are timed too (thin wrappers on the steward instance,
-   well under a microsecond): admission as a real request pays it, after a network wait, with the caches
-   the rest of the request left behind.
+   of these blocks the Authorize + Admit ``before`` hooks and the Settle ``after`` hook are timed too
+   (thin wrappers set on the stage instances, well under a microsecond): admission as a real request
+   pays it, after a network wait, with the caches the rest of the request left behind.
 
-The same admission costs more the colder the CPU caches are: measured here, ``Steward.admit`` on memory
-took 17 µs back to back, 23 µs when each call followed a 300 µs ``asyncio.sleep`` and 30 µs when it
-followed a Redis call. Hence the three steward figures; the targets are read on the real calls, on the
-back-to-back best case and on the core.
+The same admission costs more the colder the CPU caches are (back to back < after an
+``asyncio.sleep`` < after a Redis call). Hence the three stage figures; the targets are read on the
+real calls, on the back-to-back best case and on the core.
 
 The configuration is the one a real deployment would carry: a per-key monthly budget, a per-team
 daily budget and a global monthly one (three budgets per request), RPM and TPM limits per key plus an
@@ -37,7 +36,7 @@ admission and settle is checked.
 Redis round trips are counted on the wire: every ``send_packed_command`` of every ``redis.asyncio``
 connection in the process (a pipeline is one send), cross-checked with ``INFO commandstats`` deltas;
 a bare ``PING`` through the same client gives the floor for one round trip. Measurement as in
-``overhead.py``: warm-up first, then the heap is frozen (``gc.freeze()``); core and steward
+``overhead.py``: warm-up first, then the heap is frozen (``gc.freeze()``); core and stage
 measurements alternate memory and Redis calls round by round; with 2+ CPUs this process is pinned to
 CPU 0 and Redis and the mock provider to the last CPU.
 
@@ -232,7 +231,31 @@ async def ping(redis_url: str, n: int) -> dict[str, float]:
     return summary_us(xs)
 
 
-# -- part 2: the steward -------------------------------------------------------------------------
+# -- part 2: the pipeline stages ------------------------------------------------------------------
+
+
+def stage(gw: Any, name: str) -> Any:
+    """The gateway's pipeline stage called ``name`` (``authorize``, ``admit``, ``settle``)."""
+    for st in gw.pipeline.stages:
+        if st.name == name:
+            return st
+    raise BenchError(f"the pipeline has no {name!r} stage")
+
+
+async def enter(gw: Any, rs: Any, req: Any) -> Any:
+    """Authorize + Admit alone, as ``Gateway.acomplete`` runs them (Validate would leave the route)."""
+    from hyperion_core.pipeline import EXTERNAL
+
+    ctx = gw.pipeline.context(req, EXTERNAL)
+    ctx.rs = rs  # Admit prices the route's deployments, as for a chat request
+    return await gw.pipeline.enter(ctx)
+
+
+def check_settled(name: str, i: int, ctx: Any, admission: Any) -> None:
+    if admission is None or admission.done is not True or ctx.admission is not None:
+        raise BenchError(f"stages {name}: request {i} was not admitted and settled")
+    if ctx.settle_error is not None or ctx.after_errors:
+        raise BenchError(f"stages {name}: request {i}: {ctx.settle_error or ctx.after_errors}")
 
 
 def gateway_config(
@@ -245,7 +268,7 @@ def gateway_config(
 ) -> dict[str, Any]:
     base = (
         mock.base_url(dep) if mock is not None else "http://127.0.0.1:9/v1"
-    )  # the steward part never calls it
+    )  # the stages part never calls it
     cfg: dict[str, Any] = {
         "providers": {"p": {"kind": "openai", "api_key": "sk-bench-provider", "base_url": base}},
         "routes": {"chat": {"deployments": [{"model": f"p/{MODEL}"}], "retry": {"attempts": 0}}},
@@ -290,7 +313,7 @@ def fake_response(req: Any) -> Any:
     )
 
 
-async def steward_phase(args: argparse.Namespace, redis_url: str, wire: Wire) -> dict[str, Any]:
+async def stages_phase(args: argparse.Namespace, redis_url: str, wire: Wire) -> dict[str, Any]:
     from hyperion_core import Gateway
 
     gws = {
@@ -300,7 +323,7 @@ async def steward_phase(args: argparse.Namespace, redis_url: str, wire: Wire) ->
     keys = {k: await make_keys(g) for k, g in gws.items()}
     for g in gws.values():
         if g.audit is not None:
-            raise BenchError("the steward part must run without audit")
+            raise BenchError("the stages part must run without audit")
     import redis.asyncio as aioredis
 
     probe = aioredis.Redis.from_url(redis_url)
@@ -316,23 +339,22 @@ async def steward_phase(args: argparse.Namespace, redis_url: str, wire: Wire) ->
         rng.shuffle(order)
         for name in order:
             gw, s = gws[name], series[name]
-            st, rs = gw.steward, gw.route("chat")
+            rs = gw.route("chat")
             req = gw.request("chat", MESSAGES, virtual_key=keys[name][i % N_KEYS], max_tokens=256)
-            ticket = st.ticket(req, False)
             w0 = wire.sends
             t0 = perf_ns()
-            await st.admit(ticket, rs)
+            ctx = await enter(gw, rs, req)
             t1 = perf_ns()
             w1 = wire.sends
+            admission = ctx.admission
             resp = fake_response(req)
             t2 = perf_ns()
-            await st.succeed(ticket, resp)
+            await gw.pipeline.exit(ctx, resp)
             t3 = perf_ns()
             w2 = wire.sends
-            if ticket.admission is None or not ticket.settled or ticket.admission.done is not True:
-                raise BenchError(f"steward {name}: request {i} was not admitted and settled")
+            check_settled(name, i, ctx, admission)
             if req.caller is None or req.caller.team != f"team{(i % N_KEYS) % N_TEAMS}":
-                raise BenchError(f"steward {name}: request {i} ran as {req.caller}")
+                raise BenchError(f"stages {name}: request {i} ran as {req.caller}")
             if i >= args.warmup:
                 s.admit.append(t1 - t0)
                 s.settle.append(t3 - t2)
@@ -345,7 +367,7 @@ async def steward_phase(args: argparse.Namespace, redis_url: str, wire: Wire) ->
         k: round(v["calls"] / args.iterations, 2) for k, v in cmds.items() if k not in ("info", "ping")
     }
     out["redis"]["server_usec_per_call"] = {k: v["usec_per_call"] for k, v in cmds.items() if k != "info"}
-    print("steward: admission part by part ...", flush=True)
+    print("stages: admission part by part ...", flush=True)
     out["admit_parts"] = {k: await admit_parts(gws[k], keys[k], args.breakdown, wire) for k in gws}
     await probe.aclose()
     for g in gws.values():
@@ -355,10 +377,11 @@ async def steward_phase(args: argparse.Namespace, redis_url: str, wire: Wire) ->
 
 async def admit_parts(gw: Any, keys: list[str], n: int, wire: Wire) -> dict[str, Any]:
     """A separate pass: the key store's ``authenticate_record`` and ``Governance.admit`` timed inside
-    ``Steward.admit`` by thin wrappers (the rest is RBAC, the caller record and the estimates). On
-    Redis a warm key is not read separately: its record rides in the admission round trip."""
-    st, rs = gw.steward, gw.route("chat")
-    store, gov = st.keys, st.governance
+    ``pipeline.enter`` (Authorize + Admit) by thin wrappers (the rest is RBAC, the caller record and
+    the estimates). A warm key is not read separately: on Redis its record rides in the admission
+    round trip, on memory it is the store's own lookup."""
+    rs = gw.route("chat")
+    store, gov = gw.services.keys, gw.services.governance
     auth_orig, admit_orig = store.authenticate_record, gov.admit
     parts: dict[str, list[int]] = {"whole admit": [], "authenticate": [], "Governance.admit": [], "rest": []}
     sends: dict[str, int] = {"authenticate": 0, "Governance.admit": 0}
@@ -384,12 +407,13 @@ async def admit_parts(gw: Any, keys: list[str], n: int, wire: Wire) -> dict[str,
     try:
         for i in range(n + 200):
             req = gw.request("chat", MESSAGES, virtual_key=keys[i % len(keys)], max_tokens=256)
-            ticket = st.ticket(req, False)
             cur["authenticate"] = 0
             t0 = perf_ns()
-            await st.admit(ticket, rs)
+            ctx = await enter(gw, rs, req)
             whole = perf_ns() - t0
-            await st.succeed(ticket, fake_response(req))
+            admission = ctx.admission
+            await gw.pipeline.exit(ctx, fake_response(req))
+            check_settled("parts", i, ctx, admission)
             if i >= 200:
                 parts["whole admit"].append(whole)
                 parts["authenticate"].append(cur["authenticate"])
@@ -421,36 +445,40 @@ class E2E:
     cpu_ns: int = 0
     cpu_calls: int = 0
     calls: int = 0
-    inside: Series | None = None  # Steward.admit / succeed timed inside the governed calls
+    inside: Series | None = None  # Authorize + Admit / Settle timed inside the governed calls
     recording: bool = False
 
 
 def instrument(case: E2E, wire: Wire) -> None:
-    """Time ``Steward.admit`` and ``Steward.succeed`` inside real ``acomplete`` calls (thin wrappers set
-    on the steward instance, ~0.3 µs each; they record only while ``case.recording``)."""
-    st = case.gw.steward
+    """Time Authorize + Admit (``before``) and Settle (``after``) inside real ``acomplete`` calls (thin
+    wrappers set on the stage instances, ~0.3 µs each; they record only while ``case.recording``)."""
+    authorize, admit, settle = (stage(case.gw, n) for n in ("authorize", "admit", "settle"))
     case.inside = s = Series()
-    admit, succeed = st.admit, st.succeed
+    auth_before, admit_before, settle_after = authorize.before, admit.before, settle.after
+    start: dict[str, int] = {}
 
-    async def timed_admit(t: Any, rs: Any) -> None:
-        w, t0 = wire.sends, perf_ns()
+    async def timed_authorize(ctx: Any) -> None:
+        start["w"], start["t"] = wire.sends, perf_ns()
+        await auth_before(ctx)
+
+    async def timed_admit(ctx: Any) -> None:
         try:
-            await admit(t, rs)
+            await admit_before(ctx)
         finally:
-            if case.recording:
-                s.admit.append(perf_ns() - t0)
-                s.admit_sends += wire.sends - w
+            if case.recording:  # from Authorize's start (GuardIn between them is empty)
+                s.admit.append(perf_ns() - start["t"])
+                s.admit_sends += wire.sends - start["w"]
 
-    async def timed_succeed(t: Any, resp: Any, **kw: Any) -> None:
+    async def timed_settle(ctx: Any) -> None:
         w, t0 = wire.sends, perf_ns()
         try:
-            await succeed(t, resp, **kw)
+            await settle_after(ctx)
         finally:
             if case.recording:
                 s.settle.append(perf_ns() - t0)
                 s.settle_sends += wire.sends - w
 
-    st.admit, st.succeed = timed_admit, timed_succeed
+    authorize.before, admit.before, settle.after = timed_authorize, timed_admit, timed_settle
 
 
 async def e2e_phase(
@@ -470,7 +498,7 @@ async def e2e_phase(
             gateway_config(mock, state=redis_url, audit_dir=audit_dir, keys_store="redis")
         ),
     }
-    cases = {k: E2E(g, await make_keys(g) if g.steward.active else []) for k, g in gws.items()}
+    cases = {k: E2E(g, await make_keys(g) if g.services.active else []) for k, g in gws.items()}
     for c in cases.values():
         if c.keys:
             instrument(c, wire)
@@ -505,8 +533,8 @@ async def e2e_phase(
             await settle(name)  # off the clock: the audit writer's batch is nobody's latency
             if r >= warmup:
                 cases[name].samples.append(t1 - t0)
-    # CPU per call: blocks of one case, rotating; each block ends with the audit flush. Steward.admit /
-    # succeed are timed in these blocks: consecutive calls of one gateway, as in a deployment that runs
+    # CPU per call: blocks of one case, rotating; each block ends with the audit flush. Authorize +
+    # Admit and Settle are timed in these blocks: consecutive calls of one gateway, as in a deployment that runs
     # one configuration (in the interleaved rounds a memory call may follow a Redis one, whose client
     # code leaves the CPU caches colder than any memory deployment would)
     block = max(1, args.e2e_cpu_calls // 10)
@@ -555,7 +583,7 @@ async def e2e_phase(
             "audit_events": audited.get(name),
         }
         if c.inside is not None:
-            out[name]["steward_inside_calls"] = c.inside.report(len(c.inside.admit), "Redis" in name)
+            out[name]["stages_inside_calls"] = c.inside.report(len(c.inside.admit), "Redis" in name)
     for g in gws.values():
         await g.aclose()
     return out
@@ -568,16 +596,16 @@ def _admission_rows(
     res: dict[str, Any],
 ) -> list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]]:
     """(measurement, backend, admit summary, settle summary or None, round trips text) per row."""
-    c, s, e = res["core"], res["steward"], res["e2e"]
+    c, s, e = res["core"], res["stages"], res["e2e"]
     inside = {
-        "memory": e["governed, memory, audit off"].get("steward_inside_calls"),
-        "redis": e["governed, Redis, audit off"].get("steward_inside_calls"),
+        "memory": e["governed, memory, audit off"].get("stages_inside_calls"),
+        "redis": e["governed, Redis, audit off"].get("stages_inside_calls"),
     }
     rows = []
     for backend in ("memory", "redis"):
         rows.append(
             (
-                "`Steward.admit` / `succeed` inside governed `Gateway.acomplete` calls (audit off)",
+                "Authorize + Admit / Settle stages inside governed `Gateway.acomplete` calls (audit off)",
                 backend,
                 inside[backend],
             )
@@ -585,7 +613,7 @@ def _admission_rows(
     for backend in ("memory", "redis"):
         rows.append(
             (
-                "`Steward.admit` / `succeed`, microbenchmark (memory and Redis calls alternate)",
+                "`pipeline.enter` / `exit` (Authorize + Admit / Settle), microbenchmark (memory and Redis calls alternate)",
                 backend,
                 s[backend],
             )
@@ -594,7 +622,7 @@ def _admission_rows(
         p = s["admit_parts"][backend]
         rows.append(
             (
-                "`Steward.admit`, back to back (one backend at a time)",
+                "`pipeline.enter` (Authorize + Admit), back to back (one backend at a time)",
                 backend,
                 {
                     "admit": p["whole admit"],
@@ -617,7 +645,7 @@ def _admission_rows(
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for label, backend, r in _admission_rows(res):
-        if r is None or label.startswith("`Steward.admit` / `succeed`, microbenchmark"):
+        if r is None or label.startswith("`pipeline.enter` / `exit`"):
             continue  # in the table; the targets use the real calls, the best case and the core
         p50 = r["admit"]["p50_us"]
         if backend == "memory":
@@ -636,7 +664,7 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    m, s, e = res["meta"], res["steward"], res["e2e"]
+    m, s, e = res["meta"], res["stages"], res["e2e"]
     lines = [
         f"Governance per request ({m['cpus']} CPUs, Python {m['python']}, local Redis {m['redis_version']} on "
         f"loopback, PING p50 {res['redis_ping']['p50_us']:.0f} µs; microbenchmarks {m['iterations']:,} iterations "
@@ -671,7 +699,7 @@ def markdown(res: dict[str, Any]) -> str:
         p = parts[backend]
         rts = p["round_trips"]
         lines.append(
-            f"Steward admission on {backend}, part by part (p50 µs, back to back): key authentication "
+            f"Stage admission (Authorize + Admit) on {backend}, part by part (p50 µs, back to back): key authentication "
             f"{p['authenticate']['p50_us']:.1f}"
             + (f" ({rts['authenticate']:g} round trip)" if backend == "redis" else "")
             + f", `Governance.admit` {p['Governance.admit']['p50_us']:.1f}"
@@ -683,7 +711,7 @@ def markdown(res: dict[str, Any]) -> str:
     inner = sum(v for k, v in sc.items() if k not in ("evalsha", "evalsha_ro"))
     lines += [
         "",
-        f"Redis side, per steward request (`INFO commandstats`): {sc.get('evalsha', 0):g} Lua scripts (EVALSHA, "
+        f"Redis side, per request through the stages (`INFO commandstats`): {sc.get('evalsha', 0):g} Lua scripts (EVALSHA, "
         f"{su.get('evalsha', 0):.1f} µs each on the server) that run about {inner - 1:g} commands inside, "
         "plus the key record's GET.",
         "",
@@ -744,8 +772,8 @@ async def run(args: argparse.Namespace, mock: MockProcess, redis_url: str, audit
         res: dict[str, Any] = {"redis_ping": await ping(redis_url, args.iterations)}
         print(f"core: {args.warmup} warm-up + {args.iterations} iterations per backend ...", flush=True)
         res["core"] = await core_phase(args, redis_url, wire)
-        print(f"steward: {args.warmup} warm-up + {args.iterations} iterations per backend ...", flush=True)
-        res["steward"] = await steward_phase(args, redis_url, wire)
+        print(f"stages: {args.warmup} warm-up + {args.iterations} iterations per backend ...", flush=True)
+        res["stages"] = await stages_phase(args, redis_url, wire)
         print(
             f"end to end: {args.e2e_warmup} warm-up + {args.e2e_iterations} rounds x {len(CASES)} cases ...",
             flush=True,
@@ -759,7 +787,7 @@ async def run(args: argparse.Namespace, mock: MockProcess, redis_url: str, audit
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = arg_parser(__doc__)
     p.add_argument("--quick", action="store_true", help="1,000 iterations instead of 5,000")
-    p.add_argument("--iterations", type=int, help="core and steward iterations per backend (default 5000)")
+    p.add_argument("--iterations", type=int, help="core and stage iterations per backend (default 5000)")
     p.add_argument("--warmup", type=int, help="warm-up iterations (default 500; --quick 200)")
     p.add_argument("--breakdown", type=int, default=2000, help="admissions timed part by part per backend")
     p.add_argument("--e2e-iterations", type=int, help="end-to-end rounds (default 2000; --quick 300)")
