@@ -12,6 +12,11 @@ Both parse into :class:`ParsedChat` (a ``ChatRequest`` in OpenAI format plus ``s
 ``include_usage``), refuse bodies the real API refuses with :class:`RequestBodyError` (the API's own
 message), and map every :class:`~hyperion_core.errors.HyperionError` to an :class:`ErrorReply`
 (status, the wire's error body, headers such as Retry-After).
+
+The mock provider keeps its own encoders on purpose: it is the independent oracle the adapters and this
+codec are tested against (sharing the encoder would make those tests agree with themselves), and it
+renders its own reply records (word chunks, fault-countable frames). The dependency runs the other way:
+the codec reuses the mock's strict validator and 400 renderers, so refusals are identical by construction.
 """
 
 from . import anthropic, openai
