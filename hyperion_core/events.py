@@ -28,8 +28,9 @@ STAGES: tuple[str, ...] = get_args(Stage)
 
 def provenance(resp: Any) -> dict[str, Any]:
     """Where a :class:`~hyperion_core.types.ChatResponse` came from, as plain values: request id,
-    route, deployment, provider, model, cache tier, attempts, resumed-by, latency and cost. The same
-    keys in every door's response metadata."""
+    route, deployment, provider, model, cache tier, attempts, resumed-by, latency and cost, and what
+    the provider sent about itself (its response id, ``system_fingerprint``, ``logprobs``, reasoning;
+    None when it sent none). The same keys in every door's response metadata."""
     deployment = resp.deployment or ""
     out: dict[str, Any] = {
         "request_id": resp.request_id,
@@ -47,6 +48,10 @@ def provenance(resp: Any) -> dict[str, Any]:
         ],
         "resumed_by": list(resp.resumed_by),
         "cache_tier": resp.cache.tier if resp.cache is not None else None,
+        "provider_id": getattr(resp, "provider_id", None),
+        "system_fingerprint": getattr(resp, "system_fingerprint", None),
+        "logprobs": getattr(resp, "logprobs", None),
+        "reasoning": getattr(resp, "reasoning", None),
     }
     return out
 

@@ -158,7 +158,10 @@ class ProviderResponse:
     finish_reason: str | None
     usage: Usage
     model: str
-    id: str | None = None
+    id: str | None = None  # the provider's response id
+    system_fingerprint: str | None = None  # OpenAI wire: the backend configuration that answered
+    logprobs: Any = None  # OpenAI wire: the choice's ``logprobs`` as sent
+    reasoning: str | None = None  # thinking text: OpenAI-wire ``reasoning_content``, Anthropic / Gemini thoughts
 
 
 @dataclass(slots=True, frozen=True)
@@ -192,6 +195,12 @@ class ChatResponse:
     resumed_by: tuple[str, ...] = ()
     #: set when the answer came from the cache (then ``cost`` is 0: nothing was paid upstream)
     cache: CacheInfo | None = None
+    #: provenance the provider sent (None when it sent none, and for cache hits): its response id,
+    #: the OpenAI wire's ``system_fingerprint`` and ``logprobs``, and the model's reasoning text
+    provider_id: str | None = None
+    system_fingerprint: str | None = None
+    logprobs: Any = None
+    reasoning: str | None = None
 
     @property
     def message(self) -> Message:

@@ -16,6 +16,8 @@ from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, p
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from hyperion_core.doors import cache_info_dict
+from hyperion_core.events import provenance
 from hyperion_core.types import ChatChunk, ChatResponse, Message, ToolCall, Usage
 
 # -- messages ------------------------------------------------------------------------------------
@@ -152,57 +154,38 @@ def usage_metadata(u: Usage) -> UsageMetadata:
     )
 
 
-#: what a provider may report beyond the text, passed on under ChatOpenAI's names when the core's
-#: response carries it (``id`` is the provider's response id)
-_PROVIDER_FIELDS = (
-    ("id", "id"),
-    ("system_fingerprint", "system_fingerprint"),
-    ("logprobs", "logprobs"),
-    ("reasoning_content", "reasoning_content"),
-    ("service_tier", "service_tier"),
-)
+#: provenance keys (:func:`hyperion_core.events.provenance`) -> ``ChatOpenAI``'s names for them
+_LC_NAMES = {"provider_id": "id", "model": "model_name", "cost_usd": "cost"}
 
 
 def response_metadata(resp: ChatResponse, provider: str | None = None) -> dict[str, Any]:
-    """Where the answer came from and what it cost (``cost`` in USD; 0 for a cache hit).
-    ``model_provider``: the provider of the deployment that answered (LangChain's provider names)."""
-    c = resp.cache
-    provided = {key: v for attr, key in _PROVIDER_FIELDS if (v := getattr(resp, attr, None)) is not None}
-    return {
-        "model_name": resp.model,
-        "model_provider": provider,
-        **provided,
-        "finish_reason": resp.finish_reason,
-        "route": resp.route,
-        "deployment": resp.deployment,
-        "request_id": resp.request_id,
-        "attempts": [
-            {
-                "deployment": a.deployment,
-                "outcome": a.outcome,
-                "latency_ms": round(a.latency_ms, 3),
-                "error_class": a.error_class,
-                "status": a.status,
-            }
-            for a in resp.attempts
+    """Where the answer came from and what it cost (``cost`` in USD; 0 for a cache hit), built from
+    the core's one description (:func:`hyperion_core.events.provenance`) under ``ChatOpenAI``'s names
+    where it has them: ``model_name``, ``model_provider`` (LangChain's name for the provider of the
+    deployment that answered), ``id`` (the provider's response id), ``finish_reason``,
+    ``system_fingerprint``, ``logprobs`` and ``reasoning`` (the latter four only when the provider
+    sent them); then Hyperion's own: route, deployment, request id, attempts, cache, latency."""
+    p = provenance(resp)
+    meta: dict[str, Any] = {"model_name": p["model"], "model_provider": provider}
+    for key in ("provider_id", "system_fingerprint", "logprobs", "reasoning"):
+        if p[key] is not None:
+            meta[_LC_NAMES.get(key, key)] = p[key]
+    meta["finish_reason"] = p["finish_reason"]
+    meta.update(
+        route=p["route"],
+        deployment=p["deployment"],
+        request_id=p["request_id"],
+        attempts=[
+            {**a, "latency_ms": round(t.latency_ms, 3)} for a, t in zip(p["attempts"], resp.attempts, strict=True)
         ],
-        "cost": resp.cost,
-        "cache_tier": c.tier if c is not None else None,
-        "cache": None
-        if c is None
-        else {
-            "tier": c.tier,
-            "similarity": c.similarity,
-            "age_s": round(c.age_s, 3),
-            "guards": list(c.guards),
-            "tokens_saved": c.tokens_saved,
-            "cost_saved": c.cost_saved,
-            "source_deployment": c.source_deployment,
-        },
-        "latency_ms": round(resp.latency_ms, 3),
-        "ttft_ms": None if resp.ttft_ms is None else round(resp.ttft_ms, 3),
-        "resumed_by": list(resp.resumed_by),
-    }
+        cost=p["cost_usd"],
+        cache_tier=p["cache_tier"],
+        cache=None if resp.cache is None else cache_info_dict(resp.cache),
+        latency_ms=round(resp.latency_ms, 3),
+        ttft_ms=None if resp.ttft_ms is None else round(resp.ttft_ms, 3),
+        resumed_by=p["resumed_by"],
+    )
+    return meta
 
 
 def _tool_calls(calls: Sequence[ToolCall]) -> tuple[list[Any], list[Any]]:
@@ -223,9 +206,9 @@ def _tool_calls(calls: Sequence[ToolCall]) -> tuple[list[Any], list[Any]]:
 def to_ai_message(resp: ChatResponse, provider: str | None = None) -> AIMessage:
     tool_calls, invalid = _tool_calls(resp.tool_calls)
     meta = response_metadata(resp, provider)
-    extra = {"id": meta["id"]} if isinstance(meta.get("id"), str) else {}
-    if meta.get("reasoning_content"):
-        extra["additional_kwargs"] = {"reasoning_content": meta["reasoning_content"]}
+    extra: dict[str, Any] = {"id": meta["id"]} if isinstance(meta.get("id"), str) else {}
+    if meta.get("reasoning"):  # where DeepSeek / vLLM integrations put it
+        extra["additional_kwargs"] = {"reasoning_content": meta["reasoning"]}
     return AIMessage(
         content=resp.content or "",
         tool_calls=tool_calls,

@@ -23,7 +23,9 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
 
+from hyperion_core.doors import cache_info_dict
 from hyperion_core.errors import InvalidRequestError
+from hyperion_core.events import provenance
 from hyperion_core.types import ChatResponse as HyperionResponse
 from hyperion_core.types import ToolCallDelta, Usage
 
@@ -146,15 +148,15 @@ def usage_dict(u: Usage) -> dict[str, Any]:
 
 
 def response_record(r: HyperionResponse) -> dict[str, Any]:
-    """A response's provenance as plain data (``ChatResponse.raw``): where it went, what it cost."""
+    """A response's provenance as plain data (``ChatResponse.raw``): the core's one description
+    (:func:`hyperion_core.events.provenance`: route, deployment, provider, model, finish reason, cost,
+    attempts, cache tier, and the provider's ``provider_id`` / ``system_fingerprint`` / ``logprobs`` /
+    ``reasoning``) plus the usage in the OpenAI shape. ``id`` is the provider's response id (as in an
+    OpenAI ``raw``), else the request id."""
     c = r.cache
     return {
-        "id": r.request_id,
-        "request_id": r.request_id,
-        "route": r.route,
-        "deployment": r.deployment,
-        "model": r.model,
-        "finish_reason": r.finish_reason,
+        **provenance(r),
+        "id": r.provider_id or r.request_id,
         "usage": usage_dict(r.usage),
         "cost": r.cost,
         "attempts": [
@@ -163,13 +165,7 @@ def response_record(r: HyperionResponse) -> dict[str, Any]:
             for a in r.attempts
         ],
         "failed_over": failed_over(r),
-        "latency_ms": r.latency_ms,
-        "ttft_ms": r.ttft_ms,
-        "resumed_by": list(r.resumed_by),
-        "cache": None if c is None else {
-            "tier": c.tier, "age_s": c.age_s, "similarity": c.similarity, "tokens_saved": c.tokens_saved,
-            "cost_saved": c.cost_saved, "source_deployment": c.source_deployment,
-        },
+        "cache": None if c is None else cache_info_dict(c),
     }
 
 
@@ -177,10 +173,14 @@ def failed_over(r: HyperionResponse) -> bool:
     return any(a.outcome == "error" for a in r.attempts) or bool(r.resumed_by)
 
 
+#: provider provenance copied to ``additional_kwargs`` when the provider sent it
+_PROVIDER_KEYS = ("provider_id", "system_fingerprint", "logprobs", "reasoning")
+
+
 def response_kwargs(r: HyperionResponse, record: dict[str, Any]) -> dict[str, Any]:
     """``ChatResponse.additional_kwargs``: OpenAI-style token counts plus Hyperion's provenance."""
     u = r.usage
-    return {
+    out = {
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.total_tokens,
@@ -191,6 +191,8 @@ def response_kwargs(r: HyperionResponse, record: dict[str, Any]) -> dict[str, An
         "cache_tier": r.cache.tier if r.cache is not None else None,
         "request_id": r.request_id,
     }
+    out.update({k: record[k] for k in _PROVIDER_KEYS if record.get(k) is not None})
+    return out
 
 
 def _args(text: str) -> dict[str, Any] | str:

@@ -5,7 +5,8 @@ Requests: ``POST {base}/v1/messages`` with ``x-api-key`` (an
 ``system`` (ignored for the prompt, counted in usage), ``messages`` (string or
 block content: ``text``, ``tool_use``, ``tool_result``), ``max_tokens``,
 ``stop_sequences``, ``stream``, ``tools`` (``input_schema``), ``tool_choice``
-(``auto`` / ``any`` / ``tool`` / ``none``).
+(``auto`` / ``any`` / ``tool`` / ``none``), ``thinking`` (enabled: a whole answer starts with a
+``thinking`` block).
 
 Responses: ``message`` objects (``stop_reason`` ``end_turn`` / ``max_tokens`` /
 ``stop_sequence`` / ``tool_use``; ``usage.input_tokens`` excludes cache reads,
@@ -24,7 +25,18 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .common import BadRequest, ChatRequest, Event, Message, Reply, Tool, bearer_token, new_id, optional_int
+from .common import (
+    BadRequest,
+    ChatRequest,
+    Event,
+    Message,
+    Reply,
+    Tool,
+    bearer_token,
+    new_id,
+    optional_int,
+    thought_text,
+)
 from .content import word_chunks
 from .strict import Issue, anthropic_rules
 
@@ -191,6 +203,7 @@ def parse_chat(body: dict, request: web.Request) -> ChatRequest:
         tools=tools,
         tool_choice=choice,
         tool_name=name,
+        thinking=isinstance(body.get("thinking"), dict) and body["thinking"].get("type") == "enabled",
     )
 
 
@@ -216,13 +229,17 @@ def _blocks(reply: Reply) -> list[dict]:
     return [{"type": "text", "text": reply.text}] if reply.text else []
 
 
+def _thinking(reply: Reply) -> dict:
+    return {"type": "thinking", "thinking": thought_text(reply), "signature": f"mock-sig-{new_id()}"}
+
+
 def chat_body(req: ChatRequest, reply: Reply) -> dict:
     return {
         "id": f"msg_{new_id()}",
         "type": "message",
         "role": "assistant",
         "model": req.model,
-        "content": _blocks(reply),
+        "content": ([_thinking(reply)] if req.thinking else []) + _blocks(reply),
         "stop_reason": _FINISH[reply.finish],
         "stop_sequence": reply.stop_sequence,
         "usage": _usage(reply),

@@ -91,6 +91,15 @@ class ChatRequest:
     json_schema: dict[str, Any] | None = None
     json_object: bool = False
     deployment: str = "default"
+    #: the caller asked to see the model's thinking (Anthropic ``thinking`` enabled, Gemini
+    #: ``thinkingConfig.includeThoughts``): whole answers carry a thinking block / thought part
+    thinking: bool = False
+
+
+def thought_text(reply: Reply) -> str:
+    """The deterministic "thinking" shown before an answer when a request asks for it."""
+    what = f"a call to {reply.tool_calls[0].name}" if reply.tool_calls else repr(reply.text[:40])
+    return f"Mock thinking: the answer is {what}."
 
 
 @dataclass(slots=True)

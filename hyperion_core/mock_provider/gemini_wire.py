@@ -30,7 +30,18 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .common import BadRequest, ChatRequest, EmbedRequest, Event, Message, Reply, Tool, new_id, optional_int
+from .common import (
+    BadRequest,
+    ChatRequest,
+    EmbedRequest,
+    Event,
+    Message,
+    Reply,
+    Tool,
+    new_id,
+    optional_int,
+    thought_text,
+)
 from .content import word_chunks
 from .embeddings import DEFAULT_DIMENSIONS
 from .strict import Issue, gemini_rules
@@ -252,6 +263,7 @@ def parse_chat(body: dict, request: web.Request) -> ChatRequest:
         tool_name=name,
         json_schema=schema if is_json and schema else None,
         json_object=is_json and not schema,
+        thinking=bool((_get(config, "thinkingConfig", "thinking_config") or {}).get("includeThoughts")),
     )
 
 
@@ -287,6 +299,10 @@ def _parts(reply: Reply) -> list[dict]:
     return [{"text": reply.text}]
 
 
+def _thought(req: ChatRequest, reply: Reply) -> list[dict]:
+    return [{"text": thought_text(reply), "thought": True}] if req.thinking else []
+
+
 def _candidate(parts: list[dict], finish: str | None = None) -> dict:
     out: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
     if finish is not None:
@@ -296,7 +312,7 @@ def _candidate(parts: list[dict], finish: str | None = None) -> dict:
 
 def chat_body(req: ChatRequest, reply: Reply) -> dict:
     return {
-        "candidates": [_candidate(_parts(reply), _FINISH[reply.finish])],
+        "candidates": [_candidate(_thought(req, reply) + _parts(reply), _FINISH[reply.finish])],
         "usageMetadata": _usage(reply),
         "modelVersion": req.model,
         "responseId": new_id(),

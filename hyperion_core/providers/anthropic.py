@@ -342,10 +342,13 @@ class AnthropicAdapter(HttpAdapter):
     def parse_response(self, data: dict[str, Any]) -> ProviderResponse:
         texts: list[str] = []
         calls: list[ToolCall] = []
+        thoughts: list[str] = []
         for block in data["content"]:
             kind = block.get("type")
             if kind == "text":
                 texts.append(block.get("text") or "")
+            elif kind == "thinking":
+                thoughts.append(block.get("thinking") or "")
             elif kind == "tool_use":
                 args = orjson.dumps(block.get("input") or {}).decode()
                 calls.append(ToolCall(id=block["id"], name=block["name"], arguments=args))
@@ -356,6 +359,7 @@ class AnthropicAdapter(HttpAdapter):
             usage=anthropic_usage(data.get("usage")),
             model=data.get("model") or self.target.model,
             id=data.get("id"),
+            reasoning="".join(thoughts) if thoughts else None,
         )
 
     def stream_parser(self) -> StreamParser:

@@ -338,7 +338,9 @@ class GeminiAdapter(HttpAdapter):
                 raise ValueError("no candidates and no promptFeedback.blockReason")
             return ProviderResponse(None, (), "content_filter", usage, model, data.get("responseId"))
         cand = candidates[0]
-        texts, calls = _split_parts((cand.get("content") or {}).get("parts") or [], 0)
+        parts = (cand.get("content") or {}).get("parts") or []
+        texts, calls = _split_parts(parts, 0)
+        thoughts = [p["text"] for p in parts if p.get("thought") and isinstance(p.get("text"), str)]
         return ProviderResponse(
             content="".join(texts) if texts else None,
             tool_calls=tuple(ToolCall(id=f"call_{i}", name=c["name"], arguments=_args(c)) for i, c in calls),
@@ -346,6 +348,7 @@ class GeminiAdapter(HttpAdapter):
             usage=usage,
             model=model,
             id=data.get("responseId"),
+            reasoning="".join(thoughts) if thoughts else None,
         )
 
     def stream_parser(self) -> StreamParser:

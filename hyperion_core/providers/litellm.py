@@ -353,6 +353,9 @@ def parse_response(resp: Any, default_model: str) -> ProviderResponse:
         usage=litellm_usage(_get(resp, "usage")),
         model=_get(resp, "model") or default_model,
         id=_get(resp, "id"),
+        system_fingerprint=_get(resp, "system_fingerprint"),
+        logprobs=_get(choice, "logprobs"),
+        reasoning=_get(msg, "reasoning_content") or None,
     )
 
 

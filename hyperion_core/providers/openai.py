@@ -115,6 +115,9 @@ class OpenAIAdapter(HttpAdapter):
             usage=openai_usage(data.get("usage")),
             model=data.get("model") or self.target.model,
             id=data.get("id"),
+            system_fingerprint=data.get("system_fingerprint"),
+            logprobs=choice.get("logprobs"),
+            reasoning=msg.get("reasoning_content") or msg.get("reasoning") or None,  # vLLM, DeepSeek / OpenRouter
         )
 
     def stream_parser(self) -> StreamParser:

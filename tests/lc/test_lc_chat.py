@@ -561,3 +561,24 @@ def test_public_api_is_exported_and_sync_async_pairs_match():
         a = inspect.signature(getattr(hyperion_lc.AsyncHyperionCallbackHandler, m))
         assert s.parameters.keys() == a.parameters.keys(), m
         assert inspect.iscoroutinefunction(getattr(hyperion_lc.AsyncHyperionCallbackHandler, m))
+
+
+def test_response_metadata_carries_the_providers_provenance(make_config, mock):
+    """response_metadata has ChatOpenAI's provenance keys (model_name, model_provider, id, finish_reason,
+    system_fingerprint) from the provider's own response, and the model's reasoning when it sent some
+    (an Anthropic thinking block here), built from the core's events.provenance."""
+    cfg = make_config(
+        "lc-prov", extra_routes={"thinker": {"deployments": [{"model": "backup/claude-haiku-4-5"}]}}
+    )
+    msg = HyperionChat(model="chat", config=cfg).invoke("who answered?")
+    meta = msg.response_metadata
+    assert meta["model_name"] == "gpt-4o-mini" and meta["model_provider"] == "openai"
+    assert meta["id"].startswith("chatcmpl-") and msg.id == meta["id"]  # the provider's id, as ChatOpenAI
+    assert meta["system_fingerprint"] == "fp_mock" and meta["finish_reason"] == "stop"
+    assert "reasoning" not in meta and "logprobs" not in meta  # only what the provider sent
+    thinker = HyperionChat(model="thinker", config=cfg, reasoning_effort="low", max_tokens=3000)
+    out = thinker.invoke("think about this")
+    meta = out.response_metadata
+    assert meta["id"].startswith("msg_") and meta["model_provider"] == "anthropic"
+    assert meta["reasoning"].startswith("Mock thinking:") and out.content.startswith("Mock answer to: think")
+    assert out.additional_kwargs["reasoning_content"] == meta["reasoning"]

@@ -236,3 +236,21 @@ async def test_config_from_a_yaml_file(mock, monkeypatch):
     assert resp.message.content == answer_for("hello from yaml") and resp.raw["deployment"] == "openai-primary"
     emb = HyperionEmbedding(model_name="embeddings", config=example)  # same file, same shared gateway
     assert len(await emb.aget_query_embedding("hello")) == 256 and emb.gateway is llm.gateway
+
+
+async def test_raw_and_additional_kwargs_carry_the_providers_provenance(li_config):
+    """raw / additional_kwargs: the core's events.provenance, with the provider's response id and
+    system_fingerprint, and the model's reasoning (Anthropic thinking) when it sent some."""
+    setup = li_config()
+    r = await HyperionLLM(model="chat", config=setup.config).achat(user("who answered?"))
+    assert r.raw["provider_id"].startswith("chatcmpl-") and r.raw["id"] == r.raw["provider_id"]
+    assert r.raw["system_fingerprint"] == "fp_mock" and r.raw["model"] == "gpt-4o-mini"
+    assert r.raw["finish_reason"] == "stop" and r.raw["reasoning"] is None
+    assert r.additional_kwargs["provider_id"] == r.raw["provider_id"] and "reasoning" not in r.additional_kwargs
+    cfg = dict(setup.config)
+    cfg["routes"] = {**cfg["routes"], "thinker": {"deployments": [{"model": "backup/claude-haiku-4-5"}]}}
+    thinker = HyperionLLM(model="thinker", config=cfg, max_tokens=3000, reasoning_effort="low")
+    out = await thinker.achat(user("think about this"))
+    assert out.raw["provider_id"].startswith("msg_") and out.raw["reasoning"].startswith("Mock thinking:")
+    assert out.additional_kwargs["reasoning"] == out.raw["reasoning"]
+    assert out.message.content.startswith("Mock answer to: think")
