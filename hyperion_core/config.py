@@ -153,8 +153,17 @@ class BreakerConfig(_Strict):
     enabled: bool = True
     #: consecutive failures (of errors that fail over) that open the breaker; >= 1
     failure_threshold: int = Field(default=5, ge=1)
-    #: seconds the breaker stays open before a half-open probe; a longer Retry-After wins
+    #: seconds the breaker stays open before a half-open probe (a 429's Retry-After sets its own cooldown,
+    #: exactly that long, and does not count as a failure)
     cooldown: float = Field(default=30.0, ge=0)
+    #: also open when this share of the calls in the last ``window`` seconds failed (0 < rate <= 1), once
+    #: at least ``min_calls`` were made; unset (default): consecutive failures only. 50% errors never
+    #: trip a consecutive-failures threshold; ``0.3`` with the defaults below catches them
+    failure_rate: float | None = Field(default=None, gt=0, le=1)
+    #: seconds of call history the ``failure_rate`` is computed over (> 0)
+    window: float = Field(default=30.0, gt=0)
+    #: calls within ``window`` before ``failure_rate`` may open the breaker (>= 1)
+    min_calls: int = Field(default=10, ge=1)
 
 
 class RetryConfig(_Strict):
@@ -182,8 +191,12 @@ class RouteConfig(_Strict):
     attempt_timeout: float | None = Field(default=None, gt=0)
     #: streams: seconds to the first chunk before the attempt counts as failed
     first_token_timeout: float | None = Field(default=None, gt=0)
-    #: streams: seconds of silence between chunks after the first that count as a cut stream
-    stream_idle_timeout: float = Field(default=60.0, gt=0)
+    #: streams: seconds of silence between chunks after the first that count as a cut stream; unset:
+    #: ``first_token_timeout``, else ``attempt_timeout``, else 30
+    stream_idle_timeout: float | None = Field(default=None, gt=0)
+    #: streams: seconds from the request to the last chunk, resumes included (the deadline still holds
+    #: once chunks flow); unset: ``timeout``
+    stream_timeout: float | None = Field(default=None, gt=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     #: continue a stream cut after its first chunk on the next deployment (one seamless stream)

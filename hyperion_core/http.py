@@ -6,6 +6,10 @@ event loop that created it; :class:`HttpClient` keeps one per loop (normally exa
 it on first use, never per request. A session closes with its loop: ``asyncio.run`` (and every runner
 that calls ``loop.shutdown_asyncgens()``, as pytest-asyncio and Jupyter do) closes it before the
 loop ends, so code that calls ``asyncio.run`` repeatedly leaves no "Unclosed client session" behind.
+
+A stream that ends any way but its terminal event never gives its connection back to the pool
+(:meth:`HttpClient.discard`): the server (or a proxy) that cut it is likely closing the socket, and a
+resume on the same host:port would otherwise pick up that dead socket.
 """
 
 from __future__ import annotations
@@ -83,6 +87,23 @@ class HttpClient:
             await s.close()
         if guard is not None:
             await guard.aclose()  # type: ignore[attr-defined]
+
+    def discard(self, resp: aiohttp.ClientResponse, protocol: Any) -> None:
+        """Close the connection that carried ``resp`` rather than keep it alive. aiohttp hands a
+        connection back to the pool the moment a body ends cleanly, before the caller can see that
+        the stream lacked its terminal event; ``protocol`` (taken from ``resp.connection`` while the
+        body was still being read) is then found among the idle connections and closed."""
+        resp.close()
+        if protocol is None:
+            return
+        session = self._sessions.get(asyncio.get_running_loop())
+        pool = getattr(session.connector, "_conns", None) if session is not None else None
+        for idle in (pool or {}).values():
+            for item in list(idle):
+                if item[0] is protocol:
+                    idle.remove(item)
+                    protocol.close()
+                    return
 
     def drop_loop(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession | None:
         self._guards.pop(loop, None)

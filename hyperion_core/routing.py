@@ -7,12 +7,19 @@ failover sequence; complete, stream (until the first chunk) and embed all go thr
 Failover rules, read from the error's class (``retryable`` / ``failover``):
 
 * retryable errors are retried on the same deployment (``retry.attempts`` times, exponential backoff
-  with full jitter, never past the total deadline) — except 429s when another deployment is left:
-  a rate-limited deployment is put in cooldown (its Retry-After) and the next one is tried at once;
+  with full jitter, never past the total deadline) — except 429s and timeouts when another deployment
+  is left: a rate-limited deployment is put in cooldown (its Retry-After) and a slow one is left
+  behind, and the next one is tried at once; a retry first asks the breaker again after its backoff;
 * errors that fail over move to the next deployment; all others (400, content policy, context
   window) end the request, since another deployment would refuse it too;
-* a breaker opens after ``failure_threshold`` consecutive failures, or at once for the Retry-After of
-  a 429; after ``cooldown`` a single half-open probe decides whether it closes again.
+* a breaker opens after ``failure_threshold`` consecutive failures, or (optional) when the share of
+  failures among the calls of the last ``window`` seconds reaches ``failure_rate``; a 429 with
+  Retry-After cools the deployment down for exactly that long and does not count as a failure;
+  after ``cooldown`` a single half-open probe decides whether it closes again — nothing else closes
+  it (a success that started before the breaker opened does not);
+* a stream's outcome is decided when it ends: :meth:`Router.open_stream` hands back a :class:`Lease`
+  that the stream runner settles (cut or stalled = failure), so the breaker and the latency EWMA see
+  the whole stream, not just its first chunk.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import math
 import random
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -58,15 +66,17 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 class CircuitBreaker:
     """closed -> open -> half-open (a single probe) -> closed | open. Times come from the caller."""
 
-    __slots__ = ("cfg", "state", "failures", "open_until", "probing", "opened_count")
+    __slots__ = ("cfg", "state", "failures", "open_until", "probing", "opened_count", "_calls", "_failed")
 
     def __init__(self, cfg: BreakerConfig) -> None:
         self.cfg = cfg
         self.state = CLOSED
-        self.failures = 0
+        self.failures = 0  # consecutive
         self.open_until = 0.0
         self.probing = False
         self.opened_count = 0
+        self._calls: deque[tuple[float, bool]] = deque()  # (time, failed) within cfg.window, for failure_rate
+        self._failed = 0
 
     def allow(self, now: float) -> bool:
         """May a request go to this deployment now? In half-open state only one probe at a time."""
@@ -82,30 +92,78 @@ class CircuitBreaker:
         self.probing = True
         return True
 
-    def on_success(self) -> None:
-        self.state = CLOSED
-        self.failures = 0
-        self.probing = False
+    def available(self, now: float) -> bool:
+        """Would :meth:`allow` let a request through now? (Asks without taking the probe.)"""
+        if self.state == CLOSED or not self.cfg.enabled:
+            return True
+        if self.state == OPEN:
+            return now >= self.open_until
+        return not self.probing
 
-    def on_failure(self, now: float, retry_after: float | None = None) -> None:
-        self.failures += 1
-        self.probing = False
+    def on_success(self, now: float = 0.0, *, probe: bool = False) -> None:
+        """A call succeeded. Only the half-open ``probe`` closes the breaker; a success that started
+        before the breaker opened (it is open or half-open now) changes nothing."""
+        if probe:
+            self.state = CLOSED
+            self.failures = 0
+            self.probing = False
+            self._calls.clear()
+            self._failed = 0
+        elif self.state == CLOSED:
+            self.failures = 0
+            self._record(now, False)
+
+    def on_failure(self, now: float, retry_after: float | None = None, *, probe: bool = False) -> None:
+        """A call failed. A 429's ``retry_after`` cools the deployment down for exactly that long and
+        is not counted; other failures open the breaker after ``failure_threshold`` in a row, at the
+        ``failure_rate`` (when set), or at once when the ``probe`` fails."""
+        if probe:
+            self.probing = False
         if not self.cfg.enabled:
+            self.failures += 1
             return
-        if self.state == HALF_OPEN or self.failures >= self.cfg.failure_threshold:
-            self._open(now, max(self.cfg.cooldown, retry_after or 0.0))
-        elif retry_after:
-            self._open(now, retry_after)  # a 429's cooldown: skip until Retry-After has passed
+        if retry_after is not None:
+            if retry_after > 0:
+                if self.state == OPEN and not probe:
+                    self.open_until = max(self.open_until, now + retry_after)
+                else:
+                    self._open(now, retry_after)
+            return
+        if self.state != CLOSED and not probe:
+            return  # started before the breaker opened: the probe decides, not this late failure
+        self.failures += 1
+        self._record(now, True)
+        if probe or self.failures >= self.cfg.failure_threshold or self._rate_tripped():
+            self._open(now, self.cfg.cooldown)
 
-    def release(self) -> None:
-        """A probe ended without a verdict (cancelled): let the next request probe."""
-        self.probing = False
+    def release(self, *, probe: bool = True) -> None:
+        """A call ended without a verdict (cancelled): if it was the probe, let the next request probe."""
+        if probe:
+            self.probing = False
+
+    def _record(self, now: float, failed: bool) -> None:
+        if self.cfg.failure_rate is None:
+            return
+        calls = self._calls
+        calls.append((now, failed))
+        self._failed += failed
+        horizon = now - self.cfg.window
+        while calls and calls[0][0] < horizon:
+            self._failed -= calls.popleft()[1]
+
+    def _rate_tripped(self) -> bool:
+        rate = self.cfg.failure_rate
+        n = len(self._calls)
+        return rate is not None and n >= self.cfg.min_calls and self._failed >= rate * n
 
     def _open(self, now: float, seconds: float) -> None:
         if self.state != OPEN:
             self.opened_count += 1
         self.state = OPEN
-        self.open_until = max(self.open_until, now + seconds)
+        self.probing = False
+        self.open_until = now + seconds
+        self._calls.clear()
+        self._failed = 0
 
     def snapshot(self, now: float) -> dict[str, Any]:
         return {
@@ -113,6 +171,7 @@ class CircuitBreaker:
             "failures": self.failures,
             "open_for": max(self.open_until - now, 0.0) if self.state == OPEN else 0.0,
             "opened_count": self.opened_count,
+            "failure_rate": self._failed / len(self._calls) if self._calls else 0.0,
         }
 
 
@@ -138,6 +197,35 @@ class DeploymentState:
         else:
             prev = self.ewma_latency
             self.ewma_latency = seconds if prev is None else alpha * seconds + (1 - alpha) * prev
+
+
+@dataclass(eq=False)
+class Lease:
+    """One successful attempt whose outcome for the breaker is decided later: a stream, when it ends.
+    Settle it exactly once: :meth:`succeed`, :meth:`fail` or :meth:`release` (no verdict)."""
+
+    ds: DeploymentState
+    clock: Clock
+    probe: bool  # the half-open probe: its verdict opens or closes the breaker
+    ttft: float  # seconds to the first chunk
+    alpha: float
+    settled: bool = False
+
+    def succeed(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.ds.breaker.on_success(self.clock.now(), probe=self.probe)
+            self.ds.observe(self.ttft, self.alpha, ttft=True)
+
+    def fail(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.ds.breaker.on_failure(self.clock.now(), probe=self.probe)
+
+    def release(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.ds.breaker.release(probe=self.probe)
 
 
 @dataclass(eq=False)
@@ -203,11 +291,51 @@ class Router:
         """:meth:`run` with a fresh deadline of ``timeout`` (default: the route's) seconds, and the
         context-window fallback: a request too long for ``rs`` moves to its ``context_window_fallback``
         route (``resolve`` names it), as often as routes chain."""
+        result, lease = await self._with_fallback(
+            rs, op, attempts, resolve, None, timeout, stream, exclude, request_id, retries, defer=False
+        )
+        return result, lease.ds
+
+    async def open_stream(
+        self,
+        rs: RouteState,
+        op: Callable[[DeploymentState], Awaitable[T]],
+        attempts: list[Attempt],
+        *,
+        resolve: Callable[[str], RouteState],
+        deadline: float | None = None,
+        timeout: float | None = None,
+        exclude: Iterable[str] = (),
+        request_id: str | None = None,
+        retries: int | None = None,
+    ) -> tuple[T, Lease]:
+        """:meth:`run_with_fallback` for opening a stream (``op`` returns once the first chunk is in).
+        The breaker is not told yet: the caller settles the returned :class:`Lease` when the stream
+        ends. ``deadline`` (a ``clock.now()`` value) wins over ``timeout``."""
+        return await self._with_fallback(
+            rs, op, attempts, resolve, deadline, timeout, True, exclude, request_id, retries, defer=True
+        )
+
+    async def _with_fallback(
+        self,
+        rs: RouteState,
+        op: Callable[[DeploymentState], Awaitable[T]],
+        attempts: list[Attempt],
+        resolve: Callable[[str], RouteState],
+        deadline: float | None,
+        timeout: float | None,
+        stream: bool,
+        exclude: Iterable[str],
+        request_id: str | None,
+        retries: int | None,
+        *,
+        defer: bool,
+    ) -> tuple[T, Lease]:
         while True:
             try:
-                return await self.run(
-                    rs, op, attempts, deadline=self.clock.now() + (timeout or rs.cfg.timeout), stream=stream,
-                    exclude=exclude, request_id=request_id, retries=retries,
+                return await self._run(
+                    rs, op, attempts, deadline=deadline or self.clock.now() + (timeout or rs.cfg.timeout),
+                    stream=stream, exclude=exclude, request_id=request_id, retries=retries, defer=defer,
                 )
             except ContextWindowExceededError:
                 if not rs.cfg.context_window_fallback:
@@ -229,6 +357,25 @@ class Router:
         """Call ``op`` on deployments in strategy order until one succeeds. ``deadline`` is a
         ``clock.now()`` value. Appends every attempt to ``attempts``; raises a :class:`HyperionError`
         with the attempts attached when nothing succeeds."""
+        result, lease = await self._run(
+            rs, op, attempts, deadline=deadline, stream=stream, exclude=exclude, request_id=request_id,
+            retries=retries, defer=False,
+        )
+        return result, lease.ds
+
+    async def _run(
+        self,
+        rs: RouteState,
+        op: Callable[[DeploymentState], Awaitable[T]],
+        attempts: list[Attempt],
+        *,
+        deadline: float,
+        stream: bool,
+        exclude: Iterable[str],
+        request_id: str | None,
+        retries: int | None,
+        defer: bool,
+    ) -> tuple[T, Lease]:
         cfg = rs.cfg
         clock = self.clock
         max_retries = cfg.retry.attempts if retries is None else retries
@@ -238,11 +385,12 @@ class Router:
         for idx, ds in enumerate(candidates):
             if not ds.breaker.allow(clock.now()):
                 continue
+            probe = ds.breaker.state == HALF_OPEN
             tried += 1
-            others_left = idx < len(candidates) - 1
             for n in range(max_retries + 1):
                 remaining = deadline - clock.now()
                 if remaining <= 0:
+                    ds.breaker.release(probe=probe)
                     raise self._deadline(rs, attempts, request_id, last)
                 limit = _min(remaining, ds.timeout or cfg.attempt_timeout, cfg.first_token_timeout if stream else None)
                 started = time.perf_counter()
@@ -251,7 +399,7 @@ class Router:
                         result = await op(ds)
                 except (TimeoutError, asyncio.TimeoutError):
                     if limit >= remaining:
-                        ds.breaker.release()
+                        ds.breaker.release(probe=probe)
                         attempts.append(_attempt(ds.name, started, "DeadlineExceededError", None, "deadline"))
                         raise self._deadline(rs, attempts, request_id, last) from None
                     cls = FirstTokenTimeoutError if stream and limit == cfg.first_token_timeout else ProviderTimeoutError
@@ -259,18 +407,21 @@ class Router:
                 except ProviderError as exc:
                     err = exc
                 except HyperionError as exc:  # a non-provider error from op (e.g. a guard): no failover
-                    ds.breaker.release()
+                    ds.breaker.release(probe=probe)
                     exc.route = exc.route or rs.name
                     raise
                 except BaseException:
-                    ds.breaker.release()
+                    ds.breaker.release(probe=probe)
                     raise
                 else:
                     elapsed = time.perf_counter() - started
-                    ds.breaker.on_success()
-                    ds.observe(elapsed, cfg.latency_alpha, ttft=stream)
                     attempts.append(Attempt(ds.name, "ok", elapsed * 1000.0))
-                    return result, ds
+                    lease = Lease(ds, clock, probe, elapsed, cfg.latency_alpha)
+                    if not defer:
+                        ds.breaker.on_success(clock.now(), probe=probe)
+                        ds.observe(elapsed, cfg.latency_alpha, ttft=stream)
+                        lease.settled = True
+                    return result, lease
                 # -- the attempt failed --
                 err.route = err.route or rs.name
                 err.deployment = err.deployment or ds.name
@@ -279,23 +430,30 @@ class Router:
                     _attempt(ds.name, started, err.error_class, getattr(err, "status", None), err.message)
                 )
                 last = err
-                retry_after = getattr(err, "retry_after", None)
+                wait_at_least = getattr(err, "retry_after", None)
+                retry_after = wait_at_least if isinstance(err, RateLimitError) else None  # a 429's cooldown
                 if err.failover or err.retryable:
-                    ds.breaker.on_failure(clock.now(), retry_after)
+                    ds.breaker.on_failure(clock.now(), retry_after, probe=probe)
                 else:
-                    ds.breaker.release()
+                    ds.breaker.release(probe=probe)
                     err.attempts = list(attempts)  # type: ignore[attr-defined]
                     raise err
+                probe = False
                 if not err.retryable or n >= max_retries:
                     break
-                if isinstance(err, RateLimitError) and others_left:
-                    break  # cooldown this one; the next deployment may answer now
-                if ds.breaker.state != CLOSED:
+                if isinstance(err, (RateLimitError, ProviderTimeoutError)) and any(
+                    d.breaker.available(clock.now()) for d in candidates[idx + 1 :]
+                ):
+                    break  # cool this one down / leave the slow one; the next deployment may answer now
+                if ds.breaker.state != CLOSED and retry_after is None:
                     break  # the breaker just opened: stop hammering this deployment
-                wait = backoff(n, cfg.retry.backoff_base, cfg.retry.backoff_max, self.rng, retry_after)
+                wait = backoff(n, cfg.retry.backoff_base, cfg.retry.backoff_max, self.rng, wait_at_least)
                 if clock.now() + wait >= deadline:
                     break
                 await clock.sleep(wait)
+                if not ds.breaker.allow(clock.now()):
+                    break  # it opened during the backoff (other requests failed meanwhile)
+                probe = ds.breaker.state == HALF_OPEN
             if last is not None and not last.failover:
                 last.attempts = list(attempts)  # type: ignore[attr-defined]
                 raise last
@@ -353,6 +511,7 @@ __all__ = [
     "CircuitBreaker",
     "DeploymentState",
     "RouteState",
+    "Lease",
     "Router",
     "order",
     "backoff",

@@ -1,25 +1,100 @@
 """Stream records: the caller-facing :class:`ChatStream` and the pure accumulator behind it.
 
 Stream resume asks the next deployment to continue a cut answer: the conversation is extended with
-the partial answer as an assistant turn and :data:`RESUME_INSTRUCTION` as a user turn, and what comes
-back is spliced in, so the caller sees one uninterrupted stream.
+the partial answer as an assistant turn and :data:`RESUME_INSTRUCTION` (which quotes where the answer
+stopped) as a user turn. What comes back passes through a :class:`Seam`: models asked to continue
+often repeat the last words, so the longest overlap between the end of the delivered text and the
+start of the continuation is trimmed (:func:`splice`) before it is spliced in, and the caller sees one
+uninterrupted stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from .types import ChatChunk, ChatResponse, Message, ToolCall, Usage
 
 RESUME_INSTRUCTION = (
-    "Continue your previous answer exactly where it stopped. Do not repeat anything already written "
-    "and do not add any preamble."
+    "Your previous answer was cut off. Continue it from exactly the next character after where it "
+    "stopped, which was: \u00ab{tail}\u00bb. Do not repeat any of it and do not add any preamble; if it "
+    "stopped in the middle of a word, finish that word."
 )
+_TAIL = 80  # characters of the partial answer quoted in the instruction
+_SEAM_HOLD = 400  # characters of a continuation held back at most while looking for an overlap
 
 
 def resume_messages(messages: list[Message], partial: str) -> list[Message]:
-    """The conversation that asks a deployment to continue ``partial``."""
-    return [*messages, {"role": "assistant", "content": partial}, {"role": "user", "content": RESUME_INSTRUCTION}]
+    """The conversation that asks a deployment to continue ``partial`` from its very next character."""
+    ask = RESUME_INSTRUCTION.format(tail=partial[-_TAIL:])
+    return [*messages, {"role": "assistant", "content": partial}, {"role": "user", "content": ask}]
+
+
+def _boundary(a: str, b: str) -> bool:
+    """Is the gap between characters ``a`` and ``b`` a word boundary?"""
+    return not a or not b or not (a.isalnum() and b.isalnum())
+
+
+def splice(delivered: str, continuation: str) -> str:
+    """``continuation`` without the part that repeats the end of ``delivered``: the longest prefix of
+    the continuation that is a suffix of the delivered text (ignoring whitespace at the joint) and
+    starts and ends on word boundaries; whitespace is not doubled at the joint."""
+    d = delivered.rstrip()
+    ws = delivered[len(d) :]
+    best = 0
+    for k in range(min(len(continuation), len(delivered), _SEAM_HOLD), 0, -1):
+        piece = continuation[:k]
+        body = piece.lstrip()
+        if not body.strip():
+            continue
+        if not (delivered.endswith(piece) or d.endswith(piece) or (ws and d.endswith(body))):
+            continue
+        base = delivered if delivered.endswith(piece) else d
+        start = len(base) - len(piece if base.endswith(piece) else body)
+        if not _boundary(base[start - 1 : start], base[start : start + 1]):
+            continue
+        if not _boundary(continuation[k - 1 : k], continuation[k : k + 1]):
+            continue
+        best = k
+        break
+    rest = continuation[best:]
+    if (not delivered or delivered[-1].isspace()) and rest[:1].isspace():
+        rest = rest.lstrip()
+    return rest
+
+
+class Seam:
+    """Holds back the first chunks of a continuation until its overlap with the ``delivered`` text is
+    known, then lets them through as one chunk with the overlap trimmed (:func:`splice`)."""
+
+    __slots__ = ("delivered", "text", "open")
+
+    def __init__(self, delivered: str) -> None:
+        self.delivered = delivered
+        self.text = ""
+        self.open = True
+
+    def feed(self, chunk: ChatChunk) -> list[ChatChunk]:
+        """The chunks to pass on now (none while the overlap is still undecided)."""
+        if not self.open:
+            return [chunk]
+        self.text += chunk.content
+        if not chunk.tool_calls and chunk.finish_reason is None and chunk.usage is None:
+            head = self.text.lstrip()
+            if len(self.text) < _SEAM_HOLD and (not head or head in self.delivered):
+                return []  # still inside text the delivered answer already has: could be a repeat
+            chunk = ChatChunk(deployment=chunk.deployment)
+        self.open = False
+        out = replace(chunk, content=splice(self.delivered, self.text))
+        return [out] if out.content or out.tool_calls or out.finish_reason or out.usage is not None else []
+
+    def flush(self) -> list[ChatChunk]:
+        """At the end of the continuation: what is still held back."""
+        if not self.open:
+            return []
+        self.open = False
+        rest = splice(self.delivered, self.text)
+        return [ChatChunk(content=rest)] if rest else []
 
 
 def segment_usage(prompt_estimate: int, chunks: int, chars: int) -> Usage:
@@ -110,4 +185,4 @@ class ChatStream:
         return self.response
 
 
-__all__ = ["ChatStream", "Accumulator", "RESUME_INSTRUCTION", "resume_messages", "segment_usage"]
+__all__ = ["ChatStream", "Accumulator", "RESUME_INSTRUCTION", "Seam", "resume_messages", "segment_usage", "splice"]

@@ -240,7 +240,7 @@ def chat_body(req: ChatRequest, reply: Reply) -> dict:
         "role": "assistant",
         "model": req.model,
         "content": ([_thinking(reply)] if req.thinking else []) + _blocks(reply),
-        "stop_reason": _FINISH[reply.finish],
+        "stop_reason": _FINISH[reply.finish or "stop"],
         "stop_sequence": reply.stop_sequence,
         "usage": _usage(reply),
     }
@@ -288,7 +288,7 @@ def chat_events(req: ChatRequest, reply: Reply) -> list[Event]:
     blocks = _block_events(reply)
     final = {
         "type": "message_delta",
-        "delta": {"stop_reason": _FINISH[reply.finish], "stop_sequence": reply.stop_sequence},
+        "delta": {"stop_reason": _FINISH[reply.finish or "stop"], "stop_sequence": reply.stop_sequence},
         "usage": {"output_tokens": usage["output_tokens"]},
     }
     return [

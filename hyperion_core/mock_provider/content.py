@@ -26,6 +26,8 @@ Contract (identical on every wire, independent of model and deployment):
   the prompt is the last user message before ``P`` and, when the full reply
   starts with ``P``, only the remainder is returned. A stream cut after some
   chunks and resumed elsewhere therefore splices to exactly the full answer.
+  With ``overlap`` (the ``resume_overlap`` fault) the remainder starts that many
+  words earlier, repeating the end of ``P`` as real models often do.
 * ``stop`` sequences cut the text at the earliest match (finish
   ``stop_sequence``); then ``max_tokens`` keeps that many words (finish ``length``).
 * Streams send one word per chunk: ``word_chunks`` splits text into pieces
@@ -147,7 +149,15 @@ def _limit(text: str, req: ChatRequest) -> Reply:
     return Reply(text=text, finish=finish, stop_sequence=stop_sequence, completion_tokens=count_tokens(text))
 
 
-def build_reply(req: ChatRequest, rules: RuleBook | None = None) -> Reply:
+def _remainder(full: str, prefix: str, overlap: int) -> str:
+    """``full`` after ``prefix``, starting ``overlap`` words early."""
+    start = len(prefix)
+    if overlap > 0:
+        start -= len("".join(word_chunks(prefix)[-overlap:]))
+    return full[start:]
+
+
+def build_reply(req: ChatRequest, rules: RuleBook | None = None, *, overlap: int = 0) -> Reply:
     """The deterministic reply to ``req`` (see the module docstring for the rules)."""
     prompt, prefix = conversation_prompt(req.messages)
     rule = rules.take(prompt, req.deployment) if rules is not None else None
@@ -162,6 +172,6 @@ def build_reply(req: ChatRequest, rules: RuleBook | None = None) -> Reply:
             reply = _tool_calls_reply([(tool.name, synthesize(tool.schema, prompt))], prompt)
     if reply is None:
         full = _full_text(req, prompt, rule)
-        reply = _limit(full[len(prefix) :] if prefix and full.startswith(prefix) else full, req)
+        reply = _limit(_remainder(full, prefix, overlap) if prefix and full.startswith(prefix) else full, req)
     reply.prompt_tokens = prompt_tokens(req)
     return reply

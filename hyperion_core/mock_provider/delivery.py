@@ -8,7 +8,10 @@
   with ``delay_s`` between content frames, optionally truncated after
   ``cut_after`` content frames (the connection is then closed without the
   terminal frames or the chunked-encoding terminator) and optionally with one
-  broken frame injected after the first content frame.
+  broken frame injected after the first content frame; ``stall_after`` content
+  frames then silence on an open connection (``stall_s``); ``eof_after`` content
+  frames then a clean end of body; ``drop_after_finish``: every frame up to the
+  one carrying the finish reason, then the connection is closed.
 * :func:`hang`: hold the request open for ``seconds`` then drop the
   connection. The server runs with handler cancellation, so a client that gives
   up cancels the wait and nothing is left behind.
@@ -73,6 +76,19 @@ def _truncate(events: list[Event], cut_after: int) -> list[Event]:
     return events[: content_at[-1] + 1] if content_at else []
 
 
+#: what marks the frame carrying the finish reason on each wire
+_FINISH_MARKS = (b'"finish_reason":"', b"event: message_delta", b'"finishReason":"')
+
+
+def _through_finish(events: list[Event]) -> list[Event]:
+    """Frames up to and including the first one after the last content frame that carries a finish reason."""
+    last = max((i for i, e in enumerate(events) if e.content), default=-1)
+    for i in range(last + 1, len(events)):
+        if any(mark in events[i].data for mark in _FINISH_MARKS):
+            return events[: i + 1]
+    return events
+
+
 def _inject(events: list[Event], frame: bytes) -> list[Event]:
     first = next((i for i, e in enumerate(events) if e.content), len(events) - 1)
     return [*events[: first + 1], Event(frame), *events[first + 1 :]]
@@ -86,9 +102,20 @@ async def send_stream(
     delay_s: float = 0.0,
     cut_after: int | None = None,
     malformed_frame: bytes | None = None,
+    stall_after: int | None = None,
+    stall_s: float = 300.0,
+    eof_after: int | None = None,
+    drop_after_finish: bool = False,
 ) -> web.StreamResponse:
+    drop = cut_after is not None or drop_after_finish
     if cut_after is not None:
         events = _truncate(events, cut_after)
+    elif eof_after is not None:
+        events = _truncate(events, eof_after)
+    elif stall_after is not None:
+        events = _truncate(events, stall_after)
+    elif drop_after_finish:
+        events = _through_finish(events)
     if malformed_frame is not None:
         events = _inject(events, malformed_frame)
     resp = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
@@ -104,10 +131,15 @@ async def send_stream(
         pending.append(event.data)
     if pending:
         await resp.write(b"".join(pending))
-    if cut_after is not None:
+    if stall_after is not None and cut_after is None and eof_after is None:
+        await asyncio.sleep(stall_s)  # cancelled by aiohttp when the client disconnects
+        drop = True
+    if drop:
         drop_connection(request)
     else:
         await resp.write_eof()
+        if eof_after is not None:  # a clean end of body, then the socket closes (as a proxy giving up does)
+            drop_connection(request)
     return resp
 
 

@@ -20,6 +20,17 @@ Effects, in the order the server applies them:
 ``cut_after_chunks``  stream: N content chunks then the connection is closed with
                       no terminal event; non-stream: half the body, then closed
 ``chunk_delay_ms``    sleep between stream content chunks
+``stall_after_chunks`` stream: N content chunks, then silence with the connection
+                      open (until the client gives up, or ``hang_s``)
+``eof_after_chunks``  stream: N content chunks, then a clean end of the body
+                      (HTTP terminator sent) without the terminal event
+``drop_after_finish`` stream: the whole answer up to the frame carrying its finish
+                      reason, then the connection is closed before the trailer
+                      (``[DONE]``, ``message_stop``; Gemini's finish frame is terminal)
+``empty``             200 with no content and no finish reason (Anthropic, whose
+                      API always sets one: ``content: []`` with ``end_turn``)
+``resume_overlap``    a continuation (see ``content``) repeats this many words of
+                      the text it continues, as real models often do
 ``cached_tokens`` /   reported in usage (OpenAI ``prompt_tokens_details`` /
 ``reasoning_tokens``  ``completion_tokens_details``, Anthropic cache_read, Gemini
                       ``cachedContentTokenCount`` / ``thoughtsTokenCount``)
@@ -82,6 +93,11 @@ class Fault:
     cut_after_chunks: int | None = None
     malformed: bool = False
     chunk_delay_ms: float = 0.0
+    stall_after_chunks: int | None = None
+    eof_after_chunks: int | None = None
+    drop_after_finish: bool = False
+    empty: bool = False
+    resume_overlap: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     times: int | None = None
@@ -102,8 +118,10 @@ class Fault:
             raise ValueError("times must be >= 1")
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:
             raise ValueError("probability must be within [0, 1]")
-        if self.cut_after_chunks is not None and self.cut_after_chunks < 0:
-            raise ValueError("cut_after_chunks must be >= 0")
+        for name in ("cut_after_chunks", "stall_after_chunks", "eof_after_chunks", "resume_overlap"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0")
         self._rng = random.Random(self.seed)
 
     @classmethod

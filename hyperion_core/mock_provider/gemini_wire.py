@@ -312,7 +312,7 @@ def _candidate(parts: list[dict], finish: str | None = None) -> dict:
 
 def chat_body(req: ChatRequest, reply: Reply) -> dict:
     return {
-        "candidates": [_candidate(_thought(req, reply) + _parts(reply), _FINISH[reply.finish])],
+        "candidates": [_candidate(_thought(req, reply) + _parts(reply), _FINISH.get(reply.finish))],
         "usageMetadata": _usage(reply),
         "modelVersion": req.model,
         "responseId": new_id(),
@@ -328,7 +328,7 @@ def chat_events(req: ChatRequest, reply: Reply) -> list[Event]:
         {"candidates": [_candidate(parts)], "modelVersion": req.model, "responseId": rid} for parts in pieces
     ]
     final = {
-        "candidates": [_candidate([{"text": ""}], _FINISH[reply.finish])],
+        "candidates": [_candidate([{"text": ""}], _FINISH.get(reply.finish))],
         "usageMetadata": _usage(reply),
         "modelVersion": req.model,
         "responseId": rid,

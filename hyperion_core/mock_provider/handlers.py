@@ -94,7 +94,9 @@ class Handlers:
             hung := await self._fault_effects(request, dep, fault, req.model, prompt_tokens(req))
         ):
             return hung
-        reply = build_reply(req, self.state.rules)
+        reply = build_reply(req, self.state.rules, overlap=fault.resume_overlap if fault is not None else 0)
+        if fault is not None and fault.empty:
+            reply = Reply(text="", finish=None, prompt_tokens=reply.prompt_tokens)  # type: ignore[arg-type]
         if fault is not None:
             reply.cached_tokens, reply.reasoning_tokens = fault.cached_tokens, fault.reasoning_tokens
         completion = reply.completion_tokens + reply.reasoning_tokens
@@ -174,6 +176,10 @@ class Handlers:
             delay_s=fault.chunk_delay_ms / 1000 if fault is not None else 0.0,
             cut_after=cut_after,
             malformed_frame=wire.MALFORMED_EVENT if malformed else None,
+            stall_after=fault.stall_after_chunks if fault is not None else None,
+            stall_s=fault.hang_s if fault is not None else 300.0,
+            eof_after=fault.eof_after_chunks if fault is not None else None,
+            drop_after_finish=fault is not None and fault.drop_after_finish,
         )
 
 

@@ -287,7 +287,7 @@ def chat_body(req: ChatRequest, reply: Reply) -> dict:
         "model": req.model,
         "system_fingerprint": "fp_mock",
         "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": _FINISH[reply.finish]}
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": _FINISH.get(reply.finish)}
         ],
         "usage": _usage(reply),
     }
@@ -319,7 +319,7 @@ def chat_events(req: ChatRequest, reply: Reply) -> list[Event]:
                 events.append(frame({"tool_calls": [piece]}, content=True))
     else:
         events.extend(frame({"content": word}, content=True) for word in word_chunks(reply.text))
-    events.append(frame({}, _FINISH[reply.finish]))
+    events.append(frame({}, _FINISH.get(reply.finish)))
     if req.include_usage:
         usage_chunk = {**base, "choices": [], "usage": _usage(reply)}
         events.append(Event(b"data: " + orjson.dumps(usage_chunk) + b"\n\n"))

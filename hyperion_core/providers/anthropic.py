@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import InvalidRequestError, error_for_status
+from ..errors import InvalidRequestError, MalformedResponseError, error_for_status
 from ..http import HttpClient
 from ..types import ChatChunk, ChatRequest, Message, ProviderResponse, ToolCall, ToolCallDelta, Usage
 from .base import HttpAdapter, StreamParser, Target, merged_params, tool_arguments
@@ -213,15 +213,18 @@ def convert_tool_choice(choice: Any) -> dict[str, Any] | None:
 
 
 class AnthropicStreamParser(StreamParser):
-    """``message_start`` .. ``message_stop``; ``message_stop`` is the terminal event."""
+    """``message_start`` .. ``message_stop``; ``message_stop`` is the terminal event, and a
+    ``message_delta`` with its ``stop_reason`` already completes the answer. No content at all with
+    ``end_turn`` is an empty answer (:class:`MalformedResponseError`), as in whole answers."""
 
-    __slots__ = ("done", "_usage", "_stop", "_tool_pos")
+    __slots__ = ("done", "_usage", "_stop", "_tool_pos", "_answered")
 
     def __init__(self) -> None:
         self.done = False
         self._usage: dict[str, Any] = {}
         self._stop: str | None = None
         self._tool_pos: dict[int, int] = {}  # content block index -> position among tool calls
+        self._answered = False  # any text or tool call yet
 
     def feed(self, event: str | None, data: bytes) -> ChatChunk | None:
         obj = orjson.loads(data)
@@ -231,6 +234,7 @@ class AnthropicStreamParser(StreamParser):
             dtype = delta.get("type")
             if dtype == "text_delta":
                 text = delta.get("text") or ""
+                self._answered = self._answered or bool(text)
                 return ChatChunk(content=text) if text else None
             if dtype == "input_json_delta":
                 piece = delta.get("partial_json") or ""
@@ -243,7 +247,9 @@ class AnthropicStreamParser(StreamParser):
             block = obj["content_block"]
             if block.get("type") != "tool_use":
                 text = (block.get("text") or "") if block.get("type") == "text" else ""
+                self._answered = self._answered or bool(text)
                 return ChatChunk(content=text) if text else None
+            self._answered = True
             pos = len(self._tool_pos)
             self._tool_pos[obj.get("index", pos)] = pos
             initial = block.get("input")
@@ -264,7 +270,7 @@ class AnthropicStreamParser(StreamParser):
             return None
         if kind == "message_stop":
             self.done = True
-            return ChatChunk(finish_reason=finish_reason(self._stop), usage=anthropic_usage(self._usage))
+            return self._closing()
         if kind == "error":
             err = obj.get("error") or {}
             etype = err.get("type")
@@ -274,6 +280,14 @@ class AnthropicStreamParser(StreamParser):
                 provider_code=etype,
             )
         return None  # ping, content_block_stop, unknown future events
+
+    def _closing(self) -> ChatChunk:
+        if not self._answered and self._stop in (None, "end_turn"):
+            raise MalformedResponseError("Anthropic returned an empty answer: no content with end_turn")
+        return ChatChunk(finish_reason=finish_reason(self._stop), usage=anthropic_usage(self._usage))
+
+    def ended_early(self) -> ChatChunk | None:
+        return self._closing() if self._stop else None  # message_delta carried the stop_reason
 
     def _merge_usage(self, u: dict[str, Any] | None) -> None:
         if u:
@@ -364,6 +378,10 @@ class AnthropicAdapter(HttpAdapter):
 
     def stream_parser(self) -> StreamParser:
         return AnthropicStreamParser()
+
+    def is_empty(self, data: Any, resp: ProviderResponse) -> bool:
+        # Anthropic always sets a stop_reason: no content blocks at all with end_turn is the empty answer
+        return super().is_empty(data, resp) or (not data.get("content") and data.get("stop_reason") == "end_turn")
 
     def error_details(self, data: Any) -> tuple[str, str | None]:
         if isinstance(data, dict) and isinstance(data.get("error"), dict):

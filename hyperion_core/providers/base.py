@@ -4,12 +4,18 @@ An adapter turns a :class:`~hyperion_core.types.ChatRequest` into one provider c
 back into Hyperion's records. Native adapters follow *prepare, call, validate*: pure
 ``build_body`` / ``parse_response`` / ``parse_error`` / stream parser per wire format, and one HTTP
 flow here shared by all of them. Every stream must end with its wire's terminal event; a stream that
-stops without one raises :class:`~hyperion_core.errors.StreamCutError`, whichever adapter carried it.
+stops without one raises :class:`~hyperion_core.errors.StreamCutError`, whichever adapter carried it —
+unless the answer was complete: a stream that lost only its trailer (``[DONE]``, ``message_stop``)
+after its finish reason ends normally and the loss is logged. An answer with no content, no tool
+call and no finish reason is a :class:`~hyperion_core.errors.MalformedResponseError` (fails over), in
+both modes. A stream that ends any way but its terminal event closes its connection instead of
+returning it to the pool (the server may be closing it).
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -32,6 +38,8 @@ from ..errors import (
 from ..http import HttpClient, dumps_body, sse_events
 from ..pricing import Price
 from ..types import ChatChunk, ChatRequest, ProviderResponse, Usage
+
+log = logging.getLogger("hyperion.providers")
 
 
 @dataclass(slots=True)
@@ -90,6 +98,24 @@ class StreamParser:
 
     def feed(self, event: str | None, data: bytes) -> ChatChunk | None:
         raise NotImplementedError
+
+    def ended_early(self) -> ChatChunk | None:
+        """The stream stopped before its terminal event: the closing chunk (finish reason, usage if it
+        came, else ``None`` to estimate) when the finish reason had already arrived, else ``None`` (cut)."""
+        return None
+
+
+def substantial(chunk: ChatChunk | None) -> bool:
+    """Does ``chunk`` carry any of the answer (content, a tool call, a finish reason)?"""
+    return chunk is not None and bool(chunk.content or chunk.tool_calls or chunk.finish_reason)
+
+
+def empty_answer(kind: str, target: Target) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"{kind} returned an empty answer (no content, no tool call, no finish reason or end_turn)",
+        route=target.route,
+        deployment=target.name,
+    )
 
 
 class HttpAdapter(Adapter):
@@ -160,8 +186,9 @@ class HttpAdapter(Adapter):
             raise self.parse_error(status, headers, raw)
         data = self._decode(raw)
         try:
-            return self.parse_response(data)
-        except HyperionError:
+            resp = self.parse_response(data)
+        except HyperionError as exc:
+            self._with_context(exc)
             raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedResponseError(
@@ -169,6 +196,13 @@ class HttpAdapter(Adapter):
                 route=self.target.route,
                 deployment=self.target.name,
             ) from None
+        if self.is_empty(data, resp):
+            raise empty_answer(self.target.kind, self.target)
+        return resp
+
+    def is_empty(self, data: Any, resp: ProviderResponse) -> bool:
+        """Is this whole answer empty (malformed: fail over)? No content, tool call or finish reason."""
+        return not resp.content and not resp.tool_calls and not resp.finish_reason
 
     async def stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         body = dumps_body(self.build_body(req, True))
@@ -178,27 +212,45 @@ class HttpAdapter(Adapter):
                 if resp.status >= 400:
                     raise self.parse_error(resp.status, resp.headers, await resp.read())
                 parser = self.stream_parser()
-                async for event, data in sse_events(resp, url):
-                    try:
-                        chunk = parser.feed(event, data)
-                    except HyperionError as exc:
-                        self._with_context(exc)
-                        raise
-                    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-                        raise MalformedResponseError(
-                            f"{self.target.kind} stream event could not be parsed ({type(exc).__name__})",
-                            route=self.target.route,
-                            deployment=self.target.name,
-                        ) from None
-                    if chunk is not None:
-                        yield chunk
-                    if parser.done:
-                        return
-                raise StreamCutError(
-                    f"{self.target.kind} stream ended without its terminal event",
-                    route=self.target.route,
-                    deployment=self.target.name,
+                # a short body may have ended (and its connection gone back to the pool) already
+                protocol = resp.connection.protocol if resp.connection is not None else getattr(resp, "_protocol", None)
+                answered = False  # any content, tool call or finish reason yet
+                finished = False
+                try:
+                    async for event, data in sse_events(resp, url):
+                        try:
+                            chunk = parser.feed(event, data)
+                        except HyperionError as exc:
+                            self._with_context(exc)
+                            raise
+                        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                            raise MalformedResponseError(
+                                f"{self.target.kind} stream event could not be parsed ({type(exc).__name__})",
+                                route=self.target.route,
+                                deployment=self.target.name,
+                            ) from None
+                        answered = answered or substantial(chunk)
+                        if parser.done and not answered:
+                            raise empty_answer(self.target.kind, self.target)
+                        if chunk is not None:
+                            yield chunk
+                        if parser.done:
+                            finished = True
+                            return
+                    cut: StreamCutError = StreamCutError(f"{self.target.kind} stream ended without its terminal event")
+                except StreamCutError as exc:
+                    cut = exc
+                finally:
+                    if not finished:  # ended early (cut, abandoned, failed): never back to the pool
+                        self.http.discard(resp, protocol)
+                last = parser.ended_early()
+                if last is None:
+                    raise cut
+                log.warning(
+                    "%s stream of deployment '%s' lost its trailer after the finish reason (%s); the answer "
+                    "is complete", self.target.kind, self.target.name, cut.message,
                 )
+                yield last
         except HyperionError as exc:  # e.g. StreamCutError from a connection broken mid-body
             self._with_context(exc)
             raise

@@ -69,6 +69,10 @@ class OpenAIStreamParser(StreamParser):
             )
         return ChatChunk(content=content, tool_calls=deltas)
 
+    def ended_early(self) -> ChatChunk | None:
+        # the finish reason came; the usage chunk and [DONE] may not have (None: the caller estimates)
+        return ChatChunk(finish_reason=self._finish, usage=self._usage) if self._finish else None
+
 
 class OpenAIAdapter(HttpAdapter):
     wire = "openai"

@@ -36,7 +36,7 @@ def test_breaker_opens_after_threshold_and_probes_once():
     assert b.allow(11.0)  # cooldown over: the single half-open probe
     assert b.state == HALF_OPEN
     assert not b.allow(11.0)  # a second request while the probe is out is refused
-    b.on_success()
+    b.on_success(11.0, probe=True)
     assert b.state == CLOSED and b.allow(11.0) and b.failures == 0
 
 
@@ -44,7 +44,7 @@ def test_failed_probe_reopens_for_a_full_cooldown():
     b = CircuitBreaker(BreakerConfig(failure_threshold=1, cooldown=10))
     b.on_failure(0.0)
     assert b.allow(10.0) and b.state == HALF_OPEN
-    b.on_failure(10.0)
+    b.on_failure(10.0, probe=True)
     assert b.state == OPEN and not b.allow(19.9) and b.allow(20.0)
     assert b.opened_count == 2
 
@@ -67,6 +67,52 @@ def test_retry_after_longer_than_cooldown_wins():
     b = CircuitBreaker(BreakerConfig(failure_threshold=1, cooldown=1))
     b.on_failure(0.0, retry_after=7.0)
     assert not b.allow(6.9) and b.allow(7.0)
+
+
+def test_every_retry_after_cools_down_exactly_that_long_and_is_not_counted():
+    b = CircuitBreaker(BreakerConfig(failure_threshold=2, cooldown=30))
+    b.on_failure(0.0, retry_after=20.0)
+    for t in (20.0, 40.0):
+        assert b.allow(t) and b.state == HALF_OPEN
+        b.on_failure(t, retry_after=20.0, probe=True)  # the probe is rate limited again: 20 s, not 30
+        assert b.state == OPEN and b.open_until == t + 20.0 and b.failures == 0
+    assert b.allow(60.0)
+    b.on_success(60.0, probe=True)
+    assert b.state == CLOSED
+
+
+def test_late_outcomes_never_close_or_extend_an_open_breaker():
+    b = CircuitBreaker(BreakerConfig(failure_threshold=1, cooldown=10))
+    b.on_failure(0.0)
+    b.on_success(1.0)  # a request that started before the breaker opened
+    assert b.state == OPEN
+    b.on_failure(2.0)  # a late failure does not push the probe back
+    assert b.open_until == 10.0
+    assert b.allow(10.0) and b.state == HALF_OPEN
+    b.on_success(10.5)  # not the probe: still half-open, probe still out
+    assert b.state == HALF_OPEN and not b.allow(10.5)
+    b.on_success(11.0, probe=True)
+    assert b.state == CLOSED
+
+
+def test_failure_rate_breaker_opens_on_a_share_of_failures_within_the_window():
+    b = CircuitBreaker(BreakerConfig(failure_threshold=100, cooldown=10, failure_rate=0.5, window=10, min_calls=4))
+    for t, failed in ((0.0, True), (1.0, False), (2.0, True)):
+        b.on_failure(t) if failed else b.on_success(t)
+    assert b.state == CLOSED  # 3 calls < min_calls
+    b.on_failure(3.0)  # 3 of 4 failed
+    assert b.state == OPEN
+    b2 = CircuitBreaker(BreakerConfig(failure_threshold=100, failure_rate=0.5, window=10, min_calls=4))
+    for t in range(4):
+        b2.on_failure(float(t * 20))  # each alone in its window
+    assert b2.state == CLOSED
+
+
+def test_available_does_not_take_the_probe():
+    b = CircuitBreaker(BreakerConfig(failure_threshold=1, cooldown=5))
+    b.on_failure(0.0)
+    assert not b.available(4.0) and b.available(5.0) and b.available(5.0)
+    assert b.allow(5.0) and not b.available(5.0)
 
 
 def test_disabled_breaker_never_opens():
@@ -179,7 +225,8 @@ async def test_each_error_class_decides_retry_and_failover(exc, retryable, failo
     if failover:
         result, ds = await router.run(rs, op, attempts, deadline=clock.now() + 60)
         assert ds.name == "d1" and result == "answer from d1"
-        expected_d0 = 1 if (not retryable or isinstance(exc, E.RateLimitError)) else 2
+        fails_over_first = isinstance(exc, (E.RateLimitError, E.ProviderTimeoutError))  # another is left
+        expected_d0 = 1 if (not retryable or fails_over_first) else 2
         assert calls == ["d0"] * expected_d0 + ["d1"]
         assert [a.outcome for a in attempts] == ["error"] * expected_d0 + ["ok"]
         assert attempts[0].error_class == type(exc).__name__
@@ -189,6 +236,49 @@ async def test_each_error_class_decides_retry_and_failover(exc, retryable, failo
         assert calls == ["d0"]  # never retried, never failed over
         assert ei.value.attempts[0].deployment == "d0"
         assert ei.value.route == "r" and ei.value.deployment == "d0"
+
+
+async def test_timeout_fails_over_first_and_retries_only_the_last_deployment():
+    rs = _route(n=2, retry={"attempts": 1, "backoff_base": 0})
+    op, calls = _script({"d0": [E.ProviderTimeoutError("t")], "d1": [E.ProviderTimeoutError("t")]})
+    clock = ManualClock()
+    _, ds = await Router(clock, random.Random(0)).run(rs, op, [], deadline=clock.now() + 60)
+    assert calls == ["d0", "d1", "d1"] and ds.name == "d1"
+
+
+async def test_retry_rechecks_the_breaker_after_its_backoff():
+    rs = _route(n=2, retry={"attempts": 2, "backoff_base": 0.5}, breaker={"failure_threshold": 3})
+
+    class Clock(ManualClock):
+        async def sleep(self, seconds):
+            await super().sleep(seconds)
+            for _ in range(3):  # other requests open d0's breaker meanwhile
+                rs.deployments[0].breaker.on_failure(self.now())
+
+    op, calls = _script({"d0": [E.ProviderUnavailableError("503")] * 3, "d1": []})
+    clock = Clock()
+    _, ds = await Router(clock, random.Random(0)).run(rs, op, [], deadline=clock.now() + 60)
+    assert calls == ["d0", "d1"] and ds.name == "d1"
+
+
+async def test_open_stream_defers_the_breaker_verdict_to_the_lease():
+    rs = _route(n=1, breaker={"failure_threshold": 1, "cooldown": 5})
+    clock = ManualClock()
+    router = Router(clock)
+    ds = rs.deployments[0]
+    ds.breaker.on_failure(clock.now())
+    clock.advance(5)
+    op, _ = _script({"d0": []})
+    _, lease = await router.open_stream(rs, op, [], resolve=lambda name: rs)
+    assert lease.probe and ds.breaker.state == HALF_OPEN  # opened, not yet judged
+    lease.fail()
+    assert ds.breaker.state == OPEN and ds.ewma_ttft is None
+    lease.succeed()  # settled once only
+    assert ds.breaker.state == OPEN
+    clock.advance(5)
+    _, lease = await router.open_stream(rs, op, [], resolve=lambda name: rs)
+    lease.succeed()
+    assert ds.breaker.state == CLOSED and ds.ewma_ttft is not None
 
 
 async def test_retry_succeeds_on_same_deployment():
