@@ -19,8 +19,9 @@ class, never a hard-coded tuple of exception types:
     │   │   ├── KeyExpiredError            past its expiry
     │   │   └── PermissionDeniedError      route not allowed / role missing
     │   ├── BudgetExceededError            a hard budget would be exceeded (names the budget)
-    │   └── RateLimitedError               Hyperion's own RPM/TPM limit on the caller (retry_after);
-    │                                      not an upstream 429, which is RateLimitError
+    │   ├── RateLimitedError               Hyperion's own RPM/TPM limit on the caller (retry_after);
+    │   │                                  not an upstream 429, which is RateLimitError
+    │   └── GuardrailBlockedError          a guardrail refused the prompt or the answer (detector, findings)
     ├── GovernanceStoreError               the budget / rate-limit store is unreachable (fails closed)
     ├── ProviderError                      an upstream call failed          (status, deployment)
     │   ├── RateLimitError                 429            retryable  failover  (retry_after)
@@ -160,6 +161,22 @@ class RateLimitedError(RequestError):
         super().__init__(message, **ctx)
         self.limit_name = limit_name
         self.retry_after = retry_after
+
+
+class GuardrailBlockedError(RequestError):
+    """A guardrail policy blocked the request (``direction="in"``: nothing was sent upstream) or its
+    answer (``"out"``). ``detector`` is ``pii`` or ``injection``; ``findings`` names what fired (PII
+    types or injection rule ids, never the matched text); ``score`` is the injection score."""
+
+    audit_outcome = "denied"
+
+    def __init__(self, message: str, *, detector: str = "", direction: str = "in", findings: tuple[str, ...] = (),
+                 score: float | None = None, **ctx: Any) -> None:
+        super().__init__(message, **ctx)
+        self.detector = detector
+        self.direction = direction
+        self.findings = tuple(findings)
+        self.score = score
 
 
 class GovernanceStoreError(HyperionError):
@@ -347,6 +364,7 @@ __all__ = [
     "PermissionDeniedError",
     "BudgetExceededError",
     "RateLimitedError",
+    "GuardrailBlockedError",
     "GovernanceStoreError",
     "ProviderError",
     "RateLimitError",

@@ -125,6 +125,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "PermissionDeniedError":       (403, "permission_error"),
     "BudgetExceededError":         (402, "billing_error"),
     "RateLimitedError":            (429, "rate_limit_error"),
+    "GuardrailBlockedError":       (400, "invalid_request_error"),
     "GovernanceStoreError":        (503, "api_error"),
     "ProviderError":               (502, "api_error"),
     "RateLimitError":              (429, "rate_limit_error"),

@@ -122,6 +122,7 @@ ERRORS: dict[str, tuple[int, str, str | None]] = {
     "PermissionDeniedError":       (403, "permission_error", "permission_denied"),
     "BudgetExceededError":         (429, "insufficient_quota", "insufficient_quota"),
     "RateLimitedError":            (429, "requests", "rate_limit_exceeded"),
+    "GuardrailBlockedError":       (400, "invalid_request_error", "content_policy_violation"),
     "GovernanceStoreError":        (503, "server_error", "service_unavailable"),
     "ProviderError":               (502, "server_error", "upstream_error"),
     "RateLimitError":              (429, "requests", "rate_limit_exceeded"),

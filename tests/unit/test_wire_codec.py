@@ -872,13 +872,14 @@ BACK_OPENAI = {
     "BadRequestError": E.BadRequestError,
     "ContextWindowExceededError": E.ContextWindowExceededError,
     "ContentPolicyError": E.ContentPolicyError,
+    "GuardrailBlockedError": E.ContentPolicyError,
     "RoutingError": E.ProviderUnavailableError,
     "AllDeploymentsFailedError": E.ProviderUnavailableError,
     "NoHealthyDeploymentError": E.ProviderUnavailableError,
     "DeadlineExceededError": E.ProviderTimeoutError,
     "StreamInterruptedError": E.ProviderUnavailableError,
 }
-BACK_ANTHROPIC = {**BACK_OPENAI, "BudgetExceededError": E.ProviderError}
+BACK_ANTHROPIC = {**BACK_OPENAI, "BudgetExceededError": E.ProviderError, "GuardrailBlockedError": E.BadRequestError}
 SAME_CLASS = (
     E.RateLimitError,
     E.ProviderUnavailableError,
