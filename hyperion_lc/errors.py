@@ -162,6 +162,10 @@ class HyperionStreamInterruptedError(E.StreamInterruptedError, ModelAPIError):
     pass
 
 
+class HyperionGuardrailBlockedError(E.GuardrailBlockedError, ModelInvalidRequestError):
+    pass
+
+
 #: Hyperion class -> its LangChain-door twin
 TWINS: dict[type[E.HyperionError], type[E.HyperionError]] = {
     base: twin

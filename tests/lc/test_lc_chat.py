@@ -161,7 +161,7 @@ async def test_cache_hit_is_free_and_reported(make_config, mock):
 def test_every_hyperion_error_has_a_two_parent_twin():
     core = [getattr(hyperion_core.errors, n) for n in hyperion_core.errors.__all__]
     core = [c for c in core if isinstance(c, type) and issubclass(c, HyperionError)]
-    assert len(core) == 31
+    assert len(core) == 32
     for cls in core:
         twin = lce.TWINS[cls]
         assert issubclass(twin, cls) and issubclass(twin, ModelError), cls
