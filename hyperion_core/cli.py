@@ -22,6 +22,20 @@ def _mock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from .server import ServerSettings, serve
+    except ImportError as exc:  # starlette / uvicorn missing
+        print(f"hyperion: the server needs the 'server' extra (pip install 'hyperion-gateway[server]'): {exc}",
+              file=sys.stderr)
+        return 2
+    settings = ServerSettings(require_keys=not args.allow_anonymous, max_body_bytes=args.max_body_bytes,
+                              admin=not args.no_admin, metrics=not args.no_metrics)
+    serve(args.config, host=args.host, port=args.port, workers=args.workers, settings=settings,
+          graceful_timeout=args.graceful_timeout, log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from .config import GatewayConfig
 
@@ -150,6 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("--since-checkpoint", action="store_true", help="check from the anchored row on, not from genesis")
     av.add_argument("--allow-empty", action="store_true", help="an empty or missing log verifies (default: failure)")
     a.set_defaults(func=_audit)
+    sv = sub.add_parser("serve", help="serve the OpenAI/Anthropic-compatible HTTP API (needs the 'server' extra)")
+    sv.add_argument("--config", required=True, help="gateway YAML")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--workers", type=int, default=1, help="worker processes (share state through Redis)")
+    sv.add_argument("--allow-anonymous", action="store_true",
+                    help="accept model calls without a virtual key (default: 401)")
+    sv.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="larger bodies are answered 413")
+    sv.add_argument("--graceful-timeout", type=float, default=30.0,
+                    help="seconds in-flight requests and streams get to finish on shutdown")
+    sv.add_argument("--no-admin", action="store_true", help="do not serve /admin/v1")
+    sv.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    sv.add_argument("--log-level", default="info")
+    sv.add_argument("--access-log", action="store_true")
+    sv.set_defaults(func=_serve)
     c = sub.add_parser("check", help="validate a gateway config file")
     c.add_argument("config")
     c.set_defaults(func=_check)

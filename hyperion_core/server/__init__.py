@@ -1,0 +1,13 @@
+"""``hyperion serve``: the OpenAI- and Anthropic-compatible HTTP door over the one pipeline.
+
+* :func:`create_app` — the Starlette (ASGI) app over a :class:`~hyperion_core.Gateway` or a config;
+* :class:`ServerSettings` — keys required, body limits, admin API and metrics on or off;
+* :func:`serve` — run it with uvicorn, one or several workers.
+
+Needs the ``server`` extra (``pip install 'hyperion-gateway[server]'``).
+"""
+
+from .app import ServerSettings, create_app
+from .run import serve
+
+__all__ = ["ServerSettings", "create_app", "serve"]

@@ -1,0 +1,260 @@
+"""The admin API, ``/admin/v1/...``: keys, spend, audit, routes and their health, budgets.
+
+Callers authenticate with a virtual key (``Authorization: Bearer hk-...``); what they may do is the
+library's RBAC (``governance.keys.ROLES``), scoped to their team when their key has one:
+
+=================================  =====================================================================
+``POST /admin/v1/keys``            create (``keys:manage``); a team admin creates keys of its own team
+``GET  /admin/v1/keys``            list (``keys:manage``, or a viewer: its team's keys)
+``POST /admin/v1/keys/{id}/revoke``  revoke (``keys:manage``; a team admin: its team's keys)
+``POST /admin/v1/keys/{id}/rotate``  rotate: a new key, the old one revoked (same scope)
+``GET  /admin/v1/spend?by=key``    spend rows as the key may see them (admin: all; viewer: its team;
+                                   member: its own key)
+``GET  /admin/v1/audit?...``       audit events (same scopes; filters key_id, team, user, route,
+                                   outcome, request_id, since, until, limit)
+``GET  /admin/v1/audit/verify``    the audit hash chain checked (``audit:read:all``)
+``GET  /admin/v1/routes``          routes, their deployments and health (breaker, latency EWMA) — the
+                                   routes the key may call (admin and viewer: all)
+``GET  /admin/v1/budgets``         budget status (admin: all; others: the budgets that apply to them)
+=================================  =====================================================================
+
+Errors are OpenAI-style JSON (``{"error": {...}}``) with the statuses of the model endpoints (401,
+403, 400, 404). Keys are returned once, on create and rotate; listings never carry a secret or hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..errors import InvalidKeyError, InvalidRequestError, PermissionDeniedError
+from ..governance.keys import Principal
+from ..types import new_request_id
+from ..wire import JSON_CONTENT_TYPE
+from ..wire import openai as openai_wire
+from .app import credential
+
+if TYPE_CHECKING:
+    from .app import Door
+
+_AUDIT_FILTERS = ("key_id", "team", "user", "route", "outcome", "request_id")
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data, default=_default), status, media_type=JSON_CONTENT_TYPE)
+
+
+def _default(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        to_dict = getattr(obj, "to_dict", None)
+        return to_dict() if to_dict else dataclasses.asdict(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class Admin:
+    def __init__(self, door: Door) -> None:
+        self.door = door
+        self.gw = door.gw
+
+    async def principal(self, request: Request) -> tuple[str, Principal]:
+        key = credential(request)
+        if key is None:
+            raise InvalidKeyError("the admin API needs a virtual key: 'Authorization: Bearer hk-...'")
+        return key, await self.gw.keys.authenticate(key)
+
+    async def body(self, request: Request) -> dict[str, Any]:
+        raw = await self.door.body(request)
+        if not raw:
+            return {}
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidRequestError("the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidRequestError("the request body must be a JSON object")
+        return data
+
+    def fail(self, exc: BaseException) -> Response:
+        return self.door.error(openai_wire, "admin", exc, new_request_id(), "")
+
+    @staticmethod
+    def team_scope(p: Principal, permission: str = "keys:manage") -> str | None:
+        """None: every team; else the one team ``p`` may act on."""
+        p.require(permission)
+        if p.team is None:
+            return None
+        return p.team
+
+    async def _managed(self, p: Principal, key_id: str) -> Any:
+        team = self.team_scope(p)
+        rec = await self.gw.keys.get(key_id)
+        if rec is None or (team is not None and rec.team != team):
+            raise InvalidKeyError(f"no key with id '{key_id}'" + (f" in team '{team}'" if team else ""))
+        return rec
+
+    # -- keys ----------------------------------------------------------------------------------------
+    async def create_key(self, request: Request) -> Response:
+        try:
+            _, p = await self.principal(request)
+            team_only = self.team_scope(p)
+            data = await self.body(request)
+            name = data.get("name")
+            if not isinstance(name, str) or not name:
+                raise InvalidRequestError("name: required (a string naming the key)")
+            team = data.get("team", team_only)
+            if team_only is not None and team != team_only:
+                raise PermissionDeniedError(f"key '{p.key_id}' may create keys of team '{team_only}' only")
+            roles = data.get("roles") or ["member"]
+            routes = data.get("routes") or ["*"]
+            for field, value in (("roles", roles), ("routes", routes)):
+                if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+                    raise InvalidRequestError(f"{field}: must be a list of strings")
+            expires_in = data.get("expires_in")
+            if expires_in is not None and type(expires_in) not in (int, float):
+                raise InvalidRequestError("expires_in: must be a number of seconds")
+            metadata = data.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise InvalidRequestError("metadata: must be an object")
+            key, rec = await self.gw.keys.create(
+                name, team=team, user=data.get("user"), roles=roles, routes=routes,
+                metadata={str(k): str(v) for k, v in metadata.items()}, expires_in=expires_in,
+            )
+            return _json({"key": key, **rec.public()}, 201)
+        except Exception as exc:  # noqa: BLE001
+            return self.fail(exc)
+
+    async def list_keys(self, request: Request) -> Response:
+        try:
+            _, p = await self.principal(request)
+            try:
+                team = self.team_scope(p)
+            except PermissionDeniedError:
+                team = self.team_scope(p, "audit:read:team")  # a viewer lists its team's keys
+                if team is None:
+                    raise
+            include = request.query_params.get("include_revoked", "").lower() in ("1", "true", "yes")
+            want = request.query_params.get("team")
+            if team is not None and want not in (None, team):
+                raise PermissionDeniedError(f"key '{p.key_id}' may list team '{team}' only")
+            rows = await self.gw.keys.list(team=team or want, include_revoked=include)
+            return _json({"data": [r.public() for r in rows]})
+        except Exception as exc:  # noqa: BLE001
+            return self.fail(exc)
+
+    async def revoke_key(self, request: Request) -> Response:
+        try:
+            _, p = await self.principal(request)
+            rec = await self._managed(p, request.path_params["key_id"])
+            rec = await self.gw.keys.revoke(rec.key_id)
+            self.gw.services.records.pop(rec.key_id, None)
+            return _json(rec.public())
+        except Exception as exc:  # noqa: BLE001
+            return self.fail(exc)
+
+    async def rotate_key(self, request: Request) -> Response:
+        try:
+            _, p = await self.principal(request)
+            rec = await self._managed(p, request.path_params["key_id"])
+            key, new = await self.gw.keys.rotate(rec.key_id)
+            self.gw.services.records.pop(rec.key_id, None)
+            return _json({"key": key, **new.public(), "replaces": rec.key_id}, 201)
+        except Exception as exc:  # noqa: BLE001
+            return self.fail(exc)
+
+    # -- reads ----------------------------------------------------------------------------------------
+    async def spend(self, request: Request) -> Response:
+        try:
+            key, _ = await self.principal(request)
+            rows = await self.gw.spend_for(key, request.query_params.get("by", "key"))
+            return _json({"data": rows})
+        except Exception as exc:  # noqa: BLE001
+            return self.fail(exc)
+
+    async def audit(self, request: Request) -> Response:
+        try:
+            key, _ = await self.principal(request)
+            q = request.query_params
+            filters: dict[str, Any] = {k: q[k] for k in _AUDIT_FILTERS if q.get(k)}
+            for name in ("since", "until"):
+                if q.get(name):
+                    filters[name] = _number(name, q[name], float)
+            filters["limit"] = _number("limit", q.get("limit", "100"), int)
+            events = await self.gw.audit_for(key, **filters)
+            return _json({"data": [e.to_dict() for e in events]})
+        except Exception as exc:  # noqa: BLE001
+            return self.fail(exc)
+
+    async def audit_verify(self, request: Request) -> Response:
+        try:
+            _, p = await self.principal(request)
+            p.require("audit:read:all")
+            if self.gw.audit is None:
+                raise InvalidRequestError("no audit log: add an 'audit:' section to the config")
+            await self.gw.audit.aflush()
+            report = await self.gw.audit.verify()
+            return _json({"ok": report.ok, "checked": report.checked, "first_bad_index": report.first_bad_index,
+                          "reason": report.reason}, 200 if report.ok else 409)
+        except Exception as exc:  # noqa: BLE001
+            return self.fail(exc)
+
+    async def routes(self, request: Request) -> Response:
+        try:
+            _, p = await self.principal(request)
+            see_all = bool({"spend:read:team", "keys:manage"} & p.permissions)
+            health = self.gw.health()
+            out = []
+            for name, rs in self.gw._routes.items():
+                if not (see_all or "*" in p.routes or name in p.routes):
+                    continue
+                out.append({"route": name, "kind": rs.cfg.kind, "strategy": rs.cfg.strategy,
+                            "deployments": [{"name": d, **snap} for d, snap in health.get(name, {}).items()]})
+            return _json({"data": out})
+        except Exception as exc:  # noqa: BLE001
+            return self.fail(exc)
+
+    async def budgets(self, request: Request) -> Response:
+        try:
+            _, p = await self.principal(request)
+            gov = self.gw.governance
+            if gov is None:
+                raise InvalidRequestError("no budgets: add a 'governance:' section to the config")
+            if "spend:read:all" in p.permissions and p.team is None:
+                rows = await gov.status(None)
+            else:
+                rows = await gov.status({"key": p.key_id, "team": p.team, "user": p.user})
+            return _json({"data": [{**dataclasses.asdict(r), "remaining_usd": r.remaining_usd} for r in rows]})
+        except Exception as exc:  # noqa: BLE001
+            return self.fail(exc)
+
+
+def _number(name: str, raw: str, kind: type) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidRequestError(f"{name}: not a number: {raw!r}") from None
+
+
+def admin_routes(door: Door) -> list[Route]:
+    a = Admin(door)
+    base = "/admin/v1"
+    return [
+        Route(f"{base}/keys", a.create_key, methods=["POST"]),
+        Route(f"{base}/keys", a.list_keys, methods=["GET"]),
+        Route(f"{base}/keys/{{key_id}}/revoke", a.revoke_key, methods=["POST"]),
+        Route(f"{base}/keys/{{key_id}}/rotate", a.rotate_key, methods=["POST"]),
+        Route(f"{base}/spend", a.spend, methods=["GET"]),
+        Route(f"{base}/audit", a.audit, methods=["GET"]),
+        Route(f"{base}/audit/verify", a.audit_verify, methods=["GET"]),
+        Route(f"{base}/routes", a.routes, methods=["GET"]),
+        Route(f"{base}/budgets", a.budgets, methods=["GET"]),
+    ]
+
+
+__all__ = ["Admin", "admin_routes"]
