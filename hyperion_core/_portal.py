@@ -63,6 +63,11 @@ class Portal:
             if aclose is not None and self._loop is not None and not self._loop.is_closed():
                 self.call(aclose())
 
+    @property
+    def started(self) -> bool:
+        """Whether the portal's loop exists (a sync call has been made)."""
+        return self._loop is not None
+
     def close(self, before: Coroutine[Any, Any, Any] | None = None) -> None:
         loop, thread = self._loop, self._thread
         if loop is None:

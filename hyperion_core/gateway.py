@@ -163,8 +163,7 @@ class Gateway(Reads):
         that a failure raises :class:`StreamInterruptedError`, unless the route has ``stream_resume``.
         Errors (including a bad request) surface when the stream is iterated."""
         stream = ChatStream()
-        stream._agen = self._iterate(self.pipeline.context(self._req(route, messages, params), STREAM), stream)
-        return stream
+        return stream.attach(self._iterate(self.pipeline.context(self._req(route, messages, params), STREAM), stream))
 
     async def open_stream(self, route: str | ChatRequest, messages: list[Message] | None = None,
                           **params: Unpack[RequestParams]) -> ChatStream:
@@ -172,8 +171,7 @@ class Gateway(Reads):
         that must pick its status code before it sends anything."""
         ctx = await self.pipeline.open(self.pipeline.context(self._req(route, messages, params), STREAM))
         stream = ChatStream()
-        stream._agen = self._iterate(ctx, stream, opened=True)
-        return stream
+        return stream.attach(self._iterate(ctx, stream, opened=True))
 
     async def _iterate(self, ctx: RequestContext, out: ChatStream, *, opened: bool = False) -> AsyncIterator[ChatChunk]:
         if not opened:
@@ -278,8 +276,9 @@ class Gateway(Reads):
     def close(self) -> None:
         """Close from sync code: the background loop of the sync twins and its pool, and flush the
         audit log (run :meth:`aclose` first on any other loop the gateway was used from)."""
-        self._portal.close(self.aclose() if self._portal._loop is not None else None)
-        if self._portal._loop is None and self.services.active:
+        started = self._portal.started
+        self._portal.close(self.aclose() if started else None)
+        if not started and self.services.active:
             try:
                 asyncio.get_running_loop()
             except RuntimeError:  # no loop here: flush the services' writers on a short-lived one

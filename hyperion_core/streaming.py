@@ -172,6 +172,11 @@ class ChatStream:
     def __anext__(self):
         return self._agen.__anext__()
 
+    def attach(self, agen: AsyncIterator[ChatChunk]) -> ChatStream:
+        """Give the stream the chunks it will yield (for a producer that needs the stream first)."""
+        self._agen = agen
+        return self
+
     async def aclose(self) -> None:
         aclose = getattr(self._agen, "aclose", None)
         if aclose is not None:
