@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 _AUDIT_FILTERS = ("key_id", "team", "user", "route", "outcome", "request_id")
 
 
+class AdminNotFoundError(InvalidRequestError):
+    """The admin API has no such object in the caller's scope (answered 404)."""
+
+
 def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data, default=_default), status, media_type=JSON_CONTENT_TYPE)
 
@@ -82,7 +86,10 @@ class Admin:
         return data
 
     def fail(self, exc: BaseException) -> Response:
-        return self.door.error(openai_wire, "admin", exc, new_request_id(), "")
+        resp = self.door.error(openai_wire, "admin", exc, new_request_id(), "")
+        if isinstance(exc, AdminNotFoundError):
+            resp.status_code = 404
+        return resp
 
     @staticmethod
     def team_scope(p: Principal, permission: str = "keys:manage") -> str | None:
@@ -96,7 +103,7 @@ class Admin:
         team = self.team_scope(p)
         rec = await self.gw.keys.get(key_id)
         if rec is None or (team is not None and rec.team != team):
-            raise InvalidKeyError(f"no key with id '{key_id}'" + (f" in team '{team}'" if team else ""))
+            raise AdminNotFoundError(f"no key with id '{key_id}'" + (f" in team '{team}'" if team else ""))
         return rec
 
     # -- keys ----------------------------------------------------------------------------------------

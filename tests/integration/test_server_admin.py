@@ -1,0 +1,153 @@
+"""The server's admin API (RBAC: admin / member / viewer, scoped to team) and its Prometheus metrics,
+over real HTTP against a real uvicorn server."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from hyperion_core.server import create_app
+from hyperion_core.server.testing import ServerThread
+
+
+def config(mock, dep: str, tmp_path) -> dict:
+    return {
+        "providers": {"p": {"kind": "openai", "api_key": "sk-upstream-secret", "base_url": mock.base_url(dep, "openai")}},
+        "routes": {
+            "chat": {"deployments": [{"model": "p/gpt-4o-mini"}], "retry": {"attempts": 0}},
+            "cached": {"deployments": [{"model": "p/gpt-4o-mini"}], "cache": {}},
+        },
+        "keys": {"store": "memory"},
+        "audit": {"sink": f"sqlite:///{tmp_path}/audit-{dep}.db"},
+        "governance": {"budgets": [{"scope": "team", "id": "poor", "period": "daily", "limit_usd": 0.00001},
+                                   {"scope": "team", "id": "a", "period": "daily", "limit_usd": 5}]},
+    }
+
+
+@pytest.fixture
+def srv(mock, tmp_path, request):
+    app = create_app(config(mock, f"adm-{request.node.name[-16:]}", tmp_path))
+    with ServerThread(app) as s:
+        s.gw = app.state.gateway
+        yield s
+
+
+def key(srv, name: str, **kw) -> str:
+    return srv.call(srv.gw.keys.create(name, **kw))[0]
+
+
+def call(srv, method: str, path: str, k: str | None, **kw) -> httpx.Response:
+    headers = {"authorization": f"Bearer {k}"} if k else {}
+    return httpx.request(method, srv.url + "/admin/v1" + path, headers=headers, timeout=60, **kw)
+
+
+def chat(srv, k: str, route: str = "chat", text: str = "hello") -> None:
+    openai.OpenAI(base_url=srv.url + "/v1", api_key=k, max_retries=0).chat.completions.create(
+        model=route, messages=[{"role": "user", "content": text}], max_tokens=200)
+
+
+def test_keys_lifecycle_and_team_scope(srv):
+    root = key(srv, "root", roles=["admin"])
+    team_admin = key(srv, "ta", roles=["admin"], team="a")
+    assert call(srv, "GET", "/keys", None).status_code == 401
+    assert call(srv, "GET", "/keys", "hk-bogus.key").status_code == 401
+    r = call(srv, "POST", "/keys", root, json={"name": "svc", "team": "b", "routes": ["chat"]})
+    assert r.status_code == 201
+    created = r.json()
+    assert created["key"].startswith("hk-") and "digest" not in created and "salt" not in created
+    chat(srv, created["key"])
+    # a team admin acts on its own team only
+    r = call(srv, "POST", "/keys", team_admin, json={"name": "x", "team": "b"})
+    assert r.status_code == 403
+    r = call(srv, "POST", "/keys", team_admin, json={"name": "mine"})
+    assert r.status_code == 201 and r.json()["team"] == "a"
+    assert call(srv, "POST", f"/keys/{created['key_id']}/revoke", team_admin).status_code == 404
+    listed = call(srv, "GET", "/keys", team_admin).json()["data"]
+    assert {row["team"] for row in listed} == {"a"}
+    assert len(call(srv, "GET", "/keys", root).json()["data"]) == 4
+    # rotate: the new key works, the old one is refused at once
+    r = call(srv, "POST", f"/keys/{created['key_id']}/rotate", root)
+    assert r.status_code == 201 and r.json()["replaces"] == created["key_id"]
+    chat(srv, r.json()["key"])
+    with pytest.raises(openai.AuthenticationError):
+        chat(srv, created["key"])
+    r = call(srv, "POST", f"/keys/{r.json()['key_id']}/revoke", root)
+    assert r.status_code == 200 and r.json()["revoked_at"]
+    assert call(srv, "GET", "/keys?include_revoked=true", root).json()["data"][-1]["revoked_at"]
+    # members and viewers do not manage keys
+    member = key(srv, "m", team="a")
+    viewer = key(srv, "v", roles=["viewer"], team="a")
+    assert call(srv, "POST", "/keys", member, json={"name": "x"}).status_code == 403
+    assert call(srv, "POST", "/keys", viewer, json={"name": "x"}).status_code == 403
+    assert {row["team"] for row in call(srv, "GET", "/keys", viewer).json()["data"]} == {"a"}
+    assert call(srv, "GET", "/keys", member).status_code == 403
+    bad = call(srv, "POST", "/keys", root, json={"name": "x", "roles": ["owner"]})
+    assert bad.status_code == 400 and "unknown role" in bad.json()["error"]["message"]
+
+
+def test_spend_audit_routes_and_budgets_by_role(srv):
+    root = key(srv, "root", roles=["admin"])
+    m1 = key(srv, "m1", team="a")
+    m2 = key(srv, "m2", team="b", routes=["cached"])
+    viewer = key(srv, "v", roles=["viewer"], team="a")
+    chat(srv, m1)
+    chat(srv, m2, "cached")
+    chat(srv, m2, "cached")  # a cache hit
+    srv.call(srv.gw.audit.aflush())
+    by_key = call(srv, "GET", "/spend?by=key", root).json()["data"]
+    assert len(by_key) == 2
+    own = call(srv, "GET", "/spend", m1).json()["data"]
+    assert [row["group"] for row in own] == [m1.split(".")[0][3:]]
+    assert len(call(srv, "GET", "/spend", viewer).json()["data"]) == 1  # team a's keys only
+    assert len(call(srv, "GET", "/audit", root).json()["data"]) == 3
+    mine = call(srv, "GET", "/audit", m2).json()["data"]
+    assert len(mine) == 2 and {e["cache_tier"] for e in mine} == {None, "l1"}
+    assert call(srv, "GET", "/audit?team=b", viewer).status_code == 403
+    assert len(call(srv, "GET", "/audit", viewer).json()["data"]) == 1
+    assert call(srv, "GET", "/audit?limit=x", root).status_code == 400
+    r = call(srv, "GET", "/audit/verify", root)
+    assert r.status_code == 200 and r.json()["ok"] and r.json()["checked"] == 3
+    assert call(srv, "GET", "/audit/verify", viewer).status_code == 403
+    routes = call(srv, "GET", "/routes", root).json()["data"]
+    assert {r["route"] for r in routes} == {"chat", "cached"}
+    assert routes[0]["deployments"][0]["state"] == "closed"
+    assert [r["route"] for r in call(srv, "GET", "/routes", m2).json()["data"]] == ["cached"]
+    budgets = call(srv, "GET", "/budgets", root).json()["data"]
+    assert {b["id"] for b in budgets} == {"poor", "a"}
+    (mine,) = call(srv, "GET", "/budgets", m1).json()["data"]
+    assert mine["id"] == "a" and mine["spent_usd"] > 0 and mine["remaining_usd"] < 5
+
+
+def test_metrics(srv):
+    k = key(srv, "k", team="a")
+    poor = key(srv, "p", team="poor")
+    chat(srv, k)
+    chat(srv, k, "cached", "same")
+    chat(srv, k, "cached", "same")
+    stream = openai.OpenAI(base_url=srv.url + "/v1", api_key=k).chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "stream"}], stream=True)
+    assert list(stream)
+    with pytest.raises(openai.RateLimitError):
+        chat(srv, poor)
+    with pytest.raises(openai.NotFoundError):
+        chat(srv, k, "nope")
+    r = httpx.get(srv.url + "/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    assert samples['hyperion_requests_total{endpoint="chat.completions",outcome="ok",route="chat"}'] == 2
+    assert samples['hyperion_requests_total{endpoint="chat.completions",outcome="ok",route="cached"}'] == 2
+    assert samples['hyperion_cache_hits_total{route="cached",tier="l1"}'] == 1
+    assert samples['hyperion_refusals_total{reason="budget",route="chat"}'] == 1
+    assert samples['hyperion_errors_total{endpoint="chat.completions",error_class="BudgetExceededError",route="chat",status="429"}'] == 1
+    assert samples['hyperion_errors_total{endpoint="chat.completions",error_class="RouteNotFoundError",route="nope",status="404"}'] == 1
+    assert samples['hyperion_time_to_first_token_seconds_count{deployment="p/gpt-4o-mini",route="chat"}'] == 1
+    assert samples['hyperion_request_duration_seconds_count{deployment="p/gpt-4o-mini",route="chat"}'] == 2
+    assert samples['hyperion_tokens_total{deployment="p/gpt-4o-mini",kind="completion",route="chat"}'] > 0
+    assert samples['hyperion_cost_usd_total{deployment="p/gpt-4o-mini",route="chat"}'] > 0
+    assert samples['hyperion_breaker_state{deployment="p/gpt-4o-mini",route="chat"}'] == 0
+    assert "sk-upstream-secret" not in r.text and k not in r.text
