@@ -29,8 +29,18 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"hyperion: the server needs the 'server' extra (pip install 'hyperion-gateway[server]'): {exc}",
               file=sys.stderr)
         return 2
+    oidc = None
+    if args.oidc_issuer:
+        from .server.oidc import OIDCSettings
+
+        if not args.oidc_audience:
+            print("hyperion: --oidc-issuer needs --oidc-audience", file=sys.stderr)
+            return 2
+        role_map = dict(item.split("=", 1) for item in args.oidc_role or ())
+        oidc = OIDCSettings(issuer=args.oidc_issuer, audience=args.oidc_audience, jwks_url=args.oidc_jwks_url,
+                            roles_claim=args.oidc_roles_claim, team_claim=args.oidc_team_claim, role_map=role_map)
     settings = ServerSettings(require_keys=not args.allow_anonymous, max_body_bytes=args.max_body_bytes,
-                              admin=not args.no_admin, metrics=not args.no_metrics)
+                              admin=not args.no_admin, metrics=not args.no_metrics, oidc=oidc)
     serve(args.config, host=args.host, port=args.port, workers=args.workers, settings=settings,
           graceful_timeout=args.graceful_timeout, log_level=args.log_level, access_log=args.access_log)
     return 0
@@ -176,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds in-flight requests and streams get to finish on shutdown")
     sv.add_argument("--no-admin", action="store_true", help="do not serve /admin/v1")
     sv.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    sv.add_argument("--oidc-issuer", help="accept this issuer's OIDC tokens on the admin API")
+    sv.add_argument("--oidc-audience", help="the 'aud' the tokens must carry")
+    sv.add_argument("--oidc-jwks-url", help="default: jwks_uri of the issuer's discovery document")
+    sv.add_argument("--oidc-roles-claim", default="roles", help="claim with the user's roles/groups (dotted path)")
+    sv.add_argument("--oidc-team-claim", default="team")
+    sv.add_argument("--oidc-role", action="append", metavar="VALUE=ROLE",
+                    help="map a roles-claim value to admin|member|viewer (repeat)")
     sv.add_argument("--log-level", default="info")
     sv.add_argument("--access-log", action="store_true")
     sv.set_defaults(func=_serve)

@@ -66,10 +66,14 @@ class Reads:
             raise InvalidRequestError("spend is recorded by governance: add a 'governance:' section to the config")
         return await self.services.governance.spend_report(by, since, until)
 
-    async def _scope(self, virtual_key: str, what: str) -> tuple[Any, str]:
+    async def _scope(self, virtual_key: Any, what: str) -> tuple[Any, str]:
         """The principal behind ``virtual_key`` and how much of ``what`` (spend | audit) it may read:
-        ``all``, ``team`` or ``own`` — one permission each (``<what>:read:all`` / ``:team``)."""
-        p = await self.services.keys.authenticate(virtual_key)
+        ``all``, ``team`` or ``own`` — one permission each (``<what>:read:all`` / ``:team``).
+        ``virtual_key`` may also be a :class:`~hyperion_core.governance.keys.Principal` a trusted door
+        has already authenticated (the server's admin API: a key, or an OIDC token's claims)."""
+        from .governance.keys import Principal
+
+        p = virtual_key if isinstance(virtual_key, Principal) else await self.services.keys.authenticate(virtual_key)
         for scope in ("all", "team"):
             try:
                 p.require(f"{what}:read:{scope}")

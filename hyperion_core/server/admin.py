@@ -1,7 +1,9 @@
 """The admin API, ``/admin/v1/...``: keys, spend, audit, routes and their health, budgets.
 
-Callers authenticate with a virtual key (``Authorization: Bearer hk-...``); what they may do is the
-library's RBAC (``governance.keys.ROLES``), scoped to their team when their key has one:
+Callers authenticate with a virtual key (``Authorization: Bearer hk-...``) or, when the server has
+``ServerSettings.oidc``, an OIDC token of the configured issuer (``server/oidc.py``: claims mapped to
+role and team). What they may do is the library's RBAC (``governance.keys.ROLES``), scoped to their
+team when they have one:
 
 =================================  =====================================================================
 ``POST /admin/v1/keys``            create (``keys:manage``); a team admin creates keys of its own team
@@ -38,6 +40,7 @@ from ..types import new_request_id
 from ..wire import JSON_CONTENT_TYPE
 from ..wire import openai as openai_wire
 from .app import credential
+from .oidc import OIDCVerifier, looks_like_jwt
 
 if TYPE_CHECKING:
     from .app import Door
@@ -66,12 +69,21 @@ class Admin:
     def __init__(self, door: Door) -> None:
         self.door = door
         self.gw = door.gw
+        oidc = door.settings.oidc
+        self.oidc = OIDCVerifier(oidc) if oidc is not None else None
 
-    async def principal(self, request: Request) -> tuple[str, Principal]:
-        key = credential(request)
-        if key is None:
-            raise InvalidKeyError("the admin API needs a virtual key: 'Authorization: Bearer hk-...'")
-        return key, await self.gw.keys.authenticate(key)
+    async def principal(self, request: Request) -> tuple[Principal, Principal]:
+        """Who calls: a virtual key's principal, or an OIDC token's (when the server accepts them).
+        (Returned twice for the call sites that pass "who" to the gateway's scoped reads.)"""
+        token = credential(request)
+        if token is None:
+            raise InvalidKeyError("the admin API needs a virtual key ('Authorization: Bearer hk-...')"
+                                  + (" or an OIDC token" if self.oidc is not None else ""))
+        if self.oidc is not None and looks_like_jwt(token):
+            p = await self.oidc.principal(token)
+        else:
+            p = await self.gw.keys.authenticate(token)
+        return p, p
 
     async def body(self, request: Request) -> dict[str, Any]:
         raw = await self.door.body(request)

@@ -49,6 +49,7 @@ from ..wire import openai as openai_wire
 from ..wire.common import load_body
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
+from .oidc import OIDCSettings
 from .streams import SSEResponse
 
 log = logging.getLogger("hyperion.server")
@@ -70,6 +71,8 @@ class ServerSettings:
     admin: bool = True
     #: serve Prometheus metrics under /metrics
     metrics: bool = True
+    #: accept OIDC bearer tokens (JWTs) on the admin API, besides virtual keys
+    oidc: OIDCSettings | None = None
 
 
 class BodyTooLargeError(RequestBodyError):

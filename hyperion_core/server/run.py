@@ -23,6 +23,7 @@ import orjson
 
 from ..config import GatewayConfig
 from .app import ServerSettings, create_app
+from .oidc import OIDCSettings
 
 log = logging.getLogger("hyperion.server")
 
@@ -36,8 +37,16 @@ def app_from_env() -> Any:
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set: start the server with 'hyperion serve --config FILE'")
     raw = os.environ.get(SETTINGS_ENV)
-    settings = ServerSettings(**orjson.loads(raw)) if raw else ServerSettings()
+    settings = settings_from_json(raw) if raw else ServerSettings()
     return create_app(path, settings)
+
+
+def settings_from_json(raw: str | bytes) -> ServerSettings:
+    data = orjson.loads(raw)
+    oidc = data.pop("oidc", None)
+    if oidc is not None:
+        oidc = OIDCSettings(**{**oidc, "algorithms": tuple(oidc.get("algorithms") or ("RS256", "ES256"))})
+    return ServerSettings(**data, oidc=oidc)
 
 
 def serve(
