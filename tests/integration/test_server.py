@@ -341,3 +341,44 @@ async def test_async_openai_client_concurrent_streams(env):
     texts = await asyncio.gather(*(one(i) for i in range(8)))
     assert all(texts)
     await client.close()
+
+
+def test_a_stream_cut_after_its_first_chunk_ends_with_the_wires_error_event(env, mock):
+    key = env.key()
+    mock.fault(env.dep, cut_after_chunks=3)
+    stream = env.oai(key, max_retries=0).chat.completions.create(
+        model="solo", messages=[{"role": "user", "content": "a long story please"}], stream=True)
+    got = []
+    with pytest.raises(openai.APIError) as info:
+        for c in stream:
+            got.append(c)
+    assert got and "stream_interrupted" in str(info.value.body) + str(info.value.code)
+    (event,) = env.audit(route="solo")
+    assert event.outcome == "error" and event.error_class == "StreamInterruptedError"
+    mock.fault(f"{env.dep}-b", cut_after_chunks=2)
+    client = anthropic.Anthropic(base_url=env.url, api_key=key, max_retries=0)
+    mock.fault(env.dep, status=500, times=1)  # the Anthropic deployment answers, then is cut
+    with pytest.raises(anthropic.APIError):
+        with client.messages.stream(model="chat", max_tokens=64, messages=[{"role": "user", "content": "x y z"}]) as s:
+            "".join(s.text_stream)
+
+
+def test_a_slow_body_is_answered_408_and_the_worker_keeps_serving(mock, tmp_path):
+    app = create_app(config(mock, "s-slow", tmp_path), ServerSettings(body_timeout_s=0.5))
+    with ServerThread(app) as srv:
+        key, _ = srv.call(app.state.gateway.keys.create("k"))
+        sock = socket.create_connection(("127.0.0.1", srv.port))
+        sock.settimeout(60)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     + f"authorization: Bearer {key}\r\ncontent-length: 500\r\n\r\n".encode() + b'{"model": ')
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            reply += piece
+        sock.close()
+        assert reply.startswith(b"HTTP/1.1 408")
+        ok = httpx.post(srv.url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                        json={"model": "chat", "messages": [{"role": "user", "content": "still there?"}]})
+        assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]
