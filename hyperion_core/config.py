@@ -31,6 +31,7 @@ from .audit.config import AuditConfig
 from .cache.config import CacheSettings, CacheTuning
 from .errors import ConfigError
 from .governance.config import GovernanceConfig
+from .guardrails.config import GuardrailPolicy, GuardrailsConfig
 
 #: provider kinds served by a native adapter, with their wire format and defaults
 NATIVE_KINDS: dict[str, dict[str, str | None]] = {
@@ -215,6 +216,9 @@ class RouteConfig(_Strict):
     latency_alpha: float = Field(default=0.3, gt=0, le=1)
     #: response caching for this route (absent = no caching); see ``hyperion_core.cache.CacheSettings``
     cache: CacheSettings | None = None
+    #: PII redaction and prompt-injection detection for this route (absent = none; teams and keys may get
+    #: another policy through the top-level ``guardrails``)
+    guardrails: GuardrailPolicy | None = None
 
 
 class StateConfig(_Strict):
@@ -270,6 +274,9 @@ class GatewayConfig(_Strict):
     governance: GovernanceConfig | None = None
     #: the audit log (absent = no audit); ``sink: sqlite://.hyperion/audit.db`` is the embedded default
     audit: AuditConfig | None = None
+    #: named guardrail policies for teams, keys and calls made by frameworks' own clients (absent = only
+    #: the routes' own ``guardrails``)
+    guardrails: GuardrailsConfig | None = None
 
     @classmethod
     def load(cls, data: Mapping[str, Any] | GatewayConfig, *, env: Mapping[str, str] | None = None):

@@ -95,6 +95,13 @@ class RequestContext:
     after_errors: list[tuple[str, BaseException]] | None = None  # (stage, error) of failed after hooks
     #: facts a stage wants on the audit event (``{"usage": "estimated"}``)
     notes: dict[str, Any] | None = None
+    #: guardrails: actions taken (``"in:pii:EMAIL:redact:2"``; never the matched text), for the audit event
+    guardrails: list[str] | None = None
+    #: guardrails: the answer as the caller gets it (placeholders restored), applied when the request ends
+    restore: Any = None
+    #: guardrails on a stream: ``filter(chunk) -> chunk | None`` before each chunk reaches the caller, and
+    #: ``filter.flush() -> chunk | None`` for what it held back when the stream ends
+    chunk_filter: Any = None
     #: embeddings: the inputs and the result
     inputs: list[str] | None = None
     dimensions: int | None = None
@@ -168,6 +175,8 @@ class Pipeline:
         await self.finish(ctx)
         if ctx.error is not None:
             raise ctx.error
+        if ctx.restore is not None and ctx.response is not None:
+            ctx.response = ctx.restore(ctx.response)  # after cache and audit: they keep the placeholders
         return ctx
 
     async def open(self, ctx: RequestContext) -> RequestContext:
@@ -182,10 +191,26 @@ class Pipeline:
     async def chunks(self, ctx: RequestContext) -> AsyncIterator[ChatChunk]:
         """The opened stream's chunks; the stages after Call run when it ends, however it ends."""
         stream = ctx.stream.__aiter__()  # kept: closing it is what records a cancelled stream's cost
+        guard = ctx.chunk_filter
         try:
-            async for chunk in stream:
-                ctx.delivered += 1
-                yield chunk
+            if guard is None:
+                async for chunk in stream:
+                    ctx.delivered += 1
+                    yield chunk
+            else:
+                async for chunk in stream:
+                    try:
+                        out = guard(chunk)
+                    except BaseException:  # a guard refused the answer: stop the upstream stream first
+                        await aclose_quietly(stream)
+                        raise
+                    if out is not None:
+                        ctx.delivered += 1
+                        yield out
+                out = guard.flush()
+                if out is not None:
+                    ctx.delivered += 1
+                    yield out
         except GeneratorExit:  # the caller stopped reading: bill what was generated, audit it
             await aclose_quietly(stream)  # the live stream leaves what it generated in ctx.billed
             usage, cost, dep = ctx.billed or (None, 0.0, None)
@@ -200,6 +225,8 @@ class Pipeline:
         await self.finish(ctx)
         if ctx.error is not None:
             raise ctx.error
+        if ctx.restore is not None and ctx.response is not None:
+            ctx.response = ctx.restore(ctx.response)
 
     async def enter(self, ctx: RequestContext) -> RequestContext:
         """A call made elsewhere: the stages before it (authorize, admit). Raises when it may not run."""

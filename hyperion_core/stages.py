@@ -5,13 +5,15 @@ Validate    the route exists and serves this kind of request; messages, paramete
             sense; a route's ``default_max_tokens`` is applied
 Authorize   a virtual key is authenticated (a warm key from memory, re-read during admission) and
             may call the route; a gateway with ``keys.required`` refuses requests without one
-GuardIn     input guardrails (PII, prompt injection) — none configured yet
+GuardIn     input guardrails: prompt injection blocked or flagged; PII redacted into placeholders
+            (what cache, provider and audit see), blocked or flagged. Before admission: a block is free
 Admit       rate limits and the budget reservation: the worst case the call may cost
 Cache       an exact or semantic hit answers the request; a miss leads (or waits for) the one
             upstream call of identical concurrent requests; the answer is stored afterwards
 Call        the upstream call through the router: strategy, breakers, retries, failover, the
             context-window fallback; streams open here (failover is free until the first chunk)
-GuardOut    output guardrails — none configured yet
+GuardOut    output guardrails: PII the model produced redacted, blocked or flagged (streams: per
+            chunk); the caller's own values are restored once cache and audit have the placeholders
 Settle      the reservation is settled at the actual cost (a cache hit: at 0, its saving recorded),
             or released, or — for a failed or cancelled stream — settled at what was generated;
             exactly once. A failure here is recorded, never put in place of a paid answer
@@ -69,6 +71,7 @@ class Parts:
         self.router = router
         self.services = services
         self.cache = cache
+        self.guardrails = build_guardrails(self)
 
     def route(self, name: Any) -> RouteState:
         rs = self.routes.get(name) if isinstance(name, str) else None
@@ -79,6 +82,26 @@ class Parts:
                 route=name if isinstance(name, str) else None,
             )
         return rs
+
+
+def build_guardrails(parts: Parts) -> Any:
+    """The gateway's guardrails, or None when no route, team or key has a policy (then GuardIn and
+    GuardOut are in no route's plan and the detectors are never imported)."""
+    cfg = getattr(parts.services, "cfg", None)
+    top = getattr(cfg, "guardrails", None)
+    if top is None and not any(getattr(rs.cfg, "guardrails", None) is not None for rs in parts.routes.values()):
+        return None
+    from .guardrails.engine import Guardrails
+
+    async def call_route(route: str, prompt: str) -> str:  # a grey-zone judge behind the gateway
+        rs = parts.route(route)
+        req = ChatRequest(route, [{"role": "user", "content": prompt}], temperature=0, max_tokens=4)
+        resp, _ = await parts.router.run_with_fallback(rs, lambda d: d.adapter.chat(req), [], resolve=parts.route,
+                                                       timeout=req.timeout, request_id=req.request_id)
+        return resp.content or ""
+
+    guards = Guardrails(parts.routes, top, call_route=call_route)
+    return guards if guards.active else None
 
 
 # -- pure request checks -----------------------------------------------------------------------------
@@ -246,15 +269,22 @@ class Authorize(Stage):
 
 
 class GuardIn(Stage):
-    """Input guardrails (PII redaction, prompt-injection detection): none configured yet."""
+    """Input guardrails (``hyperion_core.guardrails``): prompt injection blocked or flagged, PII
+    redacted into typed placeholders (what the cache keys, the provider and the audit see), blocked or
+    flagged. Before Admit and Cache, so a blocked request costs nothing. Calls made by a framework's own
+    client (``EXTERNAL``) can only be blocked or flagged."""
 
     name = "guard_in"
 
     def __init__(self, parts: Parts) -> None:
-        pass
+        self.guards = parts.guardrails
 
     def applies(self, rs: RouteState | None, kind: str) -> bool:
-        return False
+        return self.guards is not None and self.guards.applies(rs, kind)
+
+    async def before(self, ctx: RequestContext) -> None:
+        assert self.guards is not None
+        await self.guards.check_input(ctx)
 
 
 class Admit(Stage):
@@ -429,15 +459,22 @@ class Call(Stage):
 
 
 class GuardOut(Stage):
-    """Output guardrails: none configured yet."""
+    """Output guardrails: personal data the model produced itself is redacted, blocked or flagged (a
+    stream's chunks were checked as they went, by the filter GuardIn set). The caller's own values are
+    put back when the request ends (``ctx.restore``), after the cache stored and audit recorded the
+    placeholders."""
 
     name = "guard_out"
 
     def __init__(self, parts: Parts) -> None:
-        pass
+        self.guards = parts.guardrails
 
     def applies(self, rs: RouteState | None, kind: str) -> bool:
-        return False
+        return self.guards is not None and kind != EXTERNAL and self.guards.applies(rs, kind)
+
+    async def before(self, ctx: RequestContext) -> None:
+        assert self.guards is not None
+        self.guards.check_output(ctx)
 
 
 class Settle(Stage):
@@ -524,7 +561,7 @@ class Audit(Stage):
                 event = event_from_response(
                     ctx.response, req.caller, stream=ctx.streamed, store_content=audit.store_content,
                     messages=req.messages, delivered_chunks=ctx.delivered if ctx.kind == STREAM else None,
-                    metadata=meta, secrets=sv.secrets, time=ctx.started,
+                    guardrails=ctx.guardrails or (), metadata=meta, secrets=sv.secrets, time=ctx.started,
                 )
             else:
                 exc = ctx.error
@@ -534,7 +571,8 @@ class Audit(Stage):
                     deployment=getattr(exc, "deployment", None), attempts=getattr(exc, "attempts", None),
                     usage=usage, cost=cost, latency_ms=(time.perf_counter() - ctx.perf) * 1000.0,
                     delivered_chunks=getattr(exc, "delivered_chunks", None), store_content=audit.store_content,
-                    messages=req.messages, metadata=meta, secrets=sv.secrets, time=ctx.started,
+                    guardrails=ctx.guardrails or (), messages=req.messages, metadata=meta, secrets=sv.secrets,
+                    time=ctx.started,
                 )
             audit.emit(event)
         except Exception as exc:  # noqa: BLE001 - audit never fails a request; it counts and says so

@@ -94,6 +94,7 @@ class Handlers:
             hung := await self._fault_effects(request, dep, fault, req.model, prompt_tokens(req))
         ):
             return hung
+        self.state.stats.received(dep, req.system, [(m.role, m.text or m.tool_result or "") for m in req.messages])
         reply = build_reply(req, self.state.rules, overlap=fault.resume_overlap if fault is not None else 0)
         if fault is not None and fault.empty:
             reply = Reply(text="", finish=None, prompt_tokens=reply.prompt_tokens)  # type: ignore[arg-type]

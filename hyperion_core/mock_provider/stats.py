@@ -14,6 +14,8 @@
     faults_applied      requests hit by any fault
     refused             bodies refused by strict validation (400 in the wire's format)
     last_refusal        the error message of the latest refusal ("" if none)
+    last_messages       the texts of the latest chat request as received: ``[[role, text], ...]``
+                        (the system prompt first, as ``system``): what the provider saw
     prompt_tokens       usage reported to clients (chat + embeddings)
     completion_tokens
 """
@@ -40,7 +42,7 @@ _COUNTERS = (
 
 def _empty() -> dict[str, Any]:
     out: dict[str, Any] = dict.fromkeys(_COUNTERS, 0)
-    out.update(by_endpoint={}, by_wire={}, by_status={}, last_refusal="")
+    out.update(by_endpoint={}, by_wire={}, by_status={}, last_refusal="", last_messages=[])
     return out
 
 
@@ -79,6 +81,10 @@ class Stats:
             entry = self._entry(deployment)
             entry["refused"] += 1
             entry["last_refusal"] = message
+
+    def received(self, deployment: str, system: str, messages: list[tuple[str, str]]) -> None:
+        with self._lock:
+            self._entry(deployment)["last_messages"] = [["system", system]] * bool(system) + [list(m) for m in messages]
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self._lock:
