@@ -142,8 +142,10 @@ class Door:
         return b"".join(chunks)
 
     def allow(self, data: dict[str, Any]) -> tuple[str, ...]:
-        rs = self.gw._routes.get(data.get("model")) if isinstance(data.get("model"), str) else None
-        return tuple(rs.cfg.allow_params) if rs is not None else ()
+        name = data.get("model")
+        if not isinstance(name, str) or name not in self.gw.routes:
+            return ()
+        return tuple(self.gw.route(name).cfg.allow_params)
 
     # -- answers ---------------------------------------------------------------------------------------
     @staticmethod
@@ -278,7 +280,7 @@ class Door:
                                                             resp), media_type=JSON_CONTENT_TYPE)
         except ClientDisconnect:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer in the wire's format
             return self.error(openai_wire, "embeddings", exc, rid, route, model)
 
     async def allowed_routes(self, request: Request) -> list[str]:
@@ -297,7 +299,7 @@ class Door:
         wire = anthropic_wire if anthropic else openai_wire
         try:
             routes = await self.allowed_routes(request)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer in the wire's format
             return self.error(wire, "models", exc, rid, "")
         if anthropic:
             data = [{"type": "model", "id": r, "display_name": r, "created_at": "1970-01-01T00:00:00Z"} for r in routes]
