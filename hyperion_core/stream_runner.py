@@ -159,7 +159,7 @@ class StreamRunner:
                 except ProviderError as exc:
                     err = exc
                 await aclose_quietly(self.upstream)
-                if acc.finish_reason is not None and not acc.tools:
+                if acc.finish_reason is not None:
                     # the answer was complete; only its trailer was lost
                     log.warning("stream from '%s' lost its trailer after the finish reason: %s", ds.name, err.message)
                     chunk = None
