@@ -75,12 +75,13 @@ class ServerSettings:
     oidc: OIDCSettings | None = None
 
 
-class BodyTooLargeError(RequestBodyError):
-    """The request body is larger than the server's limit."""
-
-
-class BodyTimeoutError(RequestBodyError):
-    """The client did not send its body in time."""
+def body_error(message: str, status: int) -> RequestBodyError:
+    """A body the server refuses before any wire reads it (413 too large, 408 too slow): the wire's
+    400 body, sent with ``status`` (``http_status``; not an error class of its own, so the codecs'
+    one-entry-per-class tables stay the whole error tree)."""
+    exc = RequestBodyError(message, code="request_too_large" if status == 413 else "request_timeout")
+    exc.http_status = status  # type: ignore[attr-defined]
+    return exc
 
 
 def credential(request: Request) -> str | None:
@@ -120,8 +121,8 @@ class Door:
         limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise BodyTooLargeError(f"request body of {int(declared):,} bytes exceeds this server's limit "
-                                    f"of {limit:,} bytes")
+            raise body_error(f"request body of {int(declared):,} bytes exceeds this server's limit "
+                             f"of {limit:,} bytes", 413)
         chunks: list[bytes] = []
         size = 0
 
@@ -130,15 +131,14 @@ class Door:
             async for piece in request.stream():
                 size += len(piece)
                 if size > limit:
-                    raise BodyTooLargeError(f"request body exceeds this server's limit of {limit:,} bytes")
+                    raise body_error(f"request body exceeds this server's limit of {limit:,} bytes", 413)
                 chunks.append(piece)
 
         try:
             await asyncio.wait_for(read(), self.settings.body_timeout_s)
         except asyncio.TimeoutError:
-            raise BodyTimeoutError(
-                f"the request body did not arrive within {self.settings.body_timeout_s:g} s"
-            ) from None
+            raise body_error(f"the request body did not arrive within {self.settings.body_timeout_s:g} s",
+                             408) from None
         return b"".join(chunks)
 
     def allow(self, data: dict[str, Any]) -> tuple[str, ...]:
@@ -175,15 +175,11 @@ class Door:
         if not isinstance(exc, HyperionError):
             log.error("request %s failed: %s", rid, type(exc).__name__, exc_info=exc)
         reply = wire.error_reply(exc)
-        status = reply.status
-        if isinstance(exc, BodyTooLargeError):
-            status = 413
-        elif isinstance(exc, BodyTimeoutError):
-            status = 408
+        status = getattr(exc, "http_status", None) or reply.status
         if self.metrics is not None:
             self.metrics.failed(endpoint, route or "-", exc, status)
         headers = {**self.headers(rid, route if not isinstance(exc, RouteNotFoundError) else ""), **reply.headers}
-        if isinstance(exc, BodyTimeoutError):
+        if status == 408:
             headers["connection"] = "close"
         return Response(reply.content, status, headers=headers, media_type=JSON_CONTENT_TYPE)
 
@@ -398,4 +394,4 @@ def create_app(
     return app
 
 
-__all__ = ["BodyTimeoutError", "BodyTooLargeError", "Door", "ServerSettings", "create_app", "credential"]
+__all__ = ["Door", "body_error", "ServerSettings", "create_app", "credential"]
