@@ -66,7 +66,7 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 class CircuitBreaker:
     """closed -> open -> half-open (a single probe) -> closed | open. Times come from the caller."""
 
-    __slots__ = ("cfg", "state", "failures", "open_until", "probing", "opened_count", "_calls", "_failed")
+    __slots__ = ("cfg", "state", "failures", "open_until", "probing", "probe_since", "opened_count", "_calls", "_failed")
 
     def __init__(self, cfg: BreakerConfig) -> None:
         self.cfg = cfg
@@ -74,12 +74,15 @@ class CircuitBreaker:
         self.failures = 0  # consecutive
         self.open_until = 0.0
         self.probing = False
+        self.probe_since = 0.0
         self.opened_count = 0
         self._calls: deque[tuple[float, bool]] = deque()  # (time, failed) within cfg.window, for failure_rate
         self._failed = 0
 
     def allow(self, now: float) -> bool:
-        """May a request go to this deployment now? In half-open state only one probe at a time."""
+        """May a request go to this deployment now? In half-open state only one probe at a time; a
+        probe that brought no verdict within one ``cooldown`` (a stream never read, say) is presumed
+        lost and the next request probes."""
         if self.state == CLOSED or not self.cfg.enabled:
             return True
         if self.state == OPEN:
@@ -87,10 +90,14 @@ class CircuitBreaker:
                 return False
             self.state = HALF_OPEN
             self.probing = False
-        if self.probing:
+        if self._probe_out(now):
             return False
         self.probing = True
+        self.probe_since = now
         return True
+
+    def _probe_out(self, now: float) -> bool:
+        return self.probing and now - self.probe_since < self.cfg.cooldown
 
     def available(self, now: float) -> bool:
         """Would :meth:`allow` let a request through now? (Asks without taking the probe.)"""
@@ -98,7 +105,7 @@ class CircuitBreaker:
             return True
         if self.state == OPEN:
             return now >= self.open_until
-        return not self.probing
+        return not self._probe_out(now)
 
     def on_success(self, now: float = 0.0, *, probe: bool = False) -> None:
         """A call succeeded. Only the half-open ``probe`` closes the breaker; a success that started

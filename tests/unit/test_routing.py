@@ -108,6 +108,13 @@ def test_failure_rate_breaker_opens_on_a_share_of_failures_within_the_window():
     assert b2.state == CLOSED
 
 
+def test_a_probe_without_verdict_is_presumed_lost_after_a_cooldown():
+    b = CircuitBreaker(BreakerConfig(failure_threshold=1, cooldown=5))
+    b.on_failure(0.0)
+    assert b.allow(5.0) and not b.allow(9.9)  # the probe (a stream nobody read, say) never reports
+    assert b.allow(10.0) and b.state == HALF_OPEN
+
+
 def test_available_does_not_take_the_probe():
     b = CircuitBreaker(BreakerConfig(failure_threshold=1, cooldown=5))
     b.on_failure(0.0)
