@@ -10,6 +10,10 @@ from .errors import HyperionError
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.serve:
+        from .server.demo import run as run_server_demo
+
+        return run_server_demo(args.config)
     from .demo import run
 
     return run(args.config)
@@ -129,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="run the scripted failover demo against local mock providers")
     d.add_argument("--config", default=None, help="gateway YAML (default: examples/hyperion.yaml)")
+    d.add_argument("--serve", action="store_true",
+                   help="the server instead: hyperion serve called by the openai/anthropic SDKs and ChatOpenAI")
     d.set_defaults(func=_demo)
     m = sub.add_parser("mock-provider", help="serve the OpenAI/Anthropic/Gemini mock provider")
     m.add_argument("--host", default="127.0.0.1")

@@ -382,3 +382,14 @@ def test_a_slow_body_is_answered_408_and_the_worker_keeps_serving(mock, tmp_path
         ok = httpx.post(srv.url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
                         json={"model": "chat", "messages": [{"role": "user", "content": "still there?"}]})
         assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]
+
+
+def test_demo_serve_runs_every_step():
+    import io
+
+    from hyperion_core.server.demo import run
+
+    out = io.StringIO()
+    assert run(out=out) == 0, out.getvalue()
+    text = out.getvalue()
+    assert "FAILED" not in text and "insufficient_quota" in text and "answered by anthropic-backup" in text
