@@ -12,10 +12,12 @@ to ``graceful_timeout`` seconds), then each app flushes its audit log and closes
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import importlib.util
 import logging
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -72,7 +74,9 @@ def serve(
     os.environ[SETTINGS_ENV] = orjson.dumps(dataclasses.asdict(settings)).decode()
     if workers > 1 and settings.metrics and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # every worker writes its samples here; a scrape on any worker adds them up
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hyperion-metrics-")
+        folder = tempfile.mkdtemp(prefix="hyperion-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        atexit.register(shutil.rmtree, folder, True)  # this process supervises the workers: it exits last
     uvicorn.run(
         "hyperion_core.server.run:app_from_env",
         factory=True,
