@@ -37,8 +37,10 @@ _OBJ_ES = r"(?:instrucciones|instrucción|reglas|normas|directrices|indicaciones
 RULES: tuple[tuple[str, float, str], ...] = (
     # instruction override
     ("override.ignore", 0.85, rf"\b(?:ignore|disregard|forget|skip|override|bypass|drop|abandon)\b[\w\s,'-]{{0,40}}?"
-                              rf"\b(?:all|any|the|your|previous|prior|above|earlier|preceding|initial|original|"
+                              rf"\b(?:all|any|your|previous|prior|above|earlier|preceding|initial|original|"
                               rf"existing|system|safety|every)\b[\w\s,'-]{{0,30}}?{_OBJ_EN}"),
+    ("override.everything", 0.75, r"\b(?:ignore|disregard|forget)\s+(?:everything|all|anything)\s+(?:above|before|prior|"
+                                  r"previous|earlier|you (?:were|have been) told)"),
     ("override.ignore_de", 0.85, rf"\b(?:ignorier\w*|vergiss|vergessen sie|missachte\w*|übergeh\w*)\b[\w\s,äöüß'-]{{0,40}}?"
                                  rf"{_OBJ_DE}"),
     ("override.ignore_fr", 0.85, rf"\b(?:ignore[zs]?|oublie[zs]?|néglige[zs]?|fais abstraction)\b[\w\s,'’éèàç-]{{0,40}}?"
@@ -66,11 +68,11 @@ RULES: tuple[tuple[str, float, str], ...] = (
     ("role.uncensored", 0.6, r"\b(?:uncensored|unfiltered|unrestricted|unaligned|amoral|evil (?:ai|assistant|"
                              r"twin|mode)|unzensiert|sans censure|sin censura)\b"),
     ("role.fake_system", 0.6, r"(?:^|\n)\s*(?:\[?system\]?|<\|?system\|?>|###\s*system|system message)\s*[:\]>]"
-                              r"|<\|im_start\|>\s*system|\[/?inst\]|<</?sys>>"),
+                              r"|\[system\]\s*:|<\|im_start\|>\s*system|\[/?inst\]|<</?sys>>"),
     # system prompt extraction
     ("extract.system_prompt", 0.75, r"\b(?:reveal|show|print|repeat|output|display|tell me|give me|leak|dump|write out|"
                                     r"what (?:is|are|was|were)|recite|spell out)\b[\w\s,'-]{0,30}?"
-                                    r"\b(?:your|the|initial|hidden|secret|original|system)\s+"
+                                    r"\b(?:your|initial|hidden|secret|original|system|the (?:system|hidden|initial|secret|original))\s+"
                                     r"(?:system )?(?:prompt|instructions|rules|message|guidelines|configuration)"),
     ("extract.verbatim", 0.6, r"\b(?:repeat|print|output)\b.{0,30}\b(?:above|everything|all text|words)\b.{0,30}"
                               r"\b(?:verbatim|word for word|exactly|starting with|beginning with)\b"),
@@ -81,10 +83,11 @@ RULES: tuple[tuple[str, float, str], ...] = (
                             r"|\b(?:revela|muestra|muéstrame|repite|dime|dame)\w*\b.{0,30}\b(?:tu|tus|el|las|los)\s+"
                             r"(?:prompt|instrucciones|mensaje del sistema|indicaciones)"),
     # developer mode / jailbreak framing
-    ("jailbreak.dev_mode", 0.8, r"\b(?:developer|debug|god|admin|maintenance|sudo|dev) mode\b.{0,40}"
-                                r"\b(?:enabled|activated|on|enable|activate|unlock)"
-                                r"|\b(?:enable|activate|enter|switch to|unlock)\b.{0,15}\b(?:developer|debug|god|admin|"
-                                r"dev|jailbreak) mode\b|\bentwicklermodus\b|\bmode développeur\b|\bmodo desarrollador\b"),
+    ("jailbreak.dev_mode", 0.8, r"\b(?:developer|debug|god|admin|maintenance|sudo|dev|jailbreak) mode\b.{0,80}"
+                                r"\b(?:without|no (?:restrictions|filters|rules|limits)|ignore|never refuse|uncensored|"
+                                r"unfiltered|confidential|must)"
+                                r"|\byou are now in (?:developer|debug|god|admin|dev|sudo) mode\b"
+                                r"|\bentwicklermodus\b|\bmode développeur\b|\bmodo desarrollador\b"),
     ("jailbreak.word", 0.45, r"\bjailbr(?:eak|oken)\b"),
     ("jailbreak.hypothetical", 0.35, r"\b(?:hypothetically|in a fictional world|for a novel|imagine)\b.{0,60}"
                                      r"\b(?:no (?:rules|restrictions|filters)|without (?:rules|restrictions|filters)|"
@@ -94,12 +97,12 @@ RULES: tuple[tuple[str, float, str], ...] = (
     # payload splitting / smuggling
     ("split.concat", 0.55, r"\b(?:concatenate|combine|join|append)\b.{0,40}\b(?:strings?|parts?|variables?|a\s*\+\s*b)"
                            r".{0,60}\b(?:execute|follow|run|do|answer|respond)"),
-    ("split.vars", 0.45, r"\b[a-z]\s*=\s*['\"][^'\"]{1,40}['\"]\s*[;,]?\s*[a-z]\s*=\s*['\"][^'\"]{1,40}['\"].{0,80}"
+    ("split.vars", 0.55, r"\b[a-z]\s*=\s*['\"][^'\"]{1,40}['\"]\s*[;,]?\s*[a-z]\s*=\s*['\"][^'\"]{1,40}['\"].{0,80}"
                          r"\b(?:[a-z]\s*\+\s*[a-z])"),
     ("split.decode_exec", 0.55, r"\b(?:decode|base64|rot13|reverse)\b.{0,40}\b(?:and|then)\b.{0,20}"
                                 r"\b(?:follow|execute|obey|do what it says|run)"),
     # untrusted channels speaking to the model
-    ("untrusted.addresses_model", 0.5, r"\b(?:ai|assistant|language model|llm|chatbot|gpt|claude|model)\b[\w\s,]{0,20}"
+    ("untrusted.addresses_model", 0.5, r"\b(?:ai|assistant|language model|llm|chatbot|agent|ki|ia)\b[\w\s,]{0,20}"
                                        r"\b(?:must|should|shall|needs? to|are (?:instructed|required) to|will now)\b"
                                        r"|\b(?:note|attention|important|instruction)s? (?:to|for) (?:the )?"
                                        r"(?:ai|assistant|model|llm|agent)\b"),
@@ -122,23 +125,24 @@ RULES: tuple[tuple[str, float, str], ...] = (
 
 #: stems that send the rules to a window (4+ characters; every rule needs at least one)
 STEMS = (
-    "ignor", "disregard", "forget", "skip ", "overrid", "bypass", "abandon", "drop ", "vergiss", "vergessen", "missacht",
-    "übergeh", "oublie", "néglig", "abstraction", "olvid", "omite", "descart", "caso omiso", "instruc", "anweis",
-    "new rule", "real task", "from now", "ab jetzt", "partir de", "precedence", "supersede", "priority",
-    "restrict", "limit", "filter", "censor", "ethic", "moral", "einschränk", "grenzen", "règles", "regeln", "reglas",
-    "do anything", "no longer", "nicht mehr", "kein ", "n'es plus", "ya no", "unfilter", "unalign", "amoral",
-    "evil ", "unzensiert", "system", "<|im", "[inst", "<<sys", "prompt", "reveal", "verbatim", "word for word",
-    "zeig", "verrat", "wiederhol", "révèl", "montre", "affiche", "répèt", "revela", "muestra", "muéstra", "repite",
-    "develop", "debug", "god mode", "admin mode", "sudo", "dev mode", "maintenance", "jailbr", "entwickler",
-    "développeur", "desarrollador", "hypothetic", "fictional", "imagine", "refuse", "apologi", "disclaimer",
-    "warnings", "concat", "combine", "append", "join", "decode", "base64", "rot13", "reverse", "must ", "should",
-    "shall", "needs to", "need to", "instructed", "required to", "will now", "attention", "important", "note to",
-    "note for", "exfiltr", "forward", "upload", "transmit", "send ", "tell the user", "inform", "the user",
-    "mention", "dem nutzer", "dem benutzer", "utilisateur", "usuario", "when you", "if you", "an ai", "the ai",
-    "the model", "the assistant",
+    "ignor", "disregard", "forget", "overrid", "bypass", "vergiss", "vergessen", "missacht", "übergeh", "oublie",
+    "néglig", "abstraction", "olvid", "omite", "descart", "caso omiso", "instruc", "anweis", "new rule", "new task",
+    "real task", "from now", "ab jetzt", "partir de", "precedence", "supersede", "restrict", "limit", "filter",
+    "censor", "ethic", "moral", "einschränk", "grenzen", "règles", "regeln", "reglas", "do anything", "no longer",
+    "nicht mehr", "n'es plus", "ya no", "unalign", "evil ", "unzensiert", "<|im", "[inst", "<<sys", "[system",
+    "prompt", "verbatim", "word for word", "zeig", "verrat", "wiederhol", "révèl", "montre", "répèt", "revela",
+    "muestra", "muéstra", "repite", " mode", "modus", "jailbr", "hypothetic", "refuse", "apologi", "disclaimer",
+    "concat", "decode", "base64", "rot13",
+)
+#: more stems for untrusted channels (text that addresses the model, exfiltration, hiding from the user)
+UNTRUSTED_STEMS = (
+    "the ai", " ai ", " ai:", " ai,", "assistant", "language model", "llm ", "chatbot", "agent", " ki ", " ki:",
+    " ia ", "note to", "note for", "attention", "important", "exfiltr", "forward", "upload", "transmit", "send ",
+    "the user", "dem nutzer", "dem benutzer", "utilisateur", "usuario", "when you", "if you", "the model",
 )
 
 GRAMS = Grams({INJECTION: STEMS})
+GRAMS_UNTRUSTED = Grams({INJECTION: STEMS + UNTRUSTED_STEMS})
 
 _COMPILED = tuple((rid, w, re.compile(p, re.S)) for rid, w, p in RULES)
 _ZH = re.compile(r"[\u4e00-\u9fff]")
@@ -198,7 +202,7 @@ class InjectionDetector:
         if not text:
             return Verdict(0.0, ())
         text, undone = normalise(text)
-        scan = Scan(text, GRAMS)
+        scan = Scan(text, GRAMS_UNTRUSTED if channel in UNTRUSTED else GRAMS)
         low = scan.low
         fired: dict[str, float] = {}
         windows = self._windows(scan)
@@ -268,7 +272,7 @@ class InjectionDetector:
 
     def _rules_on(self, low: str, untrusted: bool) -> dict[str, float]:
         fired: dict[str, float] = {}
-        scan = Scan(low, GRAMS)
+        scan = Scan(low, GRAMS_UNTRUSTED if untrusted else GRAMS)
         for a, b in self._windows(scan):
             self._rules(low, a, b, fired, untrusted)
         return fired

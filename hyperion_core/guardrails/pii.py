@@ -323,6 +323,8 @@ class PiiDetector:
         t = self.types
         n = len(text)
         for first, last in clusters(scan.digits.tolist(), 4):
+            if last - first < 3 and sum(c.isdigit() for c in text[first : last + 1]) < 4:
+                continue  # fewer than 4 digits: no number the recognisers validate ("12 percent")
             s, e = max(0, first - 40), min(n, last + 6)
             seen: list[tuple[int, int]] = []
 

@@ -31,14 +31,15 @@ class Grams:
 
     def __init__(self, families: dict[int, Iterable[str]]) -> None:
         self.table = np.zeros(_MASK + 1, dtype=np.uint8)
-        self.stems: dict[str, int] = {}
+        #: first 4 characters -> (whole stem, family) pairs: a hit is verified against the whole stem
+        self.stems: dict[str, list[tuple[str, int]]] = {}
         for flag, stems in families.items():
             for stem in stems:
                 s = stem.lower()
                 assert len(s) >= 4, stem
                 g = s[:4]
                 self.table[_hash4(*map(ord, g))] |= flag
-                self.stems[g] = self.stems.get(g, 0) | flag
+                self.stems.setdefault(g, []).append((s, flag))
 
 
 class Scan:
@@ -66,8 +67,12 @@ class Scan:
                 stems = grams.stems
                 out = self.grams
                 for p in hits.tolist():
-                    fam = stems.get(low[p : p + 4])
-                    if fam:
+                    cands = stems.get(low[p : p + 4])
+                    if cands:
+                        fam = 0
+                        for stem, flag in cands:
+                            if not fam & flag and low.startswith(stem, p):
+                                fam |= flag
                         for flag in (INJECTION, NAME, ADDRESS):
                             if fam & flag:
                                 out.setdefault(flag, []).append(p)
