@@ -58,7 +58,9 @@ class Services:
             # settlements the store could not take (Redis away mid-request), written once it is back;
             # on a file when the ledger is shared (a memory ledger dies with its process anyway)
             folder = Path(cfg.state.path) if gcfg.backend == "redis" else None
-            self.pending = PendingSettlements(self.governance, folder)
+            self.pending = PendingSettlements(
+                self.governance, folder, ledger_id=f"{gcfg.redis_url or cfg.state.redis_url}|{gcfg.key_prefix}"
+            )
         if cfg.audit is not None:
             self.audit = cfg.audit.build()
         #: whether any stage beyond routing has work to do for requests that carry no virtual key

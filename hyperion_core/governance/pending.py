@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import logging
 import os
 from collections import deque
@@ -55,7 +56,7 @@ class PendingSettlement:
 class PendingSettlements:
     """The queue of one :class:`~hyperion_core.governance.Governance` (see the module docstring)."""
 
-    def __init__(self, governance: Any, folder: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, governance: Any, folder: str | os.PathLike[str] | None = None, *, ledger_id: str = "") -> None:
         self.governance = governance
         self.queue: deque[PendingSettlement] = deque()
         self.replayed = 0  # settlements written late
@@ -67,7 +68,10 @@ class PendingSettlements:
             d = Path(folder)
             try:
                 d.mkdir(parents=True, exist_ok=True)
-                self.path = d / f"{PREFIX}{os.getpid()}-{os.urandom(3).hex()}.jsonl"
+                # queue files name the ledger they belong to: a process adopts only its own ledger's
+                # queues (a folder may be shared by gateways on other Redis servers or key prefixes)
+                self._ledger = hashlib.blake2b(ledger_id.encode(), digest_size=6).hexdigest()
+                self.path = d / f"{PREFIX}{self._ledger}-{os.getpid()}-{os.urandom(3).hex()}.jsonl"
                 self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this process lives
                 self._adopt(d)
@@ -78,7 +82,7 @@ class PendingSettlements:
     def _adopt(self, folder: Path) -> None:
         """Take over the queues of processes that died (their file lock is free): their settlements
         are replayed by this one. Two processes starting together adopt each file once."""
-        for other in sorted(folder.glob(f"{PREFIX}*.jsonl")):
+        for other in sorted(folder.glob(f"{PREFIX}{self._ledger}-*.jsonl")):
             if other == self.path:
                 continue
             try:

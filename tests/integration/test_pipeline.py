@@ -105,7 +105,8 @@ async def test_defect_3_a_settle_that_fails_after_a_paid_call_keeps_the_answer_a
     an answer that was produced and paid for, and no audit row was written."""
     server = RedisServer().start()
     try:
-        state = {"backend": "redis", "redis_url": server.url, "prefix": f"st{uuid.uuid4().hex[:6]}"}
+        state = {"backend": "redis", "redis_url": server.url, "prefix": f"st{uuid.uuid4().hex[:6]}",
+                 "path": str(tmp_path / "state")}
         gov = {"budgets": [{"scope": "global", "period": "daily", "limit_usd": 5}]}
         gw = Gateway(config(mock, "pl-settle", tmp_path, state=state, governance=gov))
         mock.fault("pl-settle", latency_ms=500, times=1)
@@ -171,6 +172,10 @@ async def test_a_settle_that_fails_is_written_once_the_store_is_back(mock, tmp_p
             os.kill(server._proc.pid, signal.SIGCONT)
         assert len(gw.services.pending) == 1
         gw.services.pending.close()  # as a dead process leaves it: its file, unlocked
+        stranger = Gateway(config(mock, "pl-late", tmp_path, state={**state, "prefix": "another-ledger"},
+                                  governance=gov))
+        assert len(stranger.services.pending) == 0  # another ledger's queue in the same folder is not its own
+        await stranger.aclose()
         heir = Gateway(config(mock, "pl-late", tmp_path, state=state, governance=gov))
         assert len(heir.services.pending) == 1
         await heir.acomplete("chat", user("the heir's own call"), max_tokens=20)
