@@ -75,7 +75,7 @@ class HyperionError(Exception):
         ctx = [f"{k}={v}" for k, v in (("route", self.route), ("deployment", self.deployment)) if v]
         return f"{self.message} [{', '.join(ctx)}]" if ctx else self.message
 
-    def __reduce__(self):  # keep context through pickling (multiprocessing, pytest-xdist)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep context through pickling (multiprocessing, pytest-xdist)
         return (_rebuild, (type(self), self.__dict__.copy()))
 
     @property

@@ -474,13 +474,13 @@ class Router:
                 request_id=request_id,
             )
         summary = "; ".join(f"{a.deployment}: {a.error_class}" for a in attempts if a.outcome == "error")
-        exc = AllDeploymentsFailedError(
+        failed = AllDeploymentsFailedError(
             f"all deployments of route '{rs.name}' failed ({summary})",
             attempts=attempts,
             route=rs.name,
             request_id=request_id,
         )
-        raise exc from last
+        raise failed from last
 
     def _deadline(
         self, rs: RouteState, attempts: list[Attempt], request_id: str | None, last: HyperionError | None

@@ -10,7 +10,7 @@ uninterrupted stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 
 from .types import ChatChunk, ChatResponse, Message, ToolCall, Usage
@@ -161,7 +161,7 @@ class ChatStream:
     answer with deployment, attempts, usage and cost (``None`` if the stream failed)."""
 
     def __init__(self, agen: AsyncIterator[ChatChunk] | None = None) -> None:
-        self._agen = agen  # type: ignore[assignment]
+        self._agen = agen
         self.response: ChatResponse | None = None
         #: (usage, cost, deployment) generated upstream before the caller closed the stream early
         self.partial: tuple[Usage, float, str] | None = None
@@ -169,7 +169,9 @@ class ChatStream:
     def __aiter__(self) -> ChatStream:
         return self
 
-    def __anext__(self):
+    def __anext__(self) -> Awaitable[ChatChunk]:
+        if self._agen is None:
+            raise RuntimeError("ChatStream has no chunks attached")
         return self._agen.__anext__()
 
     def attach(self, agen: AsyncIterator[ChatChunk]) -> ChatStream:
