@@ -205,6 +205,7 @@ class Admit(Stage):
                 tokens_estimate=max(bounds.values()) + max_out,
                 cost_estimate_usd=worst,
                 reads=reads,
+                hold_s=_lifetime(ctx),
             )
         except BudgetExceededError as exc:
             if cap is None:
@@ -225,6 +226,21 @@ class Admit(Stage):
                 admission, ctx.admission = ctx.admission, None
                 await sv.governance.release(admission)
                 raise
+
+
+#: seconds a reservation outlives its request's deadline (admission comes first; clocks and queues lag)
+HOLD_MARGIN_S = 30.0
+
+
+def _lifetime(ctx: RequestContext) -> float | None:
+    """The longest a request can run (its deadline, a stream's total deadline) plus a margin: what its
+    budget hold must cover. None for calls made elsewhere (their lifetime is not the gateway's)."""
+    rs = ctx.rs
+    if rs is None or ctx.kind == EXTERNAL:
+        return None
+    cfg = rs.cfg
+    life = max(ctx.req.timeout or 0.0, cfg.timeout, (cfg.stream_timeout or 0.0) if ctx.kind == STREAM else 0.0)
+    return life + HOLD_MARGIN_S
 
 
 class Cache(Stage):

@@ -136,10 +136,13 @@ class Governance:
         tokens_estimate: int = 0,
         cost_estimate_usd: float = 0.0,
         reads: Sequence[str] = (),
+        hold_s: float | None = None,
     ) -> Admission:
         """Rate limits (``tokens_estimate`` = prompt + max output tokens) and a budget reservation of
-        ``cost_estimate_usd`` (the worst case). Raises :class:`RateLimitedError` or
-        :class:`BudgetExceededError` having taken nothing."""
+        ``cost_estimate_usd`` (the worst case), held for ``hold_s`` seconds (at least
+        ``reservation_ttl_s``: give the request's whole lifetime, so a long stream never loses its hold
+        while it runs). Raises :class:`RateLimitedError` or :class:`BudgetExceededError` having taken
+        nothing."""
         subj = Subjects.of(subjects)
         if self.clock is not None:
             await self.clock.refresh()
@@ -148,7 +151,8 @@ class Governance:
         rl, bs = self.limiter.store, self.ledger.store
         # both halves in one batch (Redis: one round trip)
         ops: list[Op[Any]] = [rl.acquire_op(limits, costs)] if limits else []
-        ops.append(bs.reserve_op(request_id, res.amount_n, res.budgets, self.ledger.ttl_s))
+        ttl = self.ledger.ttl_s if hold_s is None else max(self.ledger.ttl_s, hold_s)
+        ops.append(bs.reserve_op(request_id, res.amount_n, res.budgets, ttl))
         out = await self.runner.run(ops, reads=reads) if reads else await self.runner.run(ops)
         budget = out[-1]
         # all or nothing: undo whichever half succeeded if the other refused

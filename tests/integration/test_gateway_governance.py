@@ -550,3 +550,28 @@ async def test_the_reservation_covers_the_providers_own_prompt_count(mock, tmp_p
     assert st.reserved_usd == 0
     await gw.aclose()
 
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_stream_longer_than_the_reservation_ttl_keeps_its_hold(mock, tmp_path, redis_url, backend):
+    """Issue 11 #5: a stream that outlived reservation_ttl_s lost its hold and others were admitted into
+    its money. A reservation now lasts the request's whole lifetime (its deadline + a margin)."""
+    gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 0.0006}], "reservation_ttl_s": 1.0}
+    state = {"backend": "redis", "redis_url": redis_url, "prefix": f"hold{uuid.uuid4().hex[:6]}"} if backend == "redis" else None
+    gw = make(mock, f"g-hold-{backend}", tmp_path, governance=gov, state=state, route={"timeout": 60})
+    key, _ = await gw.keys.create("h", team="long")
+    mock.fault(f"g-hold-{backend}", chunk_delay_ms=100, times=1)  # a slow stream: seconds long
+    s = gw.astream("chat", user("a long story " * 5), virtual_key=key, max_tokens=600)  # holds ~$0.00037
+    await s.__anext__()
+    (st,) = await gw.governance.status({"team": "long"})
+    held = st.reserved_usd
+    assert 0.0003 < held < 0.0006  # more than half the budget is held by the running stream
+    await asyncio.sleep(1.5)  # longer than reservation_ttl_s
+    (st,) = await gw.governance.status({"team": "long"})
+    assert st.reserved_usd == pytest.approx(held)  # still held while the stream runs
+    with pytest.raises(BudgetExceededError):  # nobody is admitted into its money
+        await gw.acomplete("chat", user("squeeze in"), virtual_key=key, max_tokens=600)
+    await s.aclose()
+    (st,) = await gw.governance.status({"team": "long"})
+    assert st.reserved_usd == 0 and st.spent_usd > 0
+    await gw.aclose()
