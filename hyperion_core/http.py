@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .errors import InvalidRequestError, ProviderConnectionError, StreamCutError
+from .errors import InvalidRequestError, MalformedResponseError, ProviderConnectionError, StreamCutError
 
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
@@ -71,6 +71,7 @@ class HttpClient:
                 json_serialize=lambda o: orjson.dumps(o).decode(),
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
+                read_bufsize=2**21,  # SSE event lines up to 4 MiB (a large tool call or image in one event)
             )
             self._sessions[loop] = s
             self._guards[loop] = _close_with_loop(s)
@@ -148,6 +149,8 @@ async def sse_events(resp: aiohttp.ClientResponse, url: str) -> AsyncIterator[tu
             # comments (":") and other fields (id, retry) are ignored
         if data:
             yield event, b"\n".join(data)
+    except aiohttp.http_exceptions.LineTooLong as exc:
+        raise MalformedResponseError(f"stream from {_host(url)} sent an event line too long to read ({exc})") from None
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
         raise StreamCutError(f"stream from {_host(url)} broke: {_describe(exc)}") from exc
 

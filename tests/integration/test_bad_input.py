@@ -85,3 +85,42 @@ async def test_an_unwritable_key_database_is_a_store_error(mock, tmp_path):
         await gw.keys.create("k")
     assert isinstance(GovernanceStoreError("x"), HyperionError)
     await gw.aclose()
+
+
+async def test_an_oversized_sse_line_is_a_malformed_response_not_a_raw_aiohttp_error():
+    """Issue 11 #14: a 512 KB SSE line raised aiohttp's LineTooLong from deep inside. Lines up to 4 MiB
+    are read (a big tool call or image in one event); past that it is a MalformedResponseError."""
+    import orjson
+    from aiohttp import web
+
+    from hyperion_core.errors import MalformedResponseError
+    from hyperion_core.http import HttpClient, sse_events
+
+    async def handler(request):
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            await resp.write(b"data: " + orjson.dumps({"x": "a" * int(request.query["n"])}) + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+        except ConnectionError:
+            pass  # the client gave up on the oversized line
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/s", handler)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    http = HttpClient()
+    try:
+        async with http.session().get(f"http://127.0.0.1:{port}/s?n=2000000") as resp:
+            assert [len(d) for _, d in [e async for e in sse_events(resp, "u")]] == [2_000_008, 6]
+        with pytest.raises(MalformedResponseError, match="event line too long"):
+            async with http.session().get(f"http://127.0.0.1:{port}/s?n=9000000") as resp:
+                async for _ in sse_events(resp, "u"):
+                    pass
+    finally:
+        await http.aclose()
+        await runner.cleanup()
