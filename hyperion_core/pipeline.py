@@ -217,6 +217,11 @@ class Pipeline:
             ctx.error = StreamCancelled(ctx.delivered, usage=usage, cost=cost, deployment=dep)
             await self.finish(ctx)
             raise
+        except asyncio.CancelledError:  # the caller's task was cancelled mid-stream: billed and audited as a close
+            usage, cost, dep = ctx.billed or (None, 0.0, None)
+            ctx.error = StreamCancelled(ctx.delivered, usage=usage, cost=cost, deployment=dep)
+            await self.finish(ctx)
+            raise
         except BaseException as exc:
             ctx.error = exc
             await self.finish(ctx)

@@ -145,6 +145,11 @@ class StreamRunner:
                         raise TimeoutError
                     chunk = await _next(self.upstream, min(idle, remaining))
                     continue
+                except asyncio.CancelledError:  # the caller's task was cancelled (a client gone): as a close
+                    lease.release()
+                    seg = acc.usage if acc.usage is not None else segment_cut()
+                    ctx.billed = (extra_usage + seg, cost + ds.adapter.target.price.cost(seg), ds.name)
+                    raise
                 except (TimeoutError, asyncio.TimeoutError):
                     if remaining <= idle:  # the stream's deadline, not the deployment's silence
                         lease.release()
