@@ -9,64 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from typing_extensions import Unpack
 
 from ._portal import Portal
 from .build import build_cache, build_routes
 from .config import GatewayConfig
+from .external import ExternalCall, ExternalCalls
 from .http import HttpClient
-from .pipeline import CHAT, EMBED, EXTERNAL, STREAM, Pipeline, RequestContext
-from .pricing import lookup
+from .pipeline import CHAT, EMBED, STREAM, Pipeline, RequestContext
 from .reads import Reads
 from .routing import Clock, Router, RouteState
 from .services import Services
 from .stages import Parts, build_stages
-from .streaming import ChatStream
+from .streaming import ChatStream, SyncChatStream
 from .types import (
     CacheControl,
-    CacheInfo,
     Caller,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     EmbeddingResponse,
     Message,
-    Usage,
+    RequestParams,
 )
 
 
-class RequestParams(TypedDict, total=False):
-    """Keyword arguments of :meth:`Gateway.acomplete` / ``astream`` / ``request`` (all optional).
-    Provider parameters beyond these (``logprobs=``, ``reasoning_effort=``, ...) go in ``extra``
-    under their OpenAI names; a name no wire knows is refused unless the route's ``allow_params`` has it."""
-
-    temperature: float
-    top_p: float
-    max_tokens: int
-    stop: str | list[str]
-    seed: int
-    n: int
-    tools: list[dict[str, Any]]
-    tool_choice: Any
-    response_format: dict[str, Any]
-    caller: Caller
-    virtual_key: str
-    cache: CacheControl
-    timeout: float
-    max_retries: int
-    metadata: dict[str, Any]
-    #: provider parameters by their OpenAI names (``{"logprobs": True}``); they may also be passed as
-    #: keyword arguments of their own
-    extra: dict[str, Any]
-
-
-class Gateway(Reads):
+class Gateway(Reads, ExternalCalls):
     """Routes chat and embedding requests across deployments; see ``examples/hyperion.yaml``."""
 
     def __init__(
@@ -198,49 +171,6 @@ class Gateway(Reads):
         await self.pipeline.run(ctx)
         return ctx.embedding
 
-    # -- calls made outside the gateway (LangChain / LlamaIndex handlers) ------------------------
-
-    async def abegin_external(self, *, model: str, messages: list[Message], provider: str = "openai",
-                              route: str | None = None, max_tokens: int | None = None, virtual_key: str | None = None,
-                              caller: Caller | None = None, stream: bool = False,
-                              request_id: str | None = None) -> ExternalCall:
-        """Admit a model call that another client makes (say ``ChatOpenAI``): authorize the key,
-        apply rate limits and reserve the budget at ``provider/model``'s price. Raises the same
-        errors as a gateway call (audited); hand the result to :meth:`aend_external` or
-        :meth:`afail_external` exactly once."""
-        req = self.request(route or f"external:{model}", messages, max_tokens=max_tokens, caller=caller,
-                           virtual_key=virtual_key)
-        if request_id:
-            req.request_id = request_id
-        price = lookup(provider, model)
-        ctx = self.pipeline.context(req, EXTERNAL)
-        ctx.streamed = stream
-        ctx.priced = [(price, model)]
-        await self.pipeline.enter(ctx)
-        return ExternalCall(req, model, provider, price, ctx, time.perf_counter())
-
-    async def aend_external(self, call: ExternalCall, *, usage: Usage, content: str | None = None,
-                            finish_reason: str | None = None, model: str | None = None, ttft_ms: float | None = None,
-                            stream: bool | None = None, cache: CacheInfo | None = None) -> ChatResponse:
-        """Settle the call at its actual usage, record spend and audit it; returns it as a response record.
-        ``stream``: whether it turned out to be streamed (handlers often learn that only from tokens).
-        ``cache``: the answer came from Hyperion's cache (say ``HyperionCache``): it costs nothing and
-        ``cache.cost_saved`` is recorded as saved."""
-        if stream is not None:
-            call.ticket.streamed = stream
-        resp = ChatResponse(
-            request_id=call.req.request_id, route=call.req.route, deployment=f"{call.provider}/{model or call.model}",
-            model=model or call.model, content=content, tool_calls=(), finish_reason=finish_reason, usage=usage,
-            cost=0.0 if cache is not None else call.price.cost(usage), attempts=(),
-            latency_ms=(time.perf_counter() - call.started) * 1000.0, ttft_ms=ttft_ms, cache=cache,
-        )
-        await self.pipeline.exit(call.ticket, resp)
-        return resp
-
-    async def afail_external(self, call: ExternalCall, exc: BaseException) -> None:
-        """Release the call's reservation and audit its failure."""
-        await self.pipeline.exit(call.ticket, None, exc)
-
     # -- sync twins --------------------------------------------------------------------------
 
     def complete(self, route: str | ChatRequest, messages: list[Message] | None = None,
@@ -297,37 +227,4 @@ class Gateway(Reads):
         self.close()
 
 
-@dataclass(slots=True)
-class ExternalCall:
-    """A model call made outside the gateway, admitted by :meth:`Gateway.abegin_external`."""
-
-    req: ChatRequest
-    model: str
-    provider: str
-    price: Any
-    ticket: RequestContext  # its passage through the pipeline
-    started: float
-
-
-class SyncChatStream:
-    """Iterate a :class:`ChatStream` from sync code; ``response`` as on the async stream."""
-
-    def __init__(self, stream: ChatStream, portal: Portal) -> None:
-        self._stream = stream
-        self._portal = portal
-
-    def __iter__(self) -> Iterator[ChatChunk]:
-        return self._portal.iterate(self._stream)
-
-    @property
-    def response(self) -> ChatResponse | None:
-        return self._stream.response
-
-    def collect(self) -> ChatResponse:
-        for _ in self:
-            pass
-        assert self.response is not None
-        return self.response
-
-
-__all__ = ["Gateway", "ExternalCall", "SyncChatStream", "RequestParams"]
+__all__ = ["Gateway", "ExternalCall", "SyncChatStream", "RequestParams"]  # (re-exported)

@@ -10,10 +10,14 @@ uninterrupted stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .types import ChatChunk, ChatResponse, Message, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from ._portal import Portal
 
 RESUME_INSTRUCTION = (
     "Your previous answer was cut off. Continue it from exactly the next character after where it "
@@ -192,4 +196,29 @@ class ChatStream:
         return self.response
 
 
-__all__ = ["ChatStream", "Accumulator", "RESUME_INSTRUCTION", "Seam", "resume_messages", "segment_usage", "splice"]
+# -- sync twin ---------------------------------------------------------------------------------------
+
+
+class SyncChatStream:
+    """Iterate a :class:`ChatStream` from sync code; ``response`` as on the async stream."""
+
+    def __init__(self, stream: ChatStream, portal: Portal) -> None:
+        self._stream = stream
+        self._portal = portal
+
+    def __iter__(self) -> Iterator[ChatChunk]:
+        return self._portal.iterate(self._stream)
+
+    @property
+    def response(self) -> ChatResponse | None:
+        return self._stream.response
+
+    def collect(self) -> ChatResponse:
+        for _ in self:
+            pass
+        assert self.response is not None
+        return self.response
+
+
+__all__ = [
+    "SyncChatStream","ChatStream", "Accumulator", "RESUME_INSTRUCTION", "Seam", "resume_messages", "segment_usage", "splice"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 Message = dict[str, Any]
 
@@ -225,7 +225,34 @@ class EmbeddingResponse:
     request_id: str | None = None
 
 
+
+class RequestParams(TypedDict, total=False):
+    """Keyword arguments of :meth:`Gateway.acomplete` / ``astream`` / ``request`` (all optional).
+    Provider parameters beyond these (``logprobs=``, ``reasoning_effort=``, ...) go in ``extra``
+    under their OpenAI names; a name no wire knows is refused unless the route's ``allow_params`` has it."""
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: str | list[str]
+    seed: int
+    n: int
+    tools: list[dict[str, Any]]
+    tool_choice: Any
+    response_format: dict[str, Any]
+    caller: Caller
+    virtual_key: str
+    cache: CacheControl
+    timeout: float
+    max_retries: int
+    metadata: dict[str, Any]
+    #: provider parameters by their OpenAI names (``{"logprobs": True}``); they may also be passed as
+    #: keyword arguments of their own
+    extra: dict[str, Any]
+
+
 __all__ = [
+    "RequestParams",
     "Message",
     "Caller",
     "CacheControl",
