@@ -148,21 +148,26 @@ def prompt_tokens_bound(req: ChatRequest, model: str | None = None) -> int:
     return total
 
 
-#: the largest token count stored or priced (exact in doubles and int64; past it, usage is nonsense)
+#: the largest token count stored or priced (exact in doubles and int64)
 MAX_TOKENS = 2**53 - 1
+#: no model reads or writes more tokens than this in one call: a count above it (or below 0) is nonsense
+PLAUSIBLE_TOKENS = 50_000_000
 
 
 def checked_usage(usage: Usage, req: ChatRequest, model: str | None, answer_chars: int) -> tuple[Usage, str | None]:
-    """Upstream usage made safe to bill: counts clamped into ``[0, 2^53)``, cached and cache-write
-    tokens never above the prompt, reasoning never above the completion; and usage that is missing
-    (all zero for a non-empty answer) estimated from what was sent (the model's own tokenizer when
-    there is one) and received (``answer_chars`` / 4). Returns the usage and a note for audit
-    (``"estimated"``, ``"clamped"``, or None when the provider's usage was used as given)."""
+    """Upstream usage made safe to bill: usage that is missing (all zero for a non-empty answer) or
+    nonsense (a count below 0 or above :data:`PLAUSIBLE_TOKENS`) is replaced by an estimate from what
+    was sent (the model's own tokenizer when there is one) and received (``answer_chars`` / 4); cached
+    and cache-write tokens are kept within the prompt and reasoning within the completion. Returns the
+    usage and a note for audit (``"estimated..."``, ``"clamped"``, or None when used as given)."""
     p, c = usage.prompt_tokens, usage.completion_tokens
-    if p == 0 and c == 0 and answer_chars > 0:
-        prompt = prompt_tokens_bound(req, model) if model and encoding_for(model) is not None else estimate_prompt_tokens(req)
-        return Usage(prompt_tokens=prompt, completion_tokens=max(1, -(-answer_chars // 4))), "estimated"
     fields = (p, c, usage.cached_prompt_tokens, usage.cache_write_tokens, usage.reasoning_tokens)
+    missing = p == 0 and c == 0 and answer_chars > 0
+    absurd = any(type(v) is not int or v < 0 or v > PLAUSIBLE_TOKENS for v in fields)
+    if missing or absurd:  # what was sent and received is a better measure than nonsense
+        prompt = prompt_tokens_bound(req, model) if model and encoding_for(model) is not None else estimate_prompt_tokens(req)
+        est = Usage(prompt_tokens=prompt, completion_tokens=max(1 if answer_chars else 0, -(-answer_chars // 4)))
+        return est, "estimated" if missing else "estimated: the upstream's usage was invalid"
     if all(type(v) is int and 0 <= v <= MAX_TOKENS for v in fields) and usage.cached_prompt_tokens + \
             usage.cache_write_tokens <= p and usage.reasoning_tokens <= c:
         return usage, None

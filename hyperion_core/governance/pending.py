@@ -61,6 +61,7 @@ class PendingSettlements:
         self.queue: deque[PendingSettlement] = deque()
         self.replayed = 0  # settlements written late
         self.lost_holds = 0  # late settlements whose reservation was gone (spend recorded, budgets not)
+        self.poisoned = 0  # settlements that could never be written (logged and dropped)
         self._lock = asyncio.Lock()
         self.path: Path | None = None
         self._fd: int | None = None
@@ -138,6 +139,10 @@ class PendingSettlements:
                     await self._settle(item)
                 except GovernanceStoreError:
                     break
+                except Exception as exc:  # noqa: BLE001 - one bad item must not block the queue forever
+                    self.poisoned += 1
+                    log.error("pending settlement %s dropped: it cannot be written (%s: %s)",
+                              item.request_id, type(exc).__name__, exc)
                 self.queue.popleft()
                 done += 1
             if done:

@@ -128,6 +128,7 @@ class Reply:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    usage: dict[str, Any] | None = None  # reported verbatim instead of the computed usage (a fault)
 
 
 @dataclass(slots=True)

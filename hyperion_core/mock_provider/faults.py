@@ -31,6 +31,9 @@ Effects, in the order the server applies them:
                       API always sets one: ``content: []`` with ``end_turn``)
 ``resume_overlap``    a continuation (see ``content``) repeats this many words of
                       the text it continues, as real models often do
+``usage``             OpenAI wire: this usage object is reported verbatim instead
+                      of the computed one (``{}``: none) — an upstream that omits
+                      its usage or reports nonsense (negative, 2^63, cached > prompt)
 ``cached_tokens`` /   reported in usage (OpenAI ``prompt_tokens_details`` /
 ``reasoning_tokens``  ``completion_tokens_details``, Anthropic cache_read, Gemini
                       ``cachedContentTokenCount`` / ``thoughtsTokenCount``)
@@ -100,6 +103,7 @@ class Fault:
     resume_overlap: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    usage: dict[str, Any] | None = None
     times: int | None = None
     probability: float | None = None
     seed: int = 0

@@ -100,6 +100,7 @@ class Handlers:
             reply = Reply(text="", finish=None, prompt_tokens=reply.prompt_tokens)  # type: ignore[arg-type]
         if fault is not None:
             reply.cached_tokens, reply.reasoning_tokens = fault.cached_tokens, fault.reasoning_tokens
+            reply.usage = fault.usage
         completion = reply.completion_tokens + reply.reasoning_tokens
         self.state.stats.add(dep, prompt_tokens=reply.prompt_tokens, completion_tokens=completion)
         if req.stream:

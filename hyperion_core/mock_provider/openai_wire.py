@@ -242,6 +242,8 @@ def parse_embed(body: dict, request: web.Request) -> EmbedRequest:
 
 
 def _usage(reply: Reply) -> dict:
+    if reply.usage is not None:  # a fault: what a lying (or silent) upstream reports
+        return reply.usage
     completion = reply.completion_tokens + reply.reasoning_tokens
     return {
         "prompt_tokens": reply.prompt_tokens,

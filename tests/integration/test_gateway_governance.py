@@ -575,3 +575,31 @@ async def test_a_stream_longer_than_the_reservation_ttl_keeps_its_hold(mock, tmp
     (st,) = await gw.governance.status({"team": "long"})
     assert st.reserved_usd == 0 and st.spent_usd > 0
     await gw.aclose()
+
+
+@pytest.mark.parametrize(
+    ("reported", "note"),
+    [
+        ({}, "estimated"),  # no usage at all: it used to bill $0
+        ({"prompt_tokens": -5, "completion_tokens": 7, "total_tokens": 2}, "estimated: the upstream's usage was invalid"),
+        ({"prompt_tokens": 10, "completion_tokens": 2**63, "total_tokens": 2**63}, "estimated: the upstream's usage was invalid"),
+        ({"prompt_tokens": 10, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 500}}, "clamped"),
+    ],
+)
+async def test_upstream_usage_that_is_missing_or_nonsense_is_never_billed_as_given(mock, tmp_path, reported, note):
+    """Issue 11 #8: missing usage billed $0, negative counts were stored, 2^63 tokens poisoned spend, and
+    cached_tokens > prompt_tokens was priced as given. Usage is checked at the Call stage."""
+    dep = f"g-usage-{len(reported)}-{note[:9].strip()}"
+    gw = make(mock, dep, tmp_path, governance={"budgets": [{"scope": "team", "period": "daily", "limit_usd": 5}]})
+    key, _ = await gw.keys.create("u", team="usage")
+    mock.fault(dep, usage=reported, times=1)
+    resp = await gw.acomplete("chat", user("how many tokens did this cost?"), virtual_key=key)
+    u = resp.usage
+    assert 0 < u.prompt_tokens < 1000 and 0 < u.completion_tokens < 1000
+    assert u.cached_prompt_tokens <= u.prompt_tokens and resp.cost > 0
+    (st,) = await gw.governance.status({"team": "usage"})
+    assert st.spent_usd == pytest.approx(resp.cost) and st.reserved_usd == 0
+    await gw.audit.aflush()
+    (event,) = await gw.audit.query(limit=1)
+    assert event.metadata.get("usage") == note and event.cost == pytest.approx(resp.cost)
+    await gw.aclose()

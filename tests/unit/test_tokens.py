@@ -104,7 +104,9 @@ def test_upstream_usage_is_validated_before_it_is_billed():
     est2, _ = checked_usage(Usage(), r, "claude-haiku-4-5", 3)  # no tokenizer: the plain estimate
     assert est2.prompt_tokens == estimate_prompt_tokens(r) and est2.completion_tokens == 1
     assert checked_usage(Usage(), r, None, 0) == (Usage(), None)  # an empty answer may cost nothing
-    bad, note = checked_usage(Usage(-5, 2**63, cached_prompt_tokens=10, cache_write_tokens=7, reasoning_tokens=-1), r, None, 5)
-    assert note == "clamped" and bad == Usage(0, MAX_TOKENS, 0, 0, 0)
+    for nonsense in (Usage(-5, 20), Usage(10, 2**63), Usage(10, 5, reasoning_tokens=-1), Usage(60_000_000, 5)):
+        bad, note = checked_usage(nonsense, r, None, 5)  # nonsense is replaced by what was sent and received
+        assert note == "estimated: the upstream's usage was invalid"
+        assert bad == Usage(estimate_prompt_tokens(r), 2) and bad.completion_tokens < MAX_TOKENS
     over, note = checked_usage(Usage(10, 5, cached_prompt_tokens=50, reasoning_tokens=9), r, None, 5)
     assert note == "clamped" and over == Usage(10, 5, cached_prompt_tokens=10, reasoning_tokens=5)
