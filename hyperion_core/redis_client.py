@@ -3,11 +3,50 @@
 A bounded pool that makes a request *wait* for a free connection (up to ``pool_timeout`` seconds)
 instead of failing: redis-py's default pool raises "Too many connections" once 100 are in use, which
 failed every request past the 100th in a burst.
+
+With ``hiredis`` installed (a base dependency), redis-py parses replies in C but still *packs* commands
+in Python on its asyncio connections (its sync client packs with hiredis). A governed request sends
+about seven EVALSHA calls with ~100 arguments, and packing them was the largest single cost of an
+admission + settle (``bench/throughput.py``); the connections here pack with ``hiredis.pack_command``,
+byte-identical output (floats by ``repr``, text as UTF-8), as redis-py's sync client does.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+try:  # redis-py takes hiredis >= 3.2 only; the same rule here
+    import hiredis as _hiredis
+
+    _HIREDIS_PACK = tuple(int(x) for x in _hiredis.__version__.split(".")[:2]) >= (3, 2)
+except (ImportError, ValueError):
+    _HIREDIS_PACK = False
+
+
+def _hiredis_pack_command(self: Any, *args: Any) -> list[bytes]:
+    """``Connection.pack_command`` in C (redis-py's ``HiredisRespSerializer.pack``, for asyncio)."""
+    from redis.exceptions import DataError
+
+    first = args[0]
+    if isinstance(first, str):
+        args = tuple(first.encode().split()) + args[1:]
+    elif b" " in first:
+        args = tuple(first.split()) + args[1:]
+    try:
+        return [_hiredis.pack_command(args)]
+    except TypeError as exc:
+        raise DataError(str(exc)) from exc
+
+
+_fast: dict[type, type] = {}
+
+
+def _fast_connection(cls: type) -> type:
+    """``cls`` (TCP, TLS or unix socket) packing with hiredis; one subclass per class."""
+    sub = _fast.get(cls)
+    if sub is None:
+        sub = _fast[cls] = type(f"HiredisPack{cls.__name__}", (cls,), {"pack_command": _hiredis_pack_command})
+    return sub
 
 
 def state_client(
@@ -21,6 +60,8 @@ def state_client(
         url, max_connections=max_connections, timeout=pool_timeout, socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
     )
+    if _HIREDIS_PACK:
+        pool.connection_class = _fast_connection(pool.connection_class)
     return aioredis.Redis(connection_pool=pool)
 
 
