@@ -61,6 +61,8 @@ class AuditLog:
     whether builders should keep prompts and answers (read by the gateway). ``batch_size``: most
     events per sink write. ``max_pending``: most events waiting in memory for the writer. Times are
     seconds: ``retry_base``/``retry_max`` bound the backoff, ``write_timeout`` one sink write.
+    ``linger``: seconds the writer lets events gather after the first one arrives before it writes
+    (one sink write per batch rather than per event under load; a flush or close never waits for it).
     ``anchor_path``: a file outside the store where the writer keeps a checkpoint of the head, every
     ``checkpoint_every`` events or ``checkpoint_interval`` seconds (checked at each write) and at
     close, HMAC-signed with ``checkpoint_key`` when given (see :mod:`.anchor`; the key never reaches
@@ -83,6 +85,7 @@ class AuditLog:
         checkpoint_key: Any = None,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
+        linger: float = 0.005,
     ) -> None:
         if batch_size < 1:
             raise AuditError(f"batch_size: must be >= 1, got {batch_size}")
@@ -95,6 +98,9 @@ class AuditLog:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.write_timeout = write_timeout
+        if linger < 0:
+            raise AuditError(f"linger: must be >= 0, got {linger}")
+        self.linger = linger
         if checkpoint_every < 1 or checkpoint_interval <= 0:
             raise AuditError(f"checkpoint_every/checkpoint_interval: need >= 1 and > 0, got {checkpoint_every}/"
                              f"{checkpoint_interval}")
@@ -333,12 +339,15 @@ class AuditLog:
                 if self._buf and not urgent.is_set():  # urgent (a flush): try the sink right away
                     await self._spool_buffer()
                 return
+        was_urgent = urgent.is_set()
         urgent.clear()
         if not self._buf and not self._spooled():
             wake.clear()
             if not self._buf and gen == self._gen:
                 await wake.wait()
             return
+        if self.linger and not was_urgent and len(self._buf) < self.batch_size and not self._closing:
+            await _wait(urgent, self.linger)  # let a batch gather (a flush or close cuts this short)
         await self._cycle()
 
     def _spooled(self) -> int:
