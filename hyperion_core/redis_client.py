@@ -25,8 +25,6 @@ except (ImportError, ValueError):
 
 def _hiredis_pack_command(self: Any, *args: Any) -> list[bytes]:
     """``Connection.pack_command`` in C (redis-py's ``HiredisRespSerializer.pack``, for asyncio)."""
-    from redis.exceptions import DataError
-
     first = args[0]
     if isinstance(first, str):
         args = tuple(first.encode().split()) + args[1:]
@@ -35,6 +33,8 @@ def _hiredis_pack_command(self: Any, *args: Any) -> list[bytes]:
     try:
         return [_hiredis.pack_command(args)]
     except TypeError as exc:
+        from redis.exceptions import DataError  # (the error path only)
+
         raise DataError(str(exc)) from exc
 
 
@@ -53,16 +53,23 @@ def state_client(
     url: str, *, max_connections: int = 64, pool_timeout: float = 10.0, socket_timeout: float | None = 5.0
 ) -> Any:
     """A ``redis.asyncio.Redis`` on a ``BlockingConnectionPool`` of ``max_connections``; a command that
-    gets no answer in ``socket_timeout`` seconds fails (a hung server must not hang requests)."""
+    gets no answer in ``socket_timeout`` seconds fails (a hung server must not hang requests). A
+    command that meets a pooled connection the server closed (a restart) is sent once more on a fresh
+    one; a timeout is never retried. (Every script Hyperion runs is safe to repeat: reservations and
+    settlements are idempotent per id, and a repeated rate-limit take only errs on the strict side.)"""
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
+    retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=pool_timeout, socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout, retry=retry,
     )
     if _HIREDIS_PACK:
         pool.connection_class = _fast_connection(pool.connection_class)
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis(connection_pool=pool, retry=retry)
 
 
 __all__ = ["state_client"]

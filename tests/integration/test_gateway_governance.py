@@ -603,3 +603,28 @@ async def test_upstream_usage_that_is_missing_or_nonsense_is_never_billed_as_giv
     (event,) = await gw.audit.query(limit=1)
     assert event.metadata.get("usage") == note and event.cost == pytest.approx(resp.cost)
     await gw.aclose()
+
+
+async def test_connections_the_server_closed_are_replaced_without_failing_a_request(mock, tmp_path, redis_url):
+    """After a Redis restart (or a proxy dropping idle connections) every pooled connection is dead; each
+    used to fail its next request once. A command that meets a closed connection is sent again on a
+    fresh one."""
+    import redis.asyncio as aioredis
+
+    state = {"backend": "redis", "redis_url": redis_url, "prefix": f"ck{uuid.uuid4().hex[:6]}"}
+    gov = {"budgets": [{"scope": "team", "period": "daily", "limit_usd": 5}], "rate_limits": [{"scope": "key", "rpm": 10_000}]}
+    gw = make(mock, "g-kill", tmp_path, governance=gov, state=state, keys_store="redis")
+    key, _ = await gw.keys.create("k", team="killed")
+    await asyncio.gather(*(gw.acomplete("chat", user(f"warm {i}"), virtual_key=key, max_tokens=5) for i in range(12)))
+    admin = aioredis.Redis.from_url(redis_url)
+    killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    await admin.aclose()
+    assert killed >= 2  # the gateway's pooled connections (and the mock's neighbours') are gone
+    results = await asyncio.gather(
+        *(gw.acomplete("chat", user(f"after {i}"), virtual_key=key, max_tokens=5) for i in range(12)),
+        return_exceptions=True,
+    )
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    (st,) = await gw.governance.status({"team": "killed"})
+    assert st.reserved_usd == 0
+    await gw.aclose()
