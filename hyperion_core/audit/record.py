@@ -9,6 +9,7 @@ caller's virtual key is removed literally, so secrets never reach a sink.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import os
 import time as _time
@@ -172,9 +173,23 @@ class AuditEvent:
 _FIELDS = frozenset(AuditEvent.__dataclass_fields__)
 
 
+_EVENT_PREFIX = os.urandom(5).hex()  # per process (re-drawn in forked children below)
+_event_seq = itertools.count()
+
+
+def _reseed_after_fork() -> None:
+    global _EVENT_PREFIX, _event_seq
+    _EVENT_PREFIX, _event_seq = os.urandom(5).hex(), itertools.count()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_after_fork)
+
+
 def new_event_id() -> str:
-    """Unique across processes and roughly time-ordered: ``evt-<ms since epoch, hex>-<64 random bits>``."""
-    return f"evt-{_time.time_ns() // 1_000_000:011x}-{os.urandom(8).hex()}"
+    """Unique across processes and roughly time-ordered: ``evt-<ms since epoch, hex>-<40 random bits per
+    process><counter>`` — no system call for randomness per event (it was ~3% of a governed request)."""
+    return f"evt-{_time.time_ns() // 1_000_000:011x}-{_EVENT_PREFIX}{next(_event_seq) & 0xFFFFFF:06x}"
 
 
 def outcome_for(exc: BaseException) -> AuditOutcome:

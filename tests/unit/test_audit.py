@@ -969,3 +969,24 @@ def test_checkpoint_signing_is_pure_and_the_key_is_never_shown():
 
     cfg = AuditConfig(checkpoint_key="super-secret-audit-key", anchor_path="/x/a.anchor")
     assert "super-secret-audit-key" not in repr(cfg) and "super-secret-audit-key" not in str(cfg.model_dump())
+
+
+def test_event_ids_are_unique_in_a_burst_and_across_a_fork():
+    import os
+
+    from hyperion_core.audit import new_event_id
+
+    burst = [new_event_id() for _ in range(50_000)]
+    assert len(set(burst)) == len(burst) and all(len(i) == 32 and i.startswith("evt-") for i in burst)
+    assert burst == sorted(burst)  # time-ordered within a process
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child draws its own per-process part
+        os.write(w, new_event_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(r, 64).decode()
+    os.close(r)
+    os.close(w)
+    mine = new_event_id()
+    assert child.split("-")[2][:10] != mine.split("-")[2][:10]
