@@ -11,6 +11,8 @@ same codec. Errors are each wire's own error body and status (Retry-After on 429
 ``GET  /v1/models``                    the routes the caller's key may call (OpenAI list; Anthropic's
                                        shape when the request carries ``anthropic-version``)
 ``POST /v1/messages``                  Anthropic Messages, JSON or SSE (needs ``anthropic-version``)
+``POST /v1/responses``                 OpenAI Responses, JSON or SSE events (``wire/responses.py``): text,
+                                       instructions, function tools and their call/output items
 ``GET  /healthz``                      the process is up
 ``GET  /readyz``                       config loaded, Redis answering (when state is in Redis), and
                                        every route with a deployment whose breaker is not open
@@ -46,6 +48,7 @@ from ..types import Caller, ChatResponse, new_request_id
 from ..wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, RequestBodyError
 from ..wire import anthropic as anthropic_wire
 from ..wire import openai as openai_wire
+from ..wire import responses as responses_wire
 from ..wire.common import load_body
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
@@ -167,8 +170,8 @@ class Door:
         if isinstance(exc, RouteNotFoundError):
             # the pipeline's message lists every route; a client learns only about the model it named
             name = model if isinstance(model, str) else exc.route
-            text = (f"The model `{name}` does not exist or you do not have access to it." if wire is openai_wire
-                    else f"model: {name}")
+            text = (f"model: {name}" if wire is anthropic_wire
+                    else f"The model `{name}` does not exist or you do not have access to it.")
             exc = RouteNotFoundError(text, request_id=rid)
         if isinstance(exc, HyperionError) and not exc.request_id:
             exc.request_id = rid
@@ -200,13 +203,18 @@ class Door:
             data = load_body(raw, wire.NOT_JSON, wire.NOT_OBJECT)
             model = data.get("model")
             route = model if isinstance(model, str) else ""
-            parse = wire.parse_chat if wire is openai_wire else wire.parse_messages
+            parse = (wire.parse_chat if wire is openai_wire else wire.parse_messages if wire is anthropic_wire
+                     else wire.parse_responses)
             parsed = parse(data, allow=self.allow(data), caller=caller, request_id=rid)
             req = parsed.request
             if not parsed.stream:
                 resp = await self.gw.acomplete(req)
-                body = (openai_wire.encode_chat_completion(resp, model=route) if wire is openai_wire
-                        else anthropic_wire.encode_message(resp, model=route, id=f"msg_{rid}"))
+                if wire is openai_wire:
+                    body = openai_wire.encode_chat_completion(resp, model=route)
+                elif wire is anthropic_wire:
+                    body = anthropic_wire.encode_message(resp, model=route, id=f"msg_{rid}")
+                else:
+                    body = responses_wire.encode_response(resp, model=route, id=f"resp_{rid}", request=data)
                 if self.metrics is not None:
                     self.metrics.answered(endpoint, resp, route)
                     self._breakers()
@@ -222,8 +230,10 @@ class Door:
             if wire is openai_wire:
                 enc: Any = openai_wire.ChunkEncoder(id=f"chatcmpl-{rid}", model=route,
                                                     include_usage=parsed.include_usage)
-            else:
+            elif wire is anthropic_wire:
                 enc = anthropic_wire.EventEncoder(id=f"msg_{rid}", model=route)
+            else:
+                enc = responses_wire.EventEncoder(id=f"resp_{rid}", model=route, request=data)
             headers = self.headers(rid, route, deployment=first.deployment if first is not None else None)
             headers.update({"content-type": SSE_CONTENT_TYPE, "cache-control": "no-cache", "x-accel-buffering": "no"})
             self.inflight += 1  # until the stream ends (the handler returns first)
@@ -257,6 +267,9 @@ class Door:
 
     async def messages(self, request: Request) -> Any:
         return await self.chat(request, anthropic_wire, "messages")
+
+    async def responses(self, request: Request) -> Any:
+        return await self.chat(request, responses_wire, "responses")
 
     # -- embeddings and models --------------------------------------------------------------------------
     async def embeddings(self, request: Request) -> Response:
@@ -372,6 +385,8 @@ def create_app(
         Route("/v1/embeddings", door.embeddings, methods=["POST"]),
         Route("/v1/models", door.models, methods=["GET"]),
         Route("/v1/messages", door.messages, methods=["POST"]),
+        Route("/v1/responses", door.responses, methods=["POST"]),
+        Route("/responses", door.responses, methods=["POST"]),
         Route("/healthz", door.healthz, methods=["GET"]),
         Route("/readyz", door.readyz, methods=["GET"]),
     ]
