@@ -76,6 +76,8 @@ class ServerSettings:
     metrics: bool = True
     #: accept OIDC bearer tokens (JWTs) on the admin API, besides virtual keys
     oidc: OIDCSettings | None = None
+    #: OpenTelemetry spans through the global tracer provider (``server/tracing.py``; the ``otel`` extra)
+    otel: bool = False
 
 
 def body_error(message: str, status: int) -> RequestBodyError:
@@ -101,11 +103,13 @@ def credential(request: Request) -> str | None:
 class Door:
     """The request handlers of one app: its gateway, settings and metrics."""
 
-    def __init__(self, gateway: Gateway, settings: ServerSettings, *, owns_gateway: bool) -> None:
+    def __init__(self, gateway: Gateway, settings: ServerSettings, *, owns_gateway: bool,
+                 tracing: Any = None) -> None:
         self.gw = gateway
         self.settings = settings
         self.owns_gateway = owns_gateway
         self.metrics = Metrics() if settings.metrics else None
+        self.tracing = tracing  # server/tracing.Tracing when configured
         self.inflight = 0
 
     # -- request reading -------------------------------------------------------------------------------
@@ -193,7 +197,8 @@ class Door:
     # -- chat (both wires) ------------------------------------------------------------------------------
     async def chat(self, request: Request, wire: Any, endpoint: str) -> Response | SSEResponse:
         rid = new_request_id()
-        route, model = "", None
+        route, model, req = "", None, None
+        t0 = time.time_ns()
         self.inflight += 1
         try:
             if wire is anthropic_wire and not request.headers.get("anthropic-version"):
@@ -218,6 +223,9 @@ class Door:
                 if self.metrics is not None:
                     self.metrics.answered(endpoint, resp, route)
                     self._breakers()
+                if self.tracing is not None:
+                    self.tracing.record(endpoint, route, t0, headers=request.headers, request=req, response=resp,
+                                        request_id=rid)
                 return Response(body, 200, headers=self.headers(rid, route, resp), media_type=JSON_CONTENT_TYPE)
             stream = await self.gw.open_stream(req)
             try:
@@ -237,17 +245,26 @@ class Door:
             headers = self.headers(rid, route, deployment=first.deployment if first is not None else None)
             headers.update({"content-type": SSE_CONTENT_TYPE, "cache-control": "no-cache", "x-accel-buffering": "no"})
             self.inflight += 1  # until the stream ends (the handler returns first)
-            return SSEResponse(stream, first, enc, headers, on_end=self._stream_end(stream, endpoint, route, wire))
+            trace = (t0, request.headers, req, rid)
+            return SSEResponse(stream, first, enc, headers,
+                               on_end=self._stream_end(stream, endpoint, route, wire, trace))
         except (ClientDisconnect, asyncio.CancelledError):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is an answer in the wire's format
+            if self.tracing is not None:
+                self.tracing.record(endpoint, route, t0, headers=request.headers, request=req, error=exc,
+                                    request_id=rid)
             return self.error(wire, endpoint, exc, rid, route, model)
         finally:
             self.inflight -= 1
 
-    def _stream_end(self, stream: Any, endpoint: str, route: str, wire: Any) -> Any:
+    def _stream_end(self, stream: Any, endpoint: str, route: str, wire: Any, trace: tuple[Any, ...]) -> Any:
         def done(outcome: str, exc: BaseException | None) -> None:
             self.inflight -= 1
+            if self.tracing is not None:
+                t0, headers, req, rid = trace
+                self.tracing.record(endpoint, route, t0, headers=headers, request=req, response=stream.response,
+                                    error=exc, request_id=rid, outcome=outcome)
             m = self.metrics
             if m is None:
                 return
@@ -275,6 +292,7 @@ class Door:
     async def embeddings(self, request: Request) -> Response:
         rid = new_request_id()
         route, model = "", None
+        t0 = time.time_ns()
         try:
             caller = self.caller(request)
             data = load_body(await self.body(request), openai_wire.NOT_JSON, openai_wire.NOT_OBJECT)
@@ -285,11 +303,16 @@ class Door:
             body = openai_wire.encode_embeddings(resp, model=route, encoding_format=parsed.encoding_format)
             if self.metrics is not None:
                 self.metrics.answered("embeddings", resp, route)
+            if self.tracing is not None:
+                self.tracing.record("embeddings", route, t0, headers=request.headers, response=resp,
+                                    request_id=resp.request_id or rid)
             return Response(body, 200, headers=self.headers(rid if not resp.request_id else resp.request_id, route,
                                                             resp), media_type=JSON_CONTENT_TYPE)
         except ClientDisconnect:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is an answer in the wire's format
+            if self.tracing is not None:
+                self.tracing.record("embeddings", route, t0, headers=request.headers, error=exc, request_id=rid)
             return self.error(openai_wire, "embeddings", exc, rid, route, model)
 
     async def allowed_routes(self, request: Request) -> list[str]:
@@ -372,13 +395,20 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     drain_timeout: float = 30.0,
+    tracer_provider: Any = None,
 ) -> Starlette:
     """The ASGI app of ``hyperion serve``. ``gateway``: a :class:`Gateway` (the caller keeps owning it)
-    or what builds one (a config file path, a mapping): then the app closes it on shutdown."""
+    or what builds one (a config file path, a mapping): then the app closes it on shutdown.
+    ``tracer_provider``: an OpenTelemetry tracer provider for the request spans (``server/tracing.py``);
+    ``settings.otel`` or ``HYPERION_OTEL=1`` use the global one; otherwise no tracing."""
     settings = settings or ServerSettings()
     owns = not isinstance(gateway, Gateway)
     gw = Gateway(Path(gateway) if isinstance(gateway, (str, os.PathLike)) else gateway) if owns else gateway
     door = Door(gw, settings, owns_gateway=owns)
+    if tracer_provider is not None or settings.otel or os.environ.get("HYPERION_OTEL") == "1":
+        from .tracing import Tracing
+
+        door.tracing = Tracing(door.gw, tracer_provider)
     routes = [
         Route("/v1/chat/completions", door.chat_completions, methods=["POST"]),
         Route("/chat/completions", door.chat_completions, methods=["POST"]),
