@@ -21,6 +21,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import numpy as np
+
 from .scan import INJECTION, Grams, Scan, clusters
 
 #: channel -> weight multiplier (the user's own turn is the reference)
@@ -215,10 +217,15 @@ class InjectionDetector:
                     fired[rid] = w
         # leetspeak: words mixing letters and digits/symbols, decoded and scanned again
         if len(scan.digits) and _depth == 0:
-            words = _LEET_WORD.findall(low)
-            if len(words) >= 2:
-                decoded = low.translate(_LEET)
-                sub = self._rules_on(decoded, untrusted)
+            words = _leet_words(scan)
+            if len(words) >= 2:  # decoded and scanned again around the leet words only
+                sub: dict[str, float] = {}
+                n = len(low)
+                for first, last in clusters([a for a, _ in words], _LEET_REACH):
+                    a = low.rfind(" ", 0, max(0, first - _LEET_REACH)) + 1
+                    b = low.find(" ", min(n, last + 64 + _LEET_REACH))
+                    for rid, w in self._rules_on(low[a : n if b < 0 else b].translate(_LEET), untrusted).items():
+                        sub.setdefault(rid, w)
                 if sub:
                     for rid, w in sub.items():
                         fired.setdefault(rid, w)
@@ -276,6 +283,37 @@ class InjectionDetector:
         for a, b in self._windows(scan):
             self._rules(low, a, b, fired, untrusted)
         return fired
+
+
+_LEET_REACH = 300  # characters around leet words that are decoded and scanned again
+_LEET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@$!")
+_LEET_CLASS: np.ndarray = np.zeros(256, dtype=np.uint8)  # 1: letter, 2: digit or @$! (a leet word has a 1 next to a 2)
+_LEET_CLASS[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)] = 1
+_LEET_CLASS[np.frombuffer(b"0123456789@$!", dtype=np.uint8)] = 2
+
+
+def _leet_words(scan: Scan) -> list[tuple[int, int]]:
+    """The spans ``_LEET_WORD`` finds in ``scan.low``, searched only in the runs where a letter
+    touches a digit or ``@$!`` (every such word has one; the pair is found in one vectorised pass)."""
+    cls: np.ndarray = _LEET_CLASS.take(scan.arr)
+    touch = np.flatnonzero((cls[:-1] ^ cls[1:]) == 3)
+    if not len(touch):
+        return []
+    low, n = scan.low, len(scan.low)
+    spans: set[tuple[int, int]] = set()
+    done = -1
+    for p in touch.tolist():
+        if p < done:
+            continue
+        a = p
+        while a > 0 and low[a - 1] in _LEET_CHARS:
+            a -= 1
+        b = p + 2
+        while b < n and low[b] in _LEET_CHARS:
+            b += 1
+        done = b
+        spans.update(m.span() for m in _LEET_WORD.finditer(low, a, min(n, b + 1)))
+    return sorted(spans)
 
 
 def _decode(run: str) -> str | None:

@@ -33,6 +33,8 @@ import ipaddress
 import re
 from typing import NamedTuple
 
+import numpy as np
+
 from ..audit.scrub import _PATTERNS as _SCRUB_PATTERNS
 from ..audit.scrub import is_sensitive_name
 from .scan import ADDRESS, NAME, Grams, Scan, clusters
@@ -168,7 +170,7 @@ def phone_ok(candidate: str, regions: tuple[str, ...] = ("US", "DE", "FR", "ES",
 _EMAIL = re.compile(r"(?<![\w.%+'-])[\w%+'-]+(?:\.[\w%+'-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
                     r"[A-Za-z]{2,24}(?![\w-])")
 _CARD = re.compile(r"(?<![\d-])\d{4}(?P<s>[ -]?)\d{4}(?:(?P=s)\d{1,4}){1,3}(?![\d]|-\d)|(?<![\d-])\d{4}[ -]?\d{6}[ -]?\d{5}(?![\d])")
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?![A-Za-z0-9])")
+_IBAN_SEP = frozenset(" -.\u00a0\u202f")
 _SSN = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])|(?<!\d)(\d{3})(\d{2})(\d{4})(?!\d)")
 _SSN_CTX = re.compile(r"(?i)\b(?:ssn|social security|soc\.? sec)")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)")
@@ -195,6 +197,8 @@ _DATE = re.compile(
 _DOB_CTX = re.compile(
     r"(?i)(?:born|birth|b-day|dob|d\.o\.b|geboren|geb\.|geburt|né\b|née|naissance|nacid[oa]|nacimiento|cumpleaños)"
 )
+#: substrings of every _DOB_CTX match (lower case): no birth word near a number, no date scan
+_DOB_WORDS = ("born", "birth", "b-day", "dob", "d.o.b", "geb", "né", "naissance", "nacid", "nacimiento", "cumplea")
 _MONTH_NUM = {}
 for _i, _names in enumerate((
     "jan january januar janvier enero", "feb february februar févr février fevrier febrero",
@@ -322,11 +326,17 @@ class PiiDetector:
     def _numeric(self, text: str, scan: Scan, found: list[Finding]) -> None:
         t = self.types
         n = len(text)
-        for first, last in clusters(scan.digits.tolist(), 4):
-            if last - first < 3 and sum(c.isdigit() for c in text[first : last + 1]) < 4:
-                continue  # fewer than 4 digits: no number the recognisers validate ("12 percent")
+        ibans = self._ibans(text, scan, found) if "IBAN" in t else []
+        dig = scan.digits
+        breaks = np.flatnonzero(np.diff(dig) > 4)
+        lo = np.concatenate(([0], breaks + 1))
+        hi = np.concatenate((breaks, [len(dig) - 1]))
+        firsts, lasts = dig[lo], dig[hi]
+        # fewer than 4 digits: no number the recognisers validate ("12 percent")
+        keep = np.flatnonzero(((lasts - firsts) >= 3) | ((hi - lo) >= 3))
+        for first, last in zip(firsts[keep].tolist(), lasts[keep].tolist()):
             s, e = max(0, first - 40), min(n, last + 6)
-            seen: list[tuple[int, int]] = []
+            seen: list[tuple[int, int]] = list(ibans)
 
             def add(a: int, b: int, typ: str, seen: list[tuple[int, int]] = seen) -> None:
                 found.append(Finding(a, b, typ))
@@ -337,13 +347,9 @@ class PiiDetector:
 
             if "CARD" in t:
                 for m in _CARD.finditer(text, s, e):
-                    d = m.group().replace(" ", "").replace("-", "")
-                    if card_ok(d):
+                    d_ = m.group().replace(" ", "").replace("-", "")
+                    if not taken(*m.span()) and card_ok(d_):
                         add(m.start(), m.end(), "CARD")
-            if "IBAN" in t:
-                for m in _IBAN.finditer(text, max(0, first - 4), e):
-                    if not taken(*m.span()) and iban_ok(m.group().replace(" ", "")):
-                        add(m.start(), m.end(), "IBAN")
             if "SSN" in t:
                 for m in _SSN.finditer(text, first, e):
                     if taken(*m.span()):
@@ -364,7 +370,7 @@ class PiiDetector:
                     for m in _IPV6.finditer(text, max(0, first - 30), e):
                         if not taken(*m.span()) and ipv6_ok(m.group()):
                             add(m.start(), m.end(), "IP")
-            if "DOB" in t:
+            if "DOB" in t and any(w in text[max(0, s - 48) : e].lower() for w in _DOB_WORDS):
                 for m in _DATE.finditer(text, s, e):
                     if taken(*m.span()) or not _DOB_CTX.search(text, max(0, m.start() - 48), m.start()):
                         continue
@@ -406,6 +412,46 @@ class PiiDetector:
                         ok = False
                     if ok:
                         add(a, b, "PHONE")
+
+    @staticmethod
+    def _ibans(text: str, scan: Scan, found: list[Finding]) -> list[tuple[int, int]]:
+        """IBANs start with two letters and two check digits: found from the digit pairs, then read
+        char by char (any case; single spaces, dashes or dots between groups, however grouped) up
+        to the country's length and checked (length, boundary, mod-97)."""
+        d = scan.digits
+        if len(d) < 2:
+            return []
+        low, n = scan.low, len(text)
+        out: list[tuple[int, int]] = []
+        end = -1
+        for p in d[:-1][np.diff(d) == 1].tolist():
+            if p < 2 or p < end or not ("a" <= low[p - 2] <= "z" and "a" <= low[p - 1] <= "z"):
+                continue
+            if p > 2 and (low[p - 3].isalnum() or low[p - 3] == "_"):
+                continue
+            want = IBAN_LENGTHS.get(low[p - 2 : p].upper())
+            if want is None:
+                continue
+            chars, i = [low[p - 2 : p + 2]], p + 2
+            got = 4
+            while got < want and i < n:
+                c = low[i]
+                if c in _IBAN_SEP and i + 1 < n and low[i + 1].isascii() and low[i + 1].isalnum() and \
+                        low[i - 1] not in _IBAN_SEP:
+                    i += 1
+                    continue
+                if not (c.isascii() and c.isalnum()):
+                    break
+                chars.append(c)
+                got += 1
+                i += 1
+            if got != want or (i < n and (low[i].isalnum() or low[i] == "_")):
+                continue
+            if iban_ok("".join(chars).upper()):
+                found.append(Finding(p - 2, i, "IBAN"))
+                out.append((p - 2, i))
+                end = i
+        return out
 
     def _secrets(self, text: str, scan: Scan, found: list[Finding]) -> None:
         for a, b in scan.runs(16):

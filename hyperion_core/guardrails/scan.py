@@ -1,11 +1,13 @@
 """One vectorised pass over a text that tells the detectors where to look.
 
-Python's ``re`` costs 20-150 µs to scan 8 kB (a 2,000-token prompt) per pattern, and a keyword
-alternation far more; running every recogniser over every prompt would cost milliseconds. Instead,
-:class:`Scan` reads the text once as a numpy array of code points and finds the *anchors*: digits,
-``@``, ``:`` and ``=``, long token runs (secrets, base64), and the positions of known 4-grams (the
-stems of injection phrases, name and address context words) through a 64 k-entry hash table. The
-recognisers then run only on small windows around anchors; prose without anchors costs ~40 µs.
+Python's ``re`` costs 20-150 µs to scan 8 kB (a 2,000-token prompt) per pattern, a keyword
+alternation far more, and even ``str.find`` costs ~5 µs per keyword; running every recogniser over
+every prompt would cost milliseconds. Instead, :class:`Scan` reads the text once as a numpy array
+of bytes (the low byte of each lower-cased code point: exact for Latin-1 text, en/de/fr/es) and
+finds the *anchors*: digits, ``@``, ``:`` and ``=``, long token runs (secrets, base64), and the
+positions of known 4-grams (the rarest 4 characters of each injection, name and address stem)
+through a 64 k-entry hash table read with one unaligned ``uint32`` view. Every 4-gram hit is
+verified against the whole stem. The recognisers then run only on small windows around anchors.
 """
 
 from __future__ import annotations
@@ -15,37 +17,71 @@ from collections.abc import Iterable
 import numpy as np
 
 _MASK = 0xFFFF
-_P1, _P2, _P3 = np.uint32(0x9E3779B1), np.uint32(0x85EBCA77), np.uint32(0xC2B2AE3D)
+_MULT = np.uint32(0x9E3779B1)
+_SHIFT = np.uint32(16)
 
 #: anchor families (bit flags in the 4-gram table)
 INJECTION, NAME, ADDRESS = 1, 2, 4
+_FAMILIES = (INJECTION, NAME, ADDRESS)
+
+#: 4-grams frequent in ordinary prose (en/de/fr/es): a stem is keyed on its rarest 4 characters so
+#: that benign text sends few hits to the Python verification loop
+_COMMON = frozenset((
+    "the ", " the", "ing ", " and", "and ", "tion", " to ", " in ", " for", " is ", "that", "with", "new ", " new",
+    "ion ", "ent ", " re", " con", "over", "rest", "part", "limi", "form", "from", "ther", "here", "ever", "ment",
+    "ight", "ance", "ence", "ould", "plan", "cove", "ring", "team", "nder", "ourt", "oute", "olic", "lace", "der ",
+    "die ", "und ", "ein ", "ich ", "les ", "des ", "que ", "par ", "pour", "los ", "las ", "del ", "una ", "prom",
+    "mode", "ode ", " mod", "ompt", "inst", "stru", "truc", "ruct", "ctio", " of ", "ore ", " res", "tric", "some",
+    "this", "your", " you", "you ", "will", "have", "ally", "ated", "ting", "ment", "ions", "ness", "quar", "call",
+    "name", "sign", "miss", "word", "long", "plus", "alle", "task",
+))
 
 
-def _hash4(a: int, b: int, c: int, d: int) -> int:
-    m = 0xFFFFFFFF
-    return (((a * 0x9E3779B1) & m) ^ ((b * 0x85EBCA77) & m) ^ ((c * 0xC2B2AE3D) & m) ^ d) & _MASK
+_BY_FREQUENCY = " etaoinsrhldcumfpgwybvkxjqz"
+
+
+def _rarity(g: str) -> int:
+    """How unusual a gram is in prose: letters by English frequency; anything else is rare."""
+    return sum(_BY_FREQUENCY.find(c) if c in _BY_FREQUENCY else 30 for c in g)
+
+
+def _key(g: str) -> int:
+    """The table slot of a 4-character gram (low byte of each code point, little-endian)."""
+    x = int.from_bytes(bytes(ord(c) & 0xFF for c in g), "little")
+    return ((x * 0x9E3779B1) & 0xFFFFFFFF) >> 16
 
 
 class Grams:
-    """A set of 4-character stems by family, looked up in one vectorised pass."""
+    """A set of stems by family, looked up in one vectorised pass."""
 
     def __init__(self, families: dict[int, Iterable[str]]) -> None:
-        self.table = np.zeros(_MASK + 1, dtype=np.uint8)
-        #: first 4 characters -> (whole stem, family) pairs: a hit is verified against the whole stem
-        self.stems: dict[str, list[tuple[str, int]]] = {}
+        self.table: np.ndarray = np.zeros(_MASK + 1, dtype=np.uint8)
+        #: 4-gram -> (whole stem, offset of the gram in the stem, family): a hit is verified on the stem
+        self.stems: dict[str, list[tuple[str, int, int]]] = {}
         for flag, stems in families.items():
             for stem in stems:
                 s = stem.lower()
                 assert len(s) >= 4, stem
-                g = s[:4]
-                self.table[_hash4(*map(ord, g))] |= flag
-                self.stems.setdefault(g, []).append((s, flag))
+                off = min(range(len(s) - 3), key=lambda i: (s[i : i + 4] in _COMMON, -_rarity(s[i : i + 4]), i))
+                g = s[off : off + 4]
+                self.table[_key(g)] |= flag
+                self.stems.setdefault(g, []).append((s, off, flag))
+
+
+def _bytes(low: str) -> tuple[bytes, np.ndarray | None]:
+    """One byte per character: Latin-1 where it fits, else the low byte of each code point (and
+    the code points themselves)."""
+    try:
+        return low.encode("latin-1"), None
+    except UnicodeEncodeError:
+        cp = np.frombuffer(low.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        return (cp & np.uint32(0xFF)).astype(np.uint8).tobytes(), cp
 
 
 class Scan:
     """Anchors of one text (lower-cased copy in ``low``; positions are ``str`` indices)."""
 
-    __slots__ = ("text", "low", "cp", "digits", "grams", "_runs")
+    __slots__ = ("text", "low", "buf", "cp", "arr", "digits", "grams", "_runs")
 
     def __init__(self, text: str, grams: Grams | None = None) -> None:
         self.text = text
@@ -53,29 +89,35 @@ class Scan:
         if len(low) != len(text):  # a few characters change length when lowered (İ): keep positions
             low = text
         self.low = low
-        cp = np.frombuffer(self.low.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        buf, cp = _bytes(low)
+        self.buf = buf
         self.cp = cp
-        self.digits = np.flatnonzero((cp - 48) < 10)
+        self.arr = arr = np.frombuffer(buf, dtype=np.uint8)
+        if cp is None:
+            self.digits = np.flatnonzero((arr - np.uint8(48)) < 10)
+        else:  # a low byte 0x30-0x39 may belong to another code point
+            self.digits = np.flatnonzero((cp - np.uint32(48)) < 10)
         self._runs: list[tuple[int, int]] | None = None
         self.grams: dict[int, list[int]] = {}
-        if grams is not None and len(cp) >= 4:
-            h = ((cp[:-3] * _P1) ^ (cp[1:-2] * _P2) ^ (cp[2:-1] * _P3) ^ cp[3:]) & np.uint32(_MASK)
-            flags = grams.table[h]
-            hits = np.flatnonzero(flags)
-            if len(hits):
-                low = self.low
+        n = len(buf) - 3
+        if grams is not None and n > 0:
+            v = np.ndarray((n,), dtype="<u4", buffer=buf, strides=(1,))
+            flags: np.ndarray = grams.table.take((v * _MULT) >> _SHIFT)
+            if flags.any():
+                hits = np.flatnonzero(flags.astype(bool))
                 stems = grams.stems
                 out = self.grams
+                found: dict[int, set[int]] = {}
                 for p in hits.tolist():
                     cands = stems.get(low[p : p + 4])
                     if cands:
-                        fam = 0
-                        for stem, flag in cands:
-                            if not fam & flag and low.startswith(stem, p):
-                                fam |= flag
-                        for flag in (INJECTION, NAME, ADDRESS):
-                            if fam & flag:
-                                out.setdefault(flag, []).append(p)
+                        for stem, off, flag in cands:
+                            q = p - off
+                            if q >= 0 and low.startswith(stem, q):
+                                found.setdefault(flag, set()).add(q)
+                for flag in _FAMILIES:
+                    if flag in found:
+                        out[flag] = sorted(found[flag])
 
     def find_all(self, ch: str) -> list[int]:
         out, i, text = [], self.text.find(ch), self.text
@@ -87,18 +129,27 @@ class Scan:
     def runs(self, min_len: int = 16) -> list[tuple[int, int]]:
         """Runs of at least ``min_len`` token characters (letters, digits, ``_-.+/=``): where secrets,
         base64 and hex payloads live. Ordinary words are shorter."""
+        if min_len < 16:
+            return self._token_runs(min_len)
         if self._runs is None:
-            cp = self.cp
-            tok = ((cp - 97) < 26) | ((cp - 48) < 10) | (cp == 95) | (cp == 45) | (cp == 46) | (cp == 43) | (cp == 47)
-            tok |= (cp == 61) | ((cp - 65) < 26)
-            if not tok.any():
-                self._runs = []
-            else:
-                edges = np.flatnonzero(np.diff(np.concatenate(([0], tok.view(np.int8), [0]))))
-                starts, ends = edges[0::2], edges[1::2]
-                keep = (ends - starts) >= min_len
-                self._runs = list(zip(starts[keep].tolist(), ends[keep].tolist()))
-        return self._runs
+            self._runs = self._token_runs(16)
+        return [(a, b) for a, b in self._runs if b - a >= min_len]
+
+    def _token_runs(self, min_len: int) -> list[tuple[int, int]]:
+        arr, cp = self.arr, self.cp
+        if cp is not None:  # only ASCII characters are token characters
+            arr = np.where(cp < 128, cp, 0).astype(np.uint8)
+        sep = np.flatnonzero(_TOKEN.take(arr) == 0)  # non-token characters: runs lie between them
+        bounds = np.concatenate(([-1], sep, [len(arr)]))
+        lens = np.diff(bounds) - 1
+        keep = np.flatnonzero(lens >= min_len)
+        starts = bounds[keep] + 1
+        return list(zip(starts.tolist(), (starts + lens[keep]).tolist()))
+
+
+_TOKEN: np.ndarray = np.zeros(256, dtype=bool)
+for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.+/=":
+    _TOKEN[_c] = True
 
 
 def clusters(positions: Iterable[int], gap: int) -> list[tuple[int, int]]:
