@@ -441,13 +441,16 @@ class Audit(Stage):
         self.services = parts.services
         #: events that could not be built or handed to the log (each also logged)
         self.failures = 0
+        if self.services.audit is not None:  # built once, not per request (audit imports lazily)
+            from .audit import event_from_error, event_from_response
+
+            self._builders = (event_from_error, event_from_response)
 
     def applies(self, rs: RouteState | None, kind: str) -> bool:
         return self.services.audit is not None
 
     async def after(self, ctx: RequestContext) -> None:
-        from .audit import event_from_error, event_from_response
-
+        event_from_error, event_from_response = self._builders
         sv = self.services
         audit, req = sv.audit, ctx.req
         meta = dict(ctx.notes) if ctx.notes else None

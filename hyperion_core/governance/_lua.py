@@ -432,11 +432,14 @@ class Scripts:
     Redis backend of a ``Governance``). ``run_many`` sends several scripts in one round trip."""
 
     def __init__(self, client: Any) -> None:
+        from redis.exceptions import RedisError
+
         self.client = client
         self._scripts = {name: client.register_script(src) for name, src in SOURCES.items()}
+        self._errors = RedisError  # (imported once, not per call)
 
     async def run(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        from redis.exceptions import RedisError
+        RedisError = self._errors  # noqa: N806
 
         try:
             return await self._scripts[name](keys=list(keys), args=list(args))
