@@ -102,6 +102,9 @@ class RequestContext:
     #: guardrails on a stream: ``filter(chunk) -> chunk | None`` before each chunk reaches the caller, and
     #: ``filter.flush() -> chunk | None`` for what it held back when the stream ends
     chunk_filter: Any = None
+    #: how the route chose its deployment (set by routing strategies, splits and hedges; see
+    #: ``types.RouteDecision``), copied onto the response
+    decision: Any = None
     #: embeddings: the inputs and the result
     inputs: list[str] | None = None
     dimensions: int | None = None

@@ -328,6 +328,7 @@ class Call(Stage):
             system_fingerprint=resp.system_fingerprint,
             logprobs=resp.logprobs,
             reasoning=resp.reasoning,
+            decision=ctx.decision,
         )
 
     async def _embed(self, ctx: RequestContext) -> None:

@@ -219,6 +219,7 @@ class StreamRunner:
             latency_ms=(time.perf_counter() - self.started) * 1000.0,
             ttft_ms=self.ttft_ms,
             resumed_by=tuple(resumed_by),
+            decision=ctx.decision,
         )
 
 

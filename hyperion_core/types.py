@@ -176,6 +176,20 @@ class ChatChunk:
 
 
 @dataclass(slots=True, frozen=True)
+class RouteDecision:
+    """Why this deployment answered: the strategy and the rule, score, variant or hedge that chose it
+    (``ChatResponse.decision``; the server sends ``reason`` as ``x-hyperion-route-reason``)."""
+
+    strategy: str  # the route's strategy (``failover``, ``policy``, ``quality``, ...) or ``split``
+    reason: str  # one human-readable line, e.g. ``rule long_context: prompt_tokens 9120 >= 8000``
+    rule: str | None = None  # the policy rule that matched
+    variant: str | None = None  # the experiment variant that served the request (``a`` / ``b``)
+    experiment: str | None = None  # the experiment (split) that chose the variant
+    hedged: bool = False  # a hedge attempt (not the first) produced the answer
+    scores: dict[str, float] | None = None  # ``quality``: the deployments' scores for the task
+
+
+@dataclass(slots=True, frozen=True)
 class ChatResponse:
     """The gateway's answer: the message plus where it came from and what it cost."""
 
@@ -201,6 +215,9 @@ class ChatResponse:
     system_fingerprint: str | None = None
     logprobs: Any = None
     reasoning: str | None = None
+    #: how the route chose the deployment (policy rule, quality scores, experiment variant, hedge);
+    #: None for a plain ``failover`` pick
+    decision: RouteDecision | None = None
 
     @property
     def message(self) -> Message:
@@ -265,6 +282,7 @@ __all__ = [
     "ProviderResponse",
     "ChatChunk",
     "ChatResponse",
+    "RouteDecision",
     "EmbeddingResponse",
     "new_request_id",
 ]
