@@ -105,6 +105,8 @@ class RequestContext:
     #: how the route chose its deployment (set by routing strategies, splits and hedges; see
     #: ``types.RouteDecision``), copied onto the response
     decision: Any = None
+    #: the deployments to try in order, when the route's ``planner`` chose them for this request
+    plan: list[Any] | None = None
     #: embeddings: the inputs and the result
     inputs: list[str] | None = None
     dimensions: int | None = None

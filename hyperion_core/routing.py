@@ -240,6 +240,10 @@ class RouteState:
     name: str
     cfg: RouteConfig
     deployments: list[DeploymentState] = field(default_factory=list)
+    #: per-request deployment order for strategies that read the request (``policy``, ``quality``):
+    #: ``await planner(ctx) -> (deployments in the order to try, RouteDecision | None)``. The Call stage
+    #: asks it once per request; None: :func:`order` by the route's strategy
+    planner: Callable[[Any], Awaitable[tuple[list[DeploymentState], Any]]] | None = None
 
 
 def order(rs: RouteState, rng: random.Random, *, stream: bool = False) -> list[DeploymentState]:
@@ -294,12 +298,14 @@ class Router:
         exclude: Iterable[str] = (),
         request_id: str | None = None,
         retries: int | None = None,
+        ordered: list[DeploymentState] | None = None,
     ) -> tuple[T, DeploymentState]:
         """:meth:`run` with a fresh deadline of ``timeout`` (default: the route's) seconds, and the
         context-window fallback: a request too long for ``rs`` moves to its ``context_window_fallback``
         route (``resolve`` names it), as often as routes chain."""
         result, lease = await self._with_fallback(
-            rs, op, attempts, resolve, None, timeout, stream, exclude, request_id, retries, defer=False
+            rs, op, attempts, resolve, None, timeout, stream, exclude, request_id, retries, defer=False,
+            ordered=ordered,
         )
         return result, lease.ds
 
@@ -315,12 +321,14 @@ class Router:
         exclude: Iterable[str] = (),
         request_id: str | None = None,
         retries: int | None = None,
+        ordered: list[DeploymentState] | None = None,
     ) -> tuple[T, Lease]:
         """:meth:`run_with_fallback` for opening a stream (``op`` returns once the first chunk is in).
         The breaker is not told yet: the caller settles the returned :class:`Lease` when the stream
         ends. ``deadline`` (a ``clock.now()`` value) wins over ``timeout``."""
         return await self._with_fallback(
-            rs, op, attempts, resolve, deadline, timeout, True, exclude, request_id, retries, defer=True
+            rs, op, attempts, resolve, deadline, timeout, True, exclude, request_id, retries, defer=True,
+            ordered=ordered,
         )
 
     async def _with_fallback(
@@ -337,17 +345,19 @@ class Router:
         retries: int | None,
         *,
         defer: bool,
+        ordered: list[DeploymentState] | None = None,
     ) -> tuple[T, Lease]:
         while True:
             try:
                 return await self._run(
                     rs, op, attempts, deadline=deadline or self.clock.now() + (timeout or rs.cfg.timeout),
                     stream=stream, exclude=exclude, request_id=request_id, retries=retries, defer=defer,
+                    ordered=ordered,
                 )
             except ContextWindowExceededError:
                 if not rs.cfg.context_window_fallback:
                     raise
-                rs = resolve(rs.cfg.context_window_fallback)
+                rs, ordered = resolve(rs.cfg.context_window_fallback), None
 
     async def run(
         self,
@@ -382,11 +392,13 @@ class Router:
         request_id: str | None,
         retries: int | None,
         defer: bool,
+        ordered: list[DeploymentState] | None = None,
     ) -> tuple[T, Lease]:
         cfg = rs.cfg
         clock = self.clock
         max_retries = cfg.retry.attempts if retries is None else retries
-        candidates = [d for d in order(rs, self.rng, stream=stream) if d.name not in exclude]
+        plan = order(rs, self.rng, stream=stream) if ordered is None else ordered
+        candidates = [d for d in plan if d.name not in exclude]
         tried = 0
         last: HyperionError | None = None
         for idx, ds in enumerate(candidates):

@@ -288,6 +288,11 @@ class Call(Stage):
         return kind != EXTERNAL
 
     async def before(self, ctx: RequestContext) -> None:
+        rs = ctx.rs
+        if rs is not None and rs.planner is not None and ctx.response is None and ctx.hit is None:
+            ctx.plan, decision = await rs.planner(ctx)
+            if decision is not None:
+                ctx.decision = decision
         if ctx.kind == CHAT:
             if ctx.response is None:
                 ctx.response = await self._chat(ctx)
@@ -306,7 +311,7 @@ class Call(Stage):
         assert ctx.rs is not None
         resp, ds = await self.router.run_with_fallback(
             ctx.rs, lambda d: d.adapter.chat(req), attempts, resolve=self.parts.route, timeout=req.timeout,
-            request_id=req.request_id, retries=req.max_retries,
+            request_id=req.request_id, retries=req.max_retries, ordered=ctx.plan,
         )
         chars = len(resp.content or "") + sum(len(t.arguments) for t in resp.tool_calls)
         usage, note = checked_usage(resp.usage, req, ds.adapter.target.model, chars)
@@ -337,7 +342,7 @@ class Call(Stage):
         inputs, dims = ctx.inputs, ctx.dimensions
         (vectors, usage), ds = await self.router.run_with_fallback(
             ctx.rs, lambda d: d.adapter.embed(inputs, dimensions=dims), attempts, resolve=self.parts.route,
-            timeout=req.timeout, request_id=req.request_id,
+            timeout=req.timeout, request_id=req.request_id, ordered=ctx.plan,
         )
         emb = EmbeddingResponse(
             vectors=vectors,

@@ -78,6 +78,7 @@ class StreamRunner:
         (self.first, self.upstream), self.lease = await self.router.open_stream(
             self.rs, open_one, self.attempts, resolve=self.resolve, deadline=deadline, timeout=self.ctx.req.timeout,
             exclude=exclude, request_id=self.ctx.req.request_id, retries=self.ctx.req.max_retries,
+            ordered=self.ctx.plan,
         )
         self.ds = self.lease.ds
 

@@ -187,3 +187,43 @@ async def test_a_settle_that_fails_is_written_once_the_store_is_back(mock, tmp_p
         await gw.aclose()
     finally:
         server.stop()
+
+
+async def test_a_route_planner_orders_deployments_per_request_and_explains_the_pick(mock, tmp_path):
+    """The hook strategies that read the request use (policy, quality): the planner's order wins over
+    the route's strategy for chat, stream and failover alike, and its decision reaches the response."""
+    from hyperion_core.types import RouteDecision
+
+    cfg = {
+        "providers": {
+            "a": {"kind": "openai", "api_key": "k", "base_url": mock.base_url("plan-a", "openai")},
+            "b": {"kind": "openai", "api_key": "k", "base_url": mock.base_url("plan-b", "openai")},
+        },
+        "routes": {"chat": {"deployments": [{"model": "a/gpt-4o-mini", "name": "first"},
+                                            {"model": "b/gpt-4o-mini", "name": "second"}],
+                            "retry": {"attempts": 0}}},
+    }
+    gw = Gateway(cfg)
+    rs = gw.parts.routes["chat"]
+    seen: list[str] = []
+
+    async def planner(ctx):
+        seen.append(ctx.req.messages[-1]["content"])
+        wanted = "second" if "long" in ctx.req.messages[-1]["content"] else "first"
+        deps = sorted(rs.deployments, key=lambda d: d.name != wanted)
+        return deps, RouteDecision(strategy="policy", reason=f"picked {wanted}", rule=wanted)
+
+    rs.planner = planner
+    short = await gw.acomplete("chat", user("short"))
+    assert (short.deployment, short.decision.rule) == ("first", "first")
+    long = await gw.acomplete("chat", user("long one"))
+    assert (long.deployment, long.decision.reason) == ("second", "picked second")
+    stream = gw.astream("chat", user("long stream"))
+    async for _ in stream:
+        pass
+    assert stream.response.deployment == "second" and stream.response.decision.rule == "second"
+    mock.fault("plan-b", status=500, times=1)  # the planned pick fails: failover follows the plan's order
+    failed_over = await gw.acomplete("chat", user("long again"))
+    assert failed_over.deployment == "first" and [a.deployment for a in failed_over.attempts] == ["second", "first"]
+    assert seen == ["short", "long one", "long stream", "long again"]
+    await gw.aclose()
