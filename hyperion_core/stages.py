@@ -289,7 +289,7 @@ class Call(Stage):
 
     async def before(self, ctx: RequestContext) -> None:
         rs = ctx.rs
-        if rs is not None and rs.planner is not None and ctx.response is None and ctx.hit is None:
+        if rs is not None and rs.planner is not None and ctx.plan is None and ctx.response is None and ctx.hit is None:
             ctx.plan, decision = await rs.planner(ctx)
             if decision is not None:
                 ctx.decision = decision
