@@ -32,6 +32,7 @@ from .cache.config import CacheSettings, CacheTuning
 from .errors import ConfigError
 from .governance.config import GovernanceConfig
 from .guardrails.config import GuardrailPolicy, GuardrailsConfig
+from .hedge import HedgeConfig
 
 #: provider kinds served by a native adapter, with their wire format and defaults
 NATIVE_KINDS: dict[str, dict[str, str | None]] = {
@@ -219,6 +220,9 @@ class RouteConfig(_Strict):
     #: PII redaction and prompt-injection detection for this route (absent = none; teams and keys may get
     #: another policy through the top-level ``guardrails``)
     guardrails: GuardrailPolicy | None = None
+    #: hedged requests: race the next deployment when the first has not answered (streams: no first
+    #: chunk) after ``after_ms`` (absent = no hedging); see ``hyperion_core.hedge.HedgeConfig``
+    hedge: HedgeConfig | None = None
 
 
 class StateConfig(_Strict):

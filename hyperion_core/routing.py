@@ -32,21 +32,21 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from .clock import Clock, ManualClock, SystemClock, set_testing  # the shared clock (re-exported here)
 from .config import BreakerConfig, RouteConfig
 from .errors import (
-    AllDeploymentsFailedError,
     ContextWindowExceededError,
     DeadlineExceededError,
     FirstTokenTimeoutError,
     HyperionError,
-    NoHealthyDeploymentError,
     ProviderError,
     ProviderTimeoutError,
     RateLimitError,
 )
+from .hedge import LatencyWindow, no_answer, run_hedged
 from .providers.base import Adapter
 from .types import Attempt
 
@@ -197,6 +197,7 @@ class DeploymentState:
     unit_price: float = 0.0  # input + output USD per token, for lowest_cost
     ewma_latency: float | None = None  # seconds
     ewma_ttft: float | None = None  # seconds
+    recent: LatencyWindow = field(default_factory=LatencyWindow)  # last latencies / TTFTs, for hedge p95
 
     def observe(self, seconds: float, alpha: float, *, ttft: bool) -> None:
         if ttft:
@@ -299,13 +300,16 @@ class Router:
         request_id: str | None = None,
         retries: int | None = None,
         ordered: list[DeploymentState] | None = None,
+        ctx: Any = None,
     ) -> tuple[T, DeploymentState]:
         """:meth:`run` with a fresh deadline of ``timeout`` (default: the route's) seconds, and the
         context-window fallback: a request too long for ``rs`` moves to its ``context_window_fallback``
-        route (``resolve`` names it), as often as routes chain."""
+        route (``resolve`` names it), as often as routes chain. A route with ``hedge`` races a slow
+        attempt (:mod:`.hedge`); ``ctx`` (the RequestContext) then gets the hedge's audit note and
+        decision."""
         result, lease = await self._with_fallback(
             rs, op, attempts, resolve, None, timeout, stream, exclude, request_id, retries, defer=False,
-            ordered=ordered,
+            ordered=ordered, ctx=ctx,
         )
         return result, lease.ds
 
@@ -322,13 +326,17 @@ class Router:
         request_id: str | None = None,
         retries: int | None = None,
         ordered: list[DeploymentState] | None = None,
+        ctx: Any = None,
+        discard: Callable[[T], Awaitable[None]] | None = None,
+        hedge: bool = True,
     ) -> tuple[T, Lease]:
         """:meth:`run_with_fallback` for opening a stream (``op`` returns once the first chunk is in).
         The breaker is not told yet: the caller settles the returned :class:`Lease` when the stream
-        ends. ``deadline`` (a ``clock.now()`` value) wins over ``timeout``."""
+        ends. ``deadline`` (a ``clock.now()`` value) wins over ``timeout``. ``discard`` closes what
+        ``op`` opened when a hedge's other attempt won in the same instant; ``hedge=False``: no hedge."""
         return await self._with_fallback(
             rs, op, attempts, resolve, deadline, timeout, True, exclude, request_id, retries, defer=True,
-            ordered=ordered,
+            ordered=ordered, ctx=ctx, discard=discard, hedge=hedge,
         )
 
     async def _with_fallback(
@@ -346,13 +354,16 @@ class Router:
         *,
         defer: bool,
         ordered: list[DeploymentState] | None = None,
+        ctx: Any = None,
+        discard: Callable[[T], Awaitable[None]] | None = None,
+        hedge: bool = True,
     ) -> tuple[T, Lease]:
         while True:
             try:
                 return await self._run(
                     rs, op, attempts, deadline=deadline or self.clock.now() + (timeout or rs.cfg.timeout),
                     stream=stream, exclude=exclude, request_id=request_id, retries=retries, defer=defer,
-                    ordered=ordered,
+                    ordered=ordered, ctx=ctx, discard=discard, hedge=hedge,
                 )
             except ContextWindowExceededError:
                 if not rs.cfg.context_window_fallback:
@@ -393,106 +404,125 @@ class Router:
         retries: int | None,
         defer: bool,
         ordered: list[DeploymentState] | None = None,
+        ctx: Any = None,
+        discard: Callable[[T], Awaitable[None]] | None = None,
+        hedge: bool = True,
     ) -> tuple[T, Lease]:
         cfg = rs.cfg
         clock = self.clock
         max_retries = cfg.retry.attempts if retries is None else retries
         plan = order(rs, self.rng, stream=stream) if ordered is None else ordered
         candidates = [d for d in plan if d.name not in exclude]
+        if hedge and cfg.hedge is not None and len(candidates) > 1:
+            return await run_hedged(
+                self, rs, op, attempts, candidates, deadline=deadline, stream=stream, request_id=request_id,
+                max_retries=max_retries, defer=defer, ctx=ctx, discard=discard,
+            )
         tried = 0
         last: HyperionError | None = None
         for idx, ds in enumerate(candidates):
             if not ds.breaker.allow(clock.now()):
                 continue
-            probe = ds.breaker.state == HALF_OPEN
             tried += 1
-            for n in range(max_retries + 1):
-                remaining = deadline - clock.now()
-                if remaining <= 0:
+            out = await self.try_deployment(rs, ds, op, attempts, deadline=deadline, stream=stream, request_id=request_id,
+                                  max_retries=max_retries, defer=defer, rest=partial(_tail, candidates, idx + 1))
+            if isinstance(out, tuple):
+                return out
+            last = out
+        raise no_answer(rs, attempts, request_id, tried, candidates, clock.now(), last)
+
+    async def try_deployment(
+        self,
+        rs: RouteState,
+        ds: DeploymentState,
+        op: Callable[[DeploymentState], Awaitable[T]],
+        attempts: list[Attempt],
+        *,
+        deadline: float,
+        stream: bool,
+        request_id: str | None,
+        max_retries: int,
+        defer: bool,
+        rest: Callable[[], Iterable[DeploymentState]],
+    ) -> tuple[T, Lease] | HyperionError:
+        """One deployment (its breaker already let the call through), with its retries: the result and
+        its lease, or the error that fails over to the next deployment (``rest()`` are those left).
+        Raises errors that end the request (deadline, no failover)."""
+        cfg = rs.cfg
+        clock = self.clock
+        probe = ds.breaker.state == HALF_OPEN
+        last: HyperionError | None = None
+        for n in range(max_retries + 1):
+            remaining = deadline - clock.now()
+            if remaining <= 0:
+                ds.breaker.release(probe=probe)
+                raise self._deadline(rs, attempts, request_id, last)
+            limit = _min(remaining, ds.timeout or cfg.attempt_timeout, cfg.first_token_timeout if stream else None)
+            started = time.perf_counter()
+            try:
+                async with _timeout(limit):
+                    result = await op(ds)
+            except (TimeoutError, asyncio.TimeoutError):
+                if limit >= remaining:
                     ds.breaker.release(probe=probe)
-                    raise self._deadline(rs, attempts, request_id, last)
-                limit = _min(remaining, ds.timeout or cfg.attempt_timeout, cfg.first_token_timeout if stream else None)
-                started = time.perf_counter()
-                try:
-                    async with _timeout(limit):
-                        result = await op(ds)
-                except (TimeoutError, asyncio.TimeoutError):
-                    if limit >= remaining:
-                        ds.breaker.release(probe=probe)
-                        attempts.append(_attempt(ds.name, started, "DeadlineExceededError", None, "deadline"))
-                        raise self._deadline(rs, attempts, request_id, last) from None
-                    cls = FirstTokenTimeoutError if stream and limit == cfg.first_token_timeout else ProviderTimeoutError
-                    err: HyperionError = cls(f"no answer within {limit:.3g}s", route=rs.name, deployment=ds.name)
-                except ProviderError as exc:
-                    err = exc
-                except HyperionError as exc:  # a non-provider error from op (e.g. a guard): no failover
-                    ds.breaker.release(probe=probe)
-                    exc.route = exc.route or rs.name
-                    raise
-                except BaseException:
-                    ds.breaker.release(probe=probe)
-                    raise
-                else:
-                    elapsed = time.perf_counter() - started
-                    attempts.append(Attempt(ds.name, "ok", elapsed * 1000.0))
-                    lease = Lease(ds, clock, probe, elapsed, cfg.latency_alpha)
-                    if not defer:
-                        ds.breaker.on_success(clock.now(), probe=probe)
-                        ds.observe(elapsed, cfg.latency_alpha, ttft=stream)
-                        lease.settled = True
-                    return result, lease
-                # -- the attempt failed --
-                err.route = err.route or rs.name
-                err.deployment = err.deployment or ds.name
-                err.request_id = request_id
-                attempts.append(
-                    _attempt(ds.name, started, err.error_class, getattr(err, "status", None), err.message)
-                )
-                last = err
-                wait_at_least = getattr(err, "retry_after", None)
-                retry_after = wait_at_least if isinstance(err, RateLimitError) else None  # a 429's cooldown
-                if err.failover or err.retryable:
-                    ds.breaker.on_failure(clock.now(), retry_after, probe=probe)
-                else:
-                    ds.breaker.release(probe=probe)
-                    err.attempts = list(attempts)  # type: ignore[attr-defined]
-                    raise err
-                probe = False
-                if not err.retryable or n >= max_retries:
-                    break
-                if isinstance(err, (RateLimitError, ProviderTimeoutError)) and any(
-                    d.breaker.available(clock.now()) for d in candidates[idx + 1 :]
-                ):
-                    break  # cool this one down / leave the slow one; the next deployment may answer now
-                if ds.breaker.state != CLOSED and retry_after is None:
-                    break  # the breaker just opened: stop hammering this deployment
-                wait = backoff(n, cfg.retry.backoff_base, cfg.retry.backoff_max, self.rng, wait_at_least)
-                if clock.now() + wait >= deadline:
-                    break
-                await clock.sleep(wait)
-                if not ds.breaker.allow(clock.now()):
-                    break  # it opened during the backoff (other requests failed meanwhile)
-                probe = ds.breaker.state == HALF_OPEN
-            if last is not None and not last.failover:
-                last.attempts = list(attempts)  # type: ignore[attr-defined]
-                raise last
-        if tried == 0:
-            now = clock.now()
-            waits = ", ".join(f"{d.name} open for {max(d.breaker.open_until - now, 0):.1f}s" for d in candidates)
-            raise NoHealthyDeploymentError(
-                f"no healthy deployment: every circuit breaker is open ({waits})",
-                attempts=attempts,
-                route=rs.name,
-                request_id=request_id,
-            )
-        summary = "; ".join(f"{a.deployment}: {a.error_class}" for a in attempts if a.outcome == "error")
-        failed = AllDeploymentsFailedError(
-            f"all deployments of route '{rs.name}' failed ({summary})",
-            attempts=attempts,
-            route=rs.name,
-            request_id=request_id,
-        )
-        raise failed from last
+                    attempts.append(_attempt(ds.name, started, "DeadlineExceededError", None, "deadline"))
+                    raise self._deadline(rs, attempts, request_id, last) from None
+                cls = FirstTokenTimeoutError if stream and limit == cfg.first_token_timeout else ProviderTimeoutError
+                err: HyperionError = cls(f"no answer within {limit:.3g}s", route=rs.name, deployment=ds.name)
+            except ProviderError as exc:
+                err = exc
+            except HyperionError as exc:  # a non-provider error from op (e.g. a guard): no failover
+                ds.breaker.release(probe=probe)
+                exc.route = exc.route or rs.name
+                raise
+            except BaseException:
+                ds.breaker.release(probe=probe)
+                raise
+            else:
+                elapsed = time.perf_counter() - started
+                attempts.append(Attempt(ds.name, "ok", elapsed * 1000.0))
+                ds.recent.add(elapsed, ttft=stream)  # the window hedging's p95 reads
+                lease = Lease(ds, clock, probe, elapsed, cfg.latency_alpha)
+                if not defer:
+                    ds.breaker.on_success(clock.now(), probe=probe)
+                    ds.observe(elapsed, cfg.latency_alpha, ttft=stream)
+                    lease.settled = True
+                return result, lease
+            # -- the attempt failed --
+            err.route = err.route or rs.name
+            err.deployment = err.deployment or ds.name
+            err.request_id = request_id
+            attempts.append(_attempt(ds.name, started, err.error_class, getattr(err, "status", None), err.message))
+            last = err
+            wait_at_least = getattr(err, "retry_after", None)
+            retry_after = wait_at_least if isinstance(err, RateLimitError) else None  # a 429's cooldown
+            if err.failover or err.retryable:
+                ds.breaker.on_failure(clock.now(), retry_after, probe=probe)
+            else:
+                ds.breaker.release(probe=probe)
+                err.attempts = list(attempts)  # type: ignore[attr-defined]
+                raise err
+            probe = False
+            if not err.retryable or n >= max_retries:
+                break
+            if isinstance(err, (RateLimitError, ProviderTimeoutError)) and any(
+                d.breaker.available(clock.now()) for d in rest()
+            ):
+                break  # cool this one down / leave the slow one; the next deployment may answer now
+            if ds.breaker.state != CLOSED and retry_after is None:
+                break  # the breaker just opened: stop hammering this deployment
+            wait = backoff(n, cfg.retry.backoff_base, cfg.retry.backoff_max, self.rng, wait_at_least)
+            if clock.now() + wait >= deadline:
+                break
+            await clock.sleep(wait)
+            if not ds.breaker.allow(clock.now()):
+                break  # it opened during the backoff (other requests failed meanwhile)
+            probe = ds.breaker.state == HALF_OPEN
+        assert last is not None
+        if not last.failover:
+            last.attempts = list(attempts)  # type: ignore[attr-defined]
+            raise last
+        return last
 
     def _deadline(
         self, rs: RouteState, attempts: list[Attempt], request_id: str | None, last: HyperionError | None
@@ -505,6 +535,10 @@ class Router:
         )
         exc.__cause__ = last
         return exc
+
+
+def _tail(items: list[DeploymentState], start: int) -> list[DeploymentState]:
+    return items[start:]
 
 
 def _min(*values: float | None) -> float:

@@ -10,7 +10,8 @@ verdict. With ``stream_resume`` the next deployment is asked to continue the par
 (``streaming.resume_messages``) and its chunks are spliced in past any overlap (``streaming.Seam``).
 Each segment that ended without the provider's usage is billed for its prompt and the tokens it
 delivered (``streaming.segment_usage``). When the caller closes the stream early, what was generated
-so far is left in ``ctx.billed``; when it ends, ``ctx.response`` holds the whole answer.
+so far is left in ``ctx.billed``; when it ends, ``ctx.response`` holds the whole answer. A route with
+``hedge`` races the next deployment for the first chunk (:mod:`.hedge`); a resume is not hedged.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class StreamRunner:
         (self.first, self.upstream), self.lease = await self.router.open_stream(
             self.rs, open_one, self.attempts, resolve=self.resolve, deadline=deadline, timeout=self.ctx.req.timeout,
             exclude=exclude, request_id=self.ctx.req.request_id, retries=self.ctx.req.max_retries,
-            ordered=self.ctx.plan,
+            ordered=self.ctx.plan, ctx=self.ctx, discard=_discard, hedge=not exclude,  # a resume is not hedged
         )
         self.ds = self.lease.ds
 
@@ -231,6 +232,11 @@ async def replay(ctx: RequestContext, started: float) -> AsyncIterator[ChatChunk
     for chunk in hit.chunks():
         yield chunk
     ctx.response = replace(hit.response(ctx.req), latency_ms=(time.perf_counter() - started) * 1000.0, ttft_ms=ttft_ms)
+
+
+async def _discard(opened: tuple[Any, Any]) -> None:
+    """A stream a hedge opened but did not use: close its upstream."""
+    await aclose_quietly(opened[1])
 
 
 async def _next(agen: AsyncIterator[ChatChunk], idle: float) -> ChatChunk | None:

@@ -360,3 +360,86 @@ async def test_attempt_timeout_fails_over_and_deadline_raises():
     rs2 = _route(n=2, retry={"attempts": 0})
     with pytest.raises(E.DeadlineExceededError, match="deadline"):
         await router.run(rs2, hang, [], deadline=router.clock.now() + 0.1)
+
+
+# -- hedged requests (issue 15): the window, the threshold, the race without sockets -------------
+
+
+def test_latency_window_p95_is_the_nearest_rank_of_the_last_samples():
+    from hyperion_core.hedge import WINDOW, LatencyWindow
+
+    w = LatencyWindow()
+    for i in range(1, 101):
+        w.add(i / 100, ttft=False)
+    assert w.p95(ttft=False, min_samples=20) == 0.95
+    assert w.p95(ttft=True, min_samples=1) is None  # TTFTs are kept apart
+    assert w.p95(ttft=False, min_samples=101) is None
+    for _ in range(WINDOW):
+        w.add(7.0, ttft=False)
+    assert w.p95(ttft=False, min_samples=20) == 7.0  # older samples left the window
+
+
+def test_hedge_threshold_fixed_p95_default_and_floor():
+    from hyperion_core.hedge import HedgeConfig, threshold
+
+    ds = _route(n=2).deployments[0]
+    assert threshold(HedgeConfig(after_ms=250), ds, stream=False) == 0.25
+    p95 = HedgeConfig(after_ms="p95", min_samples=5, default_ms=900, floor_ms=40)
+    assert threshold(p95, ds, stream=False) == 0.9  # too few samples: the default
+    for _ in range(5):
+        ds.recent.add(0.001, ttft=False)
+        ds.recent.add(0.3, ttft=True)
+    assert threshold(p95, ds, stream=False) == 0.04  # never below the floor
+    assert threshold(p95, ds, stream=True) == 0.3  # streams: the TTFT window
+
+
+@pytest.mark.parametrize(("hedge", "needle"), [
+    ({"after_ms": -5}, "hedge.after_ms must be > 0"),
+    ({"after_ms": "p99"}, "after_ms"),
+    ({"max_extra": 0}, "max_extra"),
+    ({"after_ms": 100, "delay": 1}, "delay"),
+])
+def test_bad_hedge_settings_are_refused_by_name(hedge, needle):
+    from hyperion_core.config import GatewayConfig
+
+    with pytest.raises(E.ConfigError, match=needle):
+        GatewayConfig.load({"routes": {"r": {"deployments": [{"model": "openai/m"}], "hedge": hedge}}})
+
+
+async def test_a_hedge_races_the_next_deployment_and_cancels_the_loser():
+    import asyncio
+
+    rs = _route(n=3, hedge={"after_ms": 10}, retry={"attempts": 0})
+    cancelled: list[str] = []
+
+    async def op(ds):
+        if ds.name == "d0":
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.append(ds.name)
+                raise
+        return ds.name
+
+    attempts: list = []
+    router = Router()
+    result, ds = await router.run(rs, op, attempts, deadline=router.clock.now() + 60)
+    assert result == "d1" and cancelled == ["d0"]
+    assert [(a.deployment, a.outcome) for a in attempts] == [("d1", "ok"), ("d0", "cancelled")]
+    assert rs.deployments[0].breaker.failures == 0 and rs.deployments[1].breaker.state == CLOSED
+
+
+async def test_no_hedge_with_a_single_candidate():
+    import asyncio
+
+    rs = _route(n=2, hedge={"after_ms": 5}, retry={"attempts": 0})
+    calls: list[str] = []
+
+    async def op(ds):
+        calls.append(ds.name)
+        await asyncio.sleep(0.05)
+        return ds.name
+
+    router = Router()
+    result, _ = await router.run(rs, op, [], deadline=router.clock.now() + 60, exclude=("d1",))
+    assert result == "d0" and calls == ["d0"]
