@@ -246,3 +246,29 @@ async def test_the_router_reports_the_hedge_on_the_request_context(mock, tmp_pat
     assert ctx.notes is not None and ctx.notes["hedge_cancelled"].startswith("b~")
     assert float(ctx.notes["hedge_cancelled_cost_usd"]) > 0
     await gw.aclose()
+
+
+async def test_the_route_deadline_still_holds_while_hedging(mock, tmp_path):
+    from hyperion_core.errors import DeadlineExceededError
+
+    gw = make(mock, "hd", tmp_path, timeout=0.4)
+    mock.fault("hd-a", latency_ms=SLOW_MS, times=1)
+    mock.fault("hd-b", latency_ms=SLOW_MS, times=1)
+    with pytest.raises(DeadlineExceededError) as info:
+        await gw.acomplete("chat", user("too slow for both"), max_tokens=10)
+    assert sorted(x.deployment for x in info.value.attempts) == ["a", "b"]  # both raced, both ran out of time
+    await gw.aclose()
+
+
+async def test_embeddings_are_hedged_too(mock, tmp_path):
+    gw = Gateway({
+        "providers": {d: {"kind": "openai", "api_key": "sk-test", "base_url": mock.base_url(f"he-emb-{d}", "openai")}
+                      for d in "ab"},
+        "routes": {"emb": {"kind": "embedding", "retry": {"attempts": 0}, "hedge": {"after_ms": AFTER_MS},
+                           "deployments": [{"model": f"{d}/text-embedding-3-small", "name": d} for d in "ab"]}},
+    })
+    mock.fault("he-emb-a", latency_ms=SLOW_MS, times=1)
+    r = await gw.aembed("emb", ["red apple"])
+    assert r.deployment == "b" and [(x.deployment, x.outcome) for x in r.attempts] == [("b", "ok"), ("a", "cancelled")]
+    assert requests(mock, "he-emb-a") == 1 and answered(mock, "he-emb-a") == 0
+    await gw.aclose()
