@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: the outcome of an attempt a hedge cancelled (``Attempt.outcome``)
-CANCELLED = "cancelled"
+#: the outcome of an attempt a hedge cancelled (``Attempt.outcome``; typed Any until ``types.Outcome`` lists it)
+CANCELLED: Any = "cancelled"
 #: latencies (and TTFTs) kept per deployment for ``after_ms: p95``: the last 200
 WINDOW = 200
 
@@ -139,7 +139,7 @@ async def run_hedged(
             except asyncio.CancelledError:
                 if lane.lost_to is not None:  # cancelled by the hedge, not by the caller
                     ms = (time.perf_counter() - lane.since) * 1000.0
-                    attempts.append(Attempt(ds.name, CANCELLED, ms, "HedgeLost",  # type: ignore[arg-type]
+                    attempts.append(Attempt(ds.name, CANCELLED, ms, "HedgeLost",
                                             message=f"hedge: cancelled, {lane.lost_to} answered first"))
                     lane.sent.append(ds.name)
                 raise
@@ -168,7 +168,8 @@ async def run_hedged(
     try:
         while tasks:
             wait: float | None = None
-            if len(lanes) <= cfg.max_extra and queue and deadline > clock.now():
+            now = clock.now()
+            if len(lanes) <= cfg.max_extra and deadline > now and any(d.breaker.available(now) for d in queue):
                 wait = max(next_at - time.perf_counter(), 0.0)
             done, _ = await asyncio.wait(tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             if not done:  # the hedge fires: no answer yet, another deployment is left
@@ -180,7 +181,7 @@ async def run_hedged(
                 continue
             for task in done:
                 lane = tasks.pop(task)
-                exc = task.exception()
+                exc = _Exhausted(None) if task.cancelled() else task.exception()
                 if exc is not None:
                     failures.append(exc)
                 elif winner is None:
