@@ -429,17 +429,20 @@ async def test_a_hedge_races_the_next_deployment_and_cancels_the_loser():
     assert rs.deployments[0].breaker.failures == 0 and rs.deployments[1].breaker.state == CLOSED
 
 
-async def test_no_hedge_with_a_single_candidate():
+async def test_a_hedge_skips_a_deployment_behind_an_open_breaker():
     import asyncio
 
-    rs = _route(n=2, hedge={"after_ms": 5}, retry={"attempts": 0})
+    rs = _route(n=3, hedge={"after_ms": 5}, retry={"attempts": 0})
+    router = Router()
+    d1 = rs.deployments[1]
+    d1.breaker.state, d1.breaker.open_until = "open", router.clock.now() + 1000
     calls: list[str] = []
 
     async def op(ds):
         calls.append(ds.name)
-        await asyncio.sleep(0.05)
+        if ds.name == "d0":
+            await asyncio.sleep(30)
         return ds.name
 
-    router = Router()
-    result, _ = await router.run(rs, op, [], deadline=router.clock.now() + 60, exclude=("d1",))
-    assert result == "d0" and calls == ["d0"]
+    result, _ = await router.run(rs, op, [], deadline=router.clock.now() + 60)
+    assert result == "d2" and calls == ["d0", "d2"]
