@@ -128,9 +128,6 @@ async def run_hedged(
     queue: deque[DeploymentState] = deque(candidates)
     tried = [0]
 
-    def rest() -> list[DeploymentState]:
-        return list(queue)
-
     async def lane_run(lane: _Lane) -> tuple[T, Lease]:
         async def lane_op(ds: DeploymentState) -> T:
             lane.ds, lane.since = ds, time.perf_counter()
@@ -153,7 +150,7 @@ async def run_hedged(
                 continue
             tried[0] += 1
             out = await router.try_deployment(rs, ds, lane_op, attempts, deadline=deadline, stream=stream,
-                                    request_id=request_id, max_retries=max_retries, defer=defer, rest=rest)
+                                    request_id=request_id, max_retries=max_retries, defer=defer, rest=queue)
             if isinstance(out, tuple):
                 return out
             last = out

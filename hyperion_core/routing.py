@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
+from itertools import islice
 from typing import Any, TypeVar
 
 from .clock import Clock, ManualClock, SystemClock, set_testing  # the shared clock (re-exported here)
@@ -425,7 +425,7 @@ class Router:
                 continue
             tried += 1
             out = await self.try_deployment(rs, ds, op, attempts, deadline=deadline, stream=stream, request_id=request_id,
-                                  max_retries=max_retries, defer=defer, rest=partial(_tail, candidates, idx + 1))
+                                  max_retries=max_retries, defer=defer, rest=candidates, skip=idx + 1)
             if isinstance(out, tuple):
                 return out
             last = out
@@ -443,10 +443,11 @@ class Router:
         request_id: str | None,
         max_retries: int,
         defer: bool,
-        rest: Callable[[], Iterable[DeploymentState]],
+        rest: Iterable[DeploymentState],
+        skip: int = 0,
     ) -> tuple[T, Lease] | HyperionError:
         """One deployment (its breaker already let the call through), with its retries: the result and
-        its lease, or the error that fails over to the next deployment (``rest()`` are those left).
+        its lease, or the error that fails over to the next deployment (``rest`` past ``skip``: those left).
         Raises errors that end the request (deadline, no failover)."""
         cfg = rs.cfg
         clock = self.clock
@@ -481,7 +482,7 @@ class Router:
             else:
                 elapsed = time.perf_counter() - started
                 attempts.append(Attempt(ds.name, "ok", elapsed * 1000.0))
-                ds.recent.add(elapsed, ttft=stream)  # the window hedging's p95 reads
+                (ds.recent.ttft if stream else ds.recent.latency).append(elapsed)  # for the hedge's p95
                 lease = Lease(ds, clock, probe, elapsed, cfg.latency_alpha)
                 if not defer:
                     ds.breaker.on_success(clock.now(), probe=probe)
@@ -506,7 +507,7 @@ class Router:
             if not err.retryable or n >= max_retries:
                 break
             if isinstance(err, (RateLimitError, ProviderTimeoutError)) and any(
-                d.breaker.available(clock.now()) for d in rest()
+                d.breaker.available(clock.now()) for d in islice(rest, skip, None)
             ):
                 break  # cool this one down / leave the slow one; the next deployment may answer now
             if ds.breaker.state != CLOSED and retry_after is None:
@@ -535,10 +536,6 @@ class Router:
         )
         exc.__cause__ = last
         return exc
-
-
-def _tail(items: list[DeploymentState], start: int) -> list[DeploymentState]:
-    return items[start:]
 
 
 def _min(*values: float | None) -> float:
