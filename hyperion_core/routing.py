@@ -19,7 +19,8 @@ Failover rules, read from the error's class (``retryable`` / ``failover``):
   it (a success that started before the breaker opened does not);
 * a stream's outcome is decided when it ends: :meth:`Router.open_stream` hands back a :class:`Lease`
   that the stream runner settles (cut or stalled = failure), so the breaker and the latency EWMA see
-  the whole stream, not just its first chunk.
+  the whole stream, not just its first chunk;
+* a route with ``hedge`` races the next deployment when an attempt is slow to answer (:mod:`.hedge`).
 """
 
 from __future__ import annotations

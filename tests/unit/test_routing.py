@@ -446,3 +446,27 @@ async def test_a_hedge_skips_a_deployment_behind_an_open_breaker():
 
     result, _ = await router.run(rs, op, [], deadline=router.clock.now() + 60)
     assert result == "d2" and calls == ["d0", "d2"]
+
+
+async def test_two_attempts_answering_at_once_one_is_used_and_the_other_discarded():
+    import asyncio
+
+    rs = _route(n=2, hedge={"after_ms": 5}, retry={"attempts": 0})
+    router = Router()
+    go = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.2, go.set)  # both are waiting by then: they answer together
+    discarded: list[str] = []
+
+    async def op(ds):
+        await go.wait()
+        return ds.name
+
+    async def discard(result):
+        discarded.append(result)
+
+    attempts: list = []
+    result, lease = await router.open_stream(rs, op, attempts, resolve=lambda name: rs, discard=discard)
+    assert discarded and {result, *discarded} == {"d0", "d1"} and result not in discarded
+    assert [a.outcome for a in attempts] == ["ok", "ok"]  # both answered; the other's stream was closed
+    lease.succeed()
+    assert all(d.breaker.probing is False and d.breaker.state == CLOSED for d in rs.deployments)
