@@ -29,15 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import AllDeploymentsFailedError, HyperionError, NoHealthyDeploymentError
 from .tokens import estimate_prompt_tokens
-from .types import Attempt, RouteDecision, Usage
+from .types import Attempt, Outcome, RouteDecision, Usage
 
 if TYPE_CHECKING:
     from .routing import DeploymentState, Lease, Router, RouteState
 
 T = TypeVar("T")
 
-#: the outcome of an attempt a hedge cancelled (``Attempt.outcome``; typed Any until ``types.Outcome`` lists it)
-CANCELLED: Any = "cancelled"
+#: the outcome of an attempt a hedge cancelled (``Attempt.outcome``)
+CANCELLED: Outcome = "cancelled"
 #: latencies (and TTFTs) kept per deployment for ``after_ms: p95``: the last 200
 WINDOW = 200
 

@@ -311,7 +311,7 @@ class Call(Stage):
         assert ctx.rs is not None
         resp, ds = await self.router.run_with_fallback(
             ctx.rs, lambda d: d.adapter.chat(req), attempts, resolve=self.parts.route, timeout=req.timeout,
-            request_id=req.request_id, retries=req.max_retries, ordered=ctx.plan,
+            request_id=req.request_id, retries=req.max_retries, ordered=ctx.plan, ctx=ctx,
         )
         chars = len(resp.content or "") + sum(len(t.arguments) for t in resp.tool_calls)
         usage, note = checked_usage(resp.usage, req, ds.adapter.target.model, chars)
@@ -342,7 +342,7 @@ class Call(Stage):
         inputs, dims = ctx.inputs, ctx.dimensions
         (vectors, usage), ds = await self.router.run_with_fallback(
             ctx.rs, lambda d: d.adapter.embed(inputs, dimensions=dims), attempts, resolve=self.parts.route,
-            timeout=req.timeout, request_id=req.request_id, ordered=ctx.plan,
+            timeout=req.timeout, request_id=req.request_id, ordered=ctx.plan, ctx=ctx,
         )
         emb = EmbeddingResponse(
             vectors=vectors,

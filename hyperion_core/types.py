@@ -134,7 +134,7 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-Outcome = Literal["ok", "error"]
+Outcome = Literal["ok", "error", "cancelled"]  # cancelled: a hedged attempt another one beat
 
 
 @dataclass(slots=True, frozen=True)

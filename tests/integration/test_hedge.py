@@ -73,6 +73,7 @@ async def test_the_hedge_fires_only_after_after_ms_and_the_fast_deployment_wins(
     assert resp.deployment == "b"
     assert [(a.deployment, a.outcome) for a in resp.attempts] == [("b", "ok"), ("a", "cancelled")]
     assert resp.attempts[1].error_class == "HedgeLost" and "b answered first" in (resp.attempts[1].message or "")
+    assert resp.decision is not None and resp.decision.hedged  # the Call stage hands its context to the hedge
     assert requests(mock, "hf-a") == 1 and requests(mock, "hf-b") == 1
 
     mock.fault("hf-a", latency_ms=5, times=1)  # far below after_ms: no hedge, nothing sent to b
