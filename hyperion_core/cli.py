@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
-from .errors import HyperionError
+from .errors import HyperionError, InvalidRequestError
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -26,26 +27,31 @@ def _mock(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    try:
-        from .server import ServerSettings, serve
-    except ImportError as exc:  # starlette / uvicorn missing
-        print(f"hyperion: the server needs the 'server' extra (pip install 'hyperion-gateway[server]'): {exc}",
-              file=sys.stderr)
-        return 2
+def serve_settings(args: argparse.Namespace) -> Any:
+    """The ``ServerSettings`` the ``serve`` flags describe (raises ``InvalidRequestError`` naming a bad flag)."""
+    from .server import ServerSettings
+
     oidc = None
     if args.oidc_issuer:
         from .server.oidc import OIDCSettings
 
         if not args.oidc_audience:
-            print("hyperion: --oidc-issuer needs --oidc-audience", file=sys.stderr)
-            return 2
+            raise InvalidRequestError("--oidc-issuer needs --oidc-audience")
         role_map = dict(item.split("=", 1) for item in args.oidc_role or ())
         oidc = OIDCSettings(issuer=args.oidc_issuer, audience=args.oidc_audience, jwks_url=args.oidc_jwks_url,
                             roles_claim=args.oidc_roles_claim, team_claim=args.oidc_team_claim, role_map=role_map)
-    settings = ServerSettings(require_keys=not args.allow_anonymous, max_body_bytes=args.max_body_bytes,
-                              admin=not args.no_admin, metrics=not args.no_metrics, oidc=oidc)
-    serve(args.config, host=args.host, port=args.port, workers=args.workers, settings=settings,
+    return ServerSettings(require_keys=not args.allow_anonymous, max_body_bytes=args.max_body_bytes,
+                          admin=not args.no_admin, metrics=not args.no_metrics, oidc=oidc, otel=args.otel)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from .server import serve
+    except ImportError as exc:  # starlette / uvicorn missing
+        print(f"hyperion: the server needs the 'server' extra (pip install 'hyperion-gateway[server]'): {exc}",
+              file=sys.stderr)
+        return 2
+    serve(args.config, host=args.host, port=args.port, workers=args.workers, settings=serve_settings(args),
           graceful_timeout=args.graceful_timeout, log_level=args.log_level, access_log=args.access_log)
     return 0
 
@@ -201,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="map a roles-claim value to admin|member|viewer (repeat)")
     sv.add_argument("--log-level", default="info")
     sv.add_argument("--access-log", action="store_true")
+    sv.add_argument("--otel", action="store_true",
+                    help="OpenTelemetry request spans through the global tracer provider (the 'otel' extra)")
     sv.set_defaults(func=_serve)
     c = sub.add_parser("check", help="validate a gateway config file")
     c.add_argument("config")

@@ -105,6 +105,7 @@ class Gateway(Reads, ExternalCalls):
         timeout: float | None = None,
         max_retries: int | None = None,
         metadata: dict[str, Any] | None = None,
+        deployment: str | None = None,
         **extra: Any,
     ) -> ChatRequest:
         """Build a :class:`ChatRequest` (what ``acomplete``/``astream`` do for you): ``RequestParams``
@@ -114,7 +115,7 @@ class Gateway(Reads, ExternalCalls):
             caller = replace(caller, virtual_key=virtual_key) if caller else Caller(virtual_key=virtual_key)
         return ChatRequest(route, messages, temperature, top_p, max_tokens, [stop] if isinstance(stop, str) else stop,
                            seed, n, tools, tool_choice, response_format, extra, caller, cache, timeout, max_retries,
-                           metadata=metadata or {})
+                           metadata=metadata or {}, deployment=deployment)
 
     def _req(self, route: str | ChatRequest, messages: list[Message] | None, params: Any) -> ChatRequest:
         if isinstance(route, ChatRequest):

@@ -42,7 +42,15 @@ from .governance.keys import KEY_PREFIX, KeyRecord, check_active, parse_key, ver
 from .pipeline import CHAT, EMBED, EXTERNAL, STREAM, RequestContext, Stage, StreamCancelled
 from .stream_runner import StreamRunner, replay
 from .tokens import checked_usage, prompt_tokens_bound
-from .types import Caller, ChatRequest, ChatResponse, EmbeddingResponse, new_request_id
+from .types import (
+    CacheControl,
+    Caller,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingResponse,
+    RouteDecision,
+    new_request_id,
+)
 
 if TYPE_CHECKING:
     from .routing import Router, RouteState
@@ -116,6 +124,27 @@ class Validate(Stage):
         else:
             validate_chat(rs, req)
         ctx.rs = rs
+        if req.deployment is not None:
+            pin(ctx, rs)
+
+
+def pin(ctx: RequestContext, rs: RouteState) -> None:
+    """``req.deployment``: that deployment only (no failover, no cache read), or a clear 404."""
+    req = ctx.req
+    name = req.deployment
+    ds = next((d for d in rs.deployments if d.name == name), None)
+    if ds is None:
+        known = [d.name for d in rs.deployments]
+        raise RouteNotFoundError(
+            f"route '{req.route}' has no deployment '{name}'" + (suggest(str(name), known) or f" (deployments: {', '.join(known)})"),
+            route=req.route,
+        )
+    ctx.plan = [ds]
+    ctx.decision = RouteDecision(strategy="pinned", reason=f"deployment {name} pinned by the request")
+    req.cache = replace(req.cache, no_cache=True) if req.cache is not None else NO_CACHE
+
+
+NO_CACHE = CacheControl(no_cache=True)
 
 
 class Authorize(Stage):
@@ -145,6 +174,8 @@ class Authorize(Stage):
             sv.records[rec.key_id] = rec
         principal = rec.principal()
         principal.require_route(req.route)
+        if req.deployment is not None:
+            principal.require("deployments:pin")
         meta = {**principal.metadata, **caller.metadata} if principal.metadata else caller.metadata
         req.caller = Caller(vk, principal.key_id, principal.team, principal.user, caller.tags, meta)
         ctx.cached_record = cached

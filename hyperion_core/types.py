@@ -87,6 +87,10 @@ class ChatRequest:
     max_retries: int | None = None
     request_id: str = field(default_factory=new_request_id)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: pin one deployment of the route (its ``name``): only it is tried, no failover, no cache read; a
+    #: virtual key needs the ``deployments:pin`` permission (role ``admin``). The server reads it from
+    #: ``model: "<route>/<deployment>"``
+    deployment: str | None = None
 
     def with_messages(self, messages: list[Message]) -> ChatRequest:
         return replace(self, messages=messages)
@@ -263,6 +267,8 @@ class RequestParams(TypedDict, total=False):
     timeout: float
     max_retries: int
     metadata: dict[str, Any]
+    #: pin this deployment of the route (no failover; see ``ChatRequest.deployment``)
+    deployment: str
     #: provider parameters by their OpenAI names (``{"logprobs": True}``); they may also be passed as
     #: keyword arguments of their own
     extra: dict[str, Any]

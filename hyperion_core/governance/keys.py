@@ -41,7 +41,8 @@ from ..errors import (
 KEY_PREFIX = "hk-"
 ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset(
-        {"call", "keys:manage", "budgets:manage", "spend:read:all", "audit:read:all", "spend:read:team", "audit:read:team"}
+        {"call", "keys:manage", "budgets:manage", "spend:read:all", "audit:read:all", "spend:read:team", "audit:read:team",
+         "deployments:pin"}
     ),
     "member": frozenset({"call", "spend:read:own"}),
     "viewer": frozenset({"spend:read:team", "audit:read:team"}),

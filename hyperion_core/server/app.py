@@ -148,6 +148,19 @@ class Door:
                              408) from None
         return b"".join(chunks)
 
+    def pinned(self, data: dict[str, Any]) -> str | None:
+        """``model: "<route>/<deployment>"`` (when ``<route>/<deployment>`` is not itself a route):
+        the body's model becomes the route, the deployment is returned (the pipeline checks that the key
+        may pin and that the deployment exists)."""
+        name = data.get("model")
+        if not isinstance(name, str) or "/" not in name or name in self.gw.routes:
+            return None
+        route, _, dep = name.rpartition("/")
+        if route not in self.gw.routes or not dep:
+            return None
+        data["model"] = route
+        return dep
+
     def allow(self, data: dict[str, Any]) -> tuple[str, ...]:
         name = data.get("model")
         if not isinstance(name, str) or name not in self.gw.routes:
@@ -168,6 +181,11 @@ class Door:
             cache = getattr(resp, "cache", None)
             h[f"{H_PREFIX}cache"] = cache.tier if cache is not None else "miss"
             h[f"{H_PREFIX}cost"] = f"{resp.cost:.10f}".rstrip("0").rstrip(".") or "0"
+            decision = getattr(resp, "decision", None)
+            if decision is not None:
+                h[f"{H_PREFIX}route-reason"] = decision.reason.encode("ascii", "replace").decode()
+                if decision.variant:
+                    h[f"{H_PREFIX}variant"] = decision.variant
         return h
 
     def error(self, wire: Any, endpoint: str, exc: BaseException, rid: str, route: str, model: Any = None) -> Response:
@@ -207,11 +225,13 @@ class Door:
             raw = await self.body(request)
             data = load_body(raw, wire.NOT_JSON, wire.NOT_OBJECT)
             model = data.get("model")
-            route = model if isinstance(model, str) else ""
+            pinned = self.pinned(data)
+            route = data["model"] if isinstance(model, str) else ""
             parse = (wire.parse_chat if wire is openai_wire else wire.parse_messages if wire is anthropic_wire
                      else wire.parse_responses)
             parsed = parse(data, allow=self.allow(data), caller=caller, request_id=rid)
             req = parsed.request
+            req.deployment = pinned
             if not parsed.stream:
                 resp = await self.gw.acomplete(req)
                 if wire is openai_wire:

@@ -155,7 +155,7 @@ class Tracing:
             stop = min(at + int(a.latency_ms * 1e6), end)
             child = self.tracer.start_span(f"{op} {model or a.deployment}", context=ctx, kind=self._kind.CLIENT,
                                            start_time=at, attributes=child_attrs)
-            if a.outcome != "ok":
+            if a.outcome == "error":  # a hedge's cancelled loser is not an error
                 child.set_status(self._status(self._code.ERROR, a.error_class or "error"))
             child.end(end_time=stop)
             at = stop

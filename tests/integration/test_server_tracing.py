@@ -114,3 +114,25 @@ def test_no_tracing_unless_configured(mock, tmp_path, monkeypatch):
         assert app.state.door.tracing is None
     finally:
         srv.stop()
+
+
+def test_serve_otel_flag_reaches_the_workers_settings(mock, tmp_path):
+    """``hyperion serve --otel``: the flag becomes ``ServerSettings.otel``, survives the JSON hand-off
+    to uvicorn's workers, and an app built from it traces through the global provider."""
+    import dataclasses
+
+    import orjson
+
+    from hyperion_core.cli import build_parser, serve_settings
+    from hyperion_core.server.run import settings_from_json
+
+    on = serve_settings(build_parser().parse_args(["serve", "--config", "x.yaml", "--otel"]))
+    off = serve_settings(build_parser().parse_args(["serve", "--config", "x.yaml"]))
+    assert on.otel and not off.otel
+    worker = settings_from_json(orjson.dumps(dataclasses.asdict(on)))
+    assert worker.otel
+    traced_app = create_app(config(mock, "otel-flag", tmp_path), worker)
+    plain_app = create_app(config(mock, "otel-flag2", tmp_path), off)
+    assert traced_app.state.door.tracing is not None and plain_app.state.door.tracing is None
+    for app in (traced_app, plain_app):
+        ServerThread(app).start().stop()  # the apps own their gateways: closed on shutdown
