@@ -13,6 +13,8 @@ same codec. Errors are each wire's own error body and status (Retry-After on 429
 ``POST /v1/messages``                  Anthropic Messages, JSON or SSE (needs ``anthropic-version``)
 ``POST /v1/responses``                 OpenAI Responses, JSON or SSE events (``wire/responses.py``): text,
                                        instructions, function tools and their call/output items
+``POST /v1/completions``               OpenAI legacy Completions, JSON or SSE (``wire/completions.py``):
+                                       one prompt as one user message on the route
 ``GET  /healthz``                      the process is up
 ``GET  /readyz``                       config loaded, Redis answering (when state is in Redis), and
                                        every route with a deployment whose breaker is not open
@@ -47,6 +49,7 @@ from ..gateway import Gateway
 from ..types import Caller, ChatResponse, new_request_id
 from ..wire import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, RequestBodyError
 from ..wire import anthropic as anthropic_wire
+from ..wire import completions as completions_wire
 from ..wire import openai as openai_wire
 from ..wire import responses as responses_wire
 from ..wire.common import load_body
@@ -228,7 +231,7 @@ class Door:
             pinned = self.pinned(data)
             route = data["model"] if isinstance(model, str) else ""
             parse = (wire.parse_chat if wire is openai_wire else wire.parse_messages if wire is anthropic_wire
-                     else wire.parse_responses)
+                     else wire.parse_completions if wire is completions_wire else wire.parse_responses)
             parsed = parse(data, allow=self.allow(data), caller=caller, request_id=rid)
             req = parsed.request
             req.deployment = pinned
@@ -238,6 +241,8 @@ class Door:
                     body = openai_wire.encode_chat_completion(resp, model=route)
                 elif wire is anthropic_wire:
                     body = anthropic_wire.encode_message(resp, model=route, id=f"msg_{rid}")
+                elif wire is completions_wire:
+                    body = completions_wire.encode_completion(resp, model=route, id=f"cmpl-{rid}")
                 else:
                     body = responses_wire.encode_response(resp, model=route, id=f"resp_{rid}", request=data)
                 if self.metrics is not None:
@@ -260,6 +265,9 @@ class Door:
                                                     include_usage=parsed.include_usage)
             elif wire is anthropic_wire:
                 enc = anthropic_wire.EventEncoder(id=f"msg_{rid}", model=route)
+            elif wire is completions_wire:
+                enc = completions_wire.TextChunkEncoder(id=f"cmpl-{rid}", model=route,
+                                                        include_usage=parsed.include_usage)
             else:
                 enc = responses_wire.EventEncoder(id=f"resp_{rid}", model=route, request=data)
             headers = self.headers(rid, route, deployment=first.deployment if first is not None else None)
@@ -307,6 +315,9 @@ class Door:
 
     async def responses(self, request: Request) -> Any:
         return await self.chat(request, responses_wire, "responses")
+
+    async def completions(self, request: Request) -> Any:
+        return await self.chat(request, completions_wire, "completions")
 
     # -- embeddings and models --------------------------------------------------------------------------
     async def embeddings(self, request: Request) -> Response:
@@ -437,6 +448,8 @@ def create_app(
         Route("/v1/messages", door.messages, methods=["POST"]),
         Route("/v1/responses", door.responses, methods=["POST"]),
         Route("/responses", door.responses, methods=["POST"]),
+        Route("/v1/completions", door.completions, methods=["POST"]),
+        Route("/completions", door.completions, methods=["POST"]),
         Route("/healthz", door.healthz, methods=["GET"]),
         Route("/readyz", door.readyz, methods=["GET"]),
     ]

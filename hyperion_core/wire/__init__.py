@@ -7,8 +7,12 @@
   :func:`~.openai.encode_embeddings`, :func:`~.openai.encode_models`, :func:`~.openai.error_reply`.
 * :mod:`hyperion_core.wire.anthropic` — Messages: :func:`~.anthropic.parse_messages`,
   :func:`~.anthropic.encode_message`, :class:`~.anthropic.EventEncoder`, :func:`~.anthropic.error_reply`.
+* :mod:`hyperion_core.wire.responses` — the OpenAI Responses API: :func:`~.responses.parse_responses`,
+  :func:`~.responses.encode_response`, :class:`~.responses.EventEncoder` (OpenAI errors).
+* :mod:`hyperion_core.wire.completions` — OpenAI legacy Completions: :func:`~.completions.parse_completions`,
+  :func:`~.completions.encode_completion`, :class:`~.completions.TextChunkEncoder` (OpenAI errors).
 
-Both parse into :class:`ParsedChat` (a ``ChatRequest`` in OpenAI format plus ``stream`` /
+All parse into :class:`ParsedChat` (a ``ChatRequest`` in OpenAI format plus ``stream`` /
 ``include_usage``), refuse bodies the real API refuses with :class:`RequestBodyError` (the API's own
 message), and map every :class:`~hyperion_core.errors.HyperionError` to an :class:`ErrorReply`
 (status, the wire's error body, headers such as Retry-After).
