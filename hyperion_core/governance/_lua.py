@@ -292,6 +292,29 @@ return out
 """
 )
 
+#: KEYS: resq, n budget hashes | ARGV: now_ms|'', grace_ms, res_prefix
+#: -> {spent} per budget as it was: ``s`` set to 0 and the fired alerts (``x``, ``t<frac>``) forgotten;
+#: ``r`` (reservations in flight) stays, so they settle against the fresh period
+RESET = (
+    _NOW_MS
+    + _SWEEP
+    + """
+local now = now_ms(ARGV[1])
+sweep(KEYS[1], ARGV[3], now, tonumber(ARGV[2]))
+local out = {}
+for i = 2, #KEYS do
+  out[i - 1] = tonumber(redis.call('HGET', KEYS[i], 's') or '0')
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HSET', KEYS[i], 's', 0)
+    for _, f in ipairs(redis.call('HKEYS', KEYS[i])) do
+      if f == 'x' or string.sub(f, 1, 1) == 't' then redis.call('HDEL', KEYS[i], f) end
+    end
+  end
+end
+return out
+"""
+)
+
 #: KEYS: m spend hashes, spend days set
 #: ARGV: now_ms|'', m, expire_at, day, requests, pt, ct, cost, saved, groups...
 SPEND = (
@@ -417,6 +440,7 @@ SOURCES: dict[str, str] = {
     "settle": SETTLE,
     "release": RELEASE,
     "status": STATUS,
+    "reset": RESET,
     "spend": SPEND,
     "rl_acquire": RL_ACQUIRE,
     "rl_adjust": RL_ADJUST,

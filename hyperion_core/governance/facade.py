@@ -228,6 +228,10 @@ class Governance:
     async def status(self, subjects: Subjects | Mapping[str, Any] | None = None) -> list[BudgetStatus]:
         return await self.ledger.status(subjects)
 
+    async def reset(self, scope: str, subject: str | None = None, period: str | None = None) -> list[BudgetStatus]:
+        """See :meth:`BudgetLedger.reset` (the admin API's ``POST /admin/v1/budgets/reset``)."""
+        return await self.ledger.reset(scope, subject, period)
+
     async def spend_report(self, by: str = "key", since: Any = None, until: Any = None) -> list[SpendRow]:
         return await self.ledger.spend_report(by, since, until)
 

@@ -18,6 +18,10 @@ team when they have one:
 ``GET  /admin/v1/routes``          routes, their deployments and health (breaker, latency EWMA) — the
                                    routes the key may call (admin and viewer: all)
 ``GET  /admin/v1/budgets``         budget status (admin: all; others: the budgets that apply to them)
+``POST /admin/v1/budgets/reset``   ``{"scope", "id", "period"?}``: spent back to 0 in the current period,
+                                   alerts re-armed, reservations in flight kept (``budgets:manage``; a
+                                   team's admin: its team or its keys). Logged with who and how much
+``GET  /admin/v1/cache``           the response cache's counters in this worker, L1 sizes per route
 =================================  =====================================================================
 
 Errors are OpenAI-style JSON (``{"error": {...}}``) with the statuses of the model endpoints (401,
@@ -27,6 +31,7 @@ Errors are OpenAI-style JSON (``{"error": {...}}``) with the statuses of the mod
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -44,6 +49,8 @@ from .oidc import OIDCVerifier, looks_like_jwt
 
 if TYPE_CHECKING:
     from .app import Door
+
+log = logging.getLogger("hyperion.server")
 
 _AUDIT_FILTERS = ("key_id", "team", "user", "route", "outcome", "request_id")
 
@@ -253,6 +260,53 @@ class Admin:
         except Exception as exc:  # noqa: BLE001 - every failure is an answer in the API's error format
             return self.fail(exc)
 
+    async def reset_budget(self, request: Request) -> Response:
+        """``POST /admin/v1/budgets/reset`` ``{"scope": "team", "id": "ml", "period": "daily"}``
+        (``budgets:manage``; a team's admin: its own team, or a key of its team)."""
+        try:
+            _, p = await self.principal(request)
+            p.require("budgets:manage")
+            gov = self.gw.governance
+            if gov is None:
+                raise InvalidRequestError("no budgets: add a 'governance:' section to the config")
+            data = await self.body(request)
+            scope, subject, period = data.get("scope"), data.get("id"), data.get("period")
+            for name, value in (("scope", scope), ("id", subject), ("period", period)):
+                if value is not None and not isinstance(value, str):
+                    raise InvalidRequestError(f"{name}: must be a string")
+            if not isinstance(scope, str):
+                raise InvalidRequestError("scope: required (key, team, user or global)")
+            if p.team is not None:
+                own = (scope == "team" and subject == p.team) or (
+                    scope == "key" and isinstance(subject, str) and (await self._managed(p, subject)) is not None)
+                if not own:
+                    raise PermissionDeniedError(f"key '{p.key_id}' may reset the budgets of team '{p.team}' only")
+            before = await gov.reset(scope, subject, period)
+            log.warning("budget reset by %s: %s", p.key_id, ", ".join(f"{b.budget} (spent {b.spent_usd:.6g} USD)"
+                                                                       for b in before))
+            return _json({"data": [{**dataclasses.asdict(b), "spent_before_usd": b.spent_usd} for b in before]})
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer in the API's error format
+            return self.fail(exc)
+
+    async def cache(self, request: Request) -> Response:
+        """``GET /admin/v1/cache``: the response cache's counters (this worker) and per-route L1 sizes
+        (``spend:read:team`` or ``keys:manage``)."""
+        try:
+            _, p = await self.principal(request)
+            if not {"spend:read:team", "keys:manage"} & p.permissions:
+                raise PermissionDeniedError(f"key '{p.key_id}' may not read cache statistics")
+            cache = self.gw.cache
+            if cache is None:
+                return _json({"enabled": False, "routes": {}})
+            routes = {}
+            for name in self.gw.routes:
+                l1 = cache.l1(name)
+                if l1 is not None:
+                    routes[name] = {"l1_entries": len(l1)}
+            return _json({"enabled": True, **cache.metrics.as_dict(), "routes": routes})
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer in the API's error format
+            return self.fail(exc)
+
 
 def _number(name: str, raw: str, kind: type) -> Any:
     try:
@@ -274,6 +328,8 @@ def admin_routes(door: Door) -> list[Route]:
         Route(f"{base}/audit/verify", a.audit_verify, methods=["GET"]),
         Route(f"{base}/routes", a.routes, methods=["GET"]),
         Route(f"{base}/budgets", a.budgets, methods=["GET"]),
+        Route(f"{base}/budgets/reset", a.reset_budget, methods=["POST"]),
+        Route(f"{base}/cache", a.cache, methods=["GET"]),
     ]
 
 

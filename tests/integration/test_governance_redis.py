@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from hyperion_core.errors import BudgetExceededError, RateLimitedError
+from hyperion_core.errors import BudgetExceededError, InvalidRequestError, RateLimitedError
 from hyperion_core.governance import CallbackSink, Governance, GovernanceStoreError
 from hyperion_core.governance.anomaly import RateState, RedisAnomalyStore, alpha_for
 from hyperion_core.redis_server import free_port
@@ -489,3 +489,33 @@ async def test_a_script_given_a_bad_number_writes_nothing(client):
     await client.hset(key, "r", 0)
     assert await gov.ledger.release(res) is True
     assert int(await client.hget(key, "r")) == 0
+
+
+async def test_a_budget_reset_starts_the_period_over_and_keeps_reservations_in_flight(make):
+    """An admin's reset: spent back to 0 for that subject's budget only, its alerts re-armed, a
+    reservation held across the reset still settles (never lost, never counted twice)."""
+    alerts: list = []
+    gov = make({"budgets": [{**TEAM, "limit_usd": 5.0}, {"scope": "key", "id": "*", "period": "monthly",
+                                                          "limit_usd": 100}]}, now=Wall(), alerts=alerts)
+    led = gov.ledger
+    a = await led.reserve("a", ML, 4.9)
+    await led.settle(a, 4.9)
+    held = await led.reserve("held", ML, 0.05)  # in flight across the reset
+    with pytest.raises(BudgetExceededError):
+        await led.reserve("refused", ML, 0.5)
+    before = await gov.reset("team", "ml")
+    assert [(b.budget, b.spent_usd, b.reserved_usd) for b in before] == [("team 'ml' daily budget", 4.9, 0.05)]
+    by = {x.budget: (x.spent_usd, x.reserved_usd) for x in await led.status(ML)}
+    assert by == {"team 'ml' daily budget": (0.0, 0.05), "key 'k1' monthly budget": (4.9, 0.05)}  # key's untouched
+    await led.settle(held, 0.04)
+    ok = await led.reserve("after", ML, 2.6)
+    await led.settle(ok, 2.6)  # 0.04 + 2.6 crosses 50% again: the threshold alert fires again
+    by = {x.budget: x.spent_usd for x in await led.status(ML)}
+    assert by["team 'ml' daily budget"] == pytest.approx(2.64) and by["key 'k1' monthly budget"] == pytest.approx(7.54)
+    assert [(x.kind, x.threshold) for x in alerts].count(("threshold", 0.5)) == 2
+    with pytest.raises(InvalidRequestError, match="no budget applies to team 'other'"):
+        await gov.reset("team", "other")
+    with pytest.raises(InvalidRequestError, match="scope: must be one of"):
+        await gov.reset("planet", "x")
+    with pytest.raises(InvalidRequestError, match="no weekly budget"):
+        await gov.reset("team", "ml", "weekly")

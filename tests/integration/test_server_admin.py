@@ -151,3 +151,42 @@ def test_metrics(srv):
     assert samples['hyperion_cost_usd_total{deployment="p/gpt-4o-mini",route="chat"}'] > 0
     assert samples['hyperion_breaker_state{deployment="p/gpt-4o-mini",route="chat"}'] == 0
     assert "sk-upstream-secret" not in r.text and k not in r.text
+
+
+def test_budget_reset_by_role_and_what_it_restores(srv):
+    """A team over its budget is refused (429); an admin's reset lets it call again at once; a team's
+    admin resets its own team only; members and viewers may not."""
+    root = key(srv, "root", roles=["admin"])
+    poor_admin = key(srv, "pa", roles=["admin"], team="poor")
+    other_admin = key(srv, "oa", roles=["admin"], team="a")
+    member = key(srv, "m", team="poor")
+    viewer = key(srv, "v", roles=["viewer"], team="poor")
+    with pytest.raises(openai.RateLimitError):  # the reservation alone exceeds $0.00001
+        chat(srv, member)
+    m_a = key(srv, "ma", team="a")
+    chat(srv, m_a)
+    (before,) = call(srv, "GET", "/budgets", m_a).json()["data"]
+    assert before["spent_usd"] > 0
+    for who, status in ((member, 403), (viewer, 403), (poor_admin, 403)):
+        r = call(srv, "POST", "/budgets/reset", who, json={"scope": "team", "id": "a"})
+        assert r.status_code == status, who
+    r = call(srv, "POST", "/budgets/reset", other_admin, json={"scope": "team", "id": "a", "period": "daily"})
+    assert r.status_code == 200
+    (row,) = r.json()["data"]
+    assert row["id"] == "a" and row["spent_before_usd"] == pytest.approx(before["spent_usd"])
+    (after,) = call(srv, "GET", "/budgets", m_a).json()["data"]
+    assert after["spent_usd"] == 0 and after["remaining_usd"] == 5
+    assert call(srv, "POST", "/budgets/reset", root, json={"scope": "team", "id": "nobody"}).status_code == 400
+    assert call(srv, "POST", "/budgets/reset", root, json={"id": "a"}).status_code == 400
+    assert call(srv, "POST", "/budgets/reset", root, json={"scope": "team", "id": "poor"}).status_code == 200
+
+
+def test_cache_statistics(srv):
+    root = key(srv, "root", roles=["admin"])
+    member = key(srv, "m", team="a")
+    chat(srv, member, "cached", "same")
+    chat(srv, member, "cached", "same")
+    stats = call(srv, "GET", "/cache", root).json()
+    assert stats["enabled"] and stats["hits"] == {"l1": 1} and stats["misses"] == 1
+    assert stats["routes"] == {"cached": {"l1_entries": 1}}
+    assert call(srv, "GET", "/cache", member).status_code == 403

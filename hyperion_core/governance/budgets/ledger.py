@@ -304,6 +304,26 @@ class BudgetLedger:
             for b, (spent, held) in zip(applied, values)
         ]
 
+    async def reset(self, scope: str, subject: str | None = None, period: str | None = None) -> list[BudgetStatus]:
+        """Start the current period of ``scope``'s budgets for ``subject`` (``period``: only that one)
+        over: spent back to 0 and their alerts re-armed; reservations in flight stay held and settle
+        as usual. Returns the budgets as they were just before."""
+        if scope not in BudgetBook.SCOPES:
+            raise InvalidRequestError(f"scope: must be one of {', '.join(BudgetBook.SCOPES)}, got {scope!r}")
+        if (scope == "global") != (subject is None):
+            raise InvalidRequestError("id: a global budget has none; every other scope needs one")
+        before = [s for s in await self.status(Subjects.of({scope: subject}) if subject else None)
+                  if s.scope == scope and s.id == subject and (period is None or s.period == period)]
+        if not before:
+            raise InvalidRequestError(
+                f"no {period + ' ' if period else ''}budget applies to {scope}" + (f" '{subject}'" if subject else "")
+            )
+        t = self.now()
+        applied = self.book.applied(Subjects.of({scope: subject}), t) if subject else self.book.concrete(t)
+        chosen = [b for b in applied if b.config.scope == scope and (period is None or b.config.period == period)]
+        await self.store.runner.one(self.store.reset_op(chosen))
+        return before
+
     async def record_saving(
         self,
         subjects: Subjects | Mapping[str, Any],

@@ -92,6 +92,9 @@ class MemoryBudgetStore(StoreBase):
     def status_op(self, budgets: Sequence[AppliedBudget]) -> Op[list[tuple[int, int]]]:
         return partial(self._status, budgets)
 
+    def reset_op(self, budgets: Sequence[AppliedBudget]) -> Op[list[int]]:
+        return partial(self._reset, budgets)
+
     def add_spend_op(self, spend: SpendWrite) -> Op[None]:
         return partial(self.spend.add, spend)
 
@@ -206,6 +209,18 @@ class MemoryBudgetStore(StoreBase):
             for b in budgets:
                 c = self._counters.get(b.counter)
                 out.append((c.spent, c.reserved) if c is not None else (0, 0))
+            return out
+
+    def _reset(self, budgets: Sequence[AppliedBudget]) -> list[int]:
+        with self._lock:
+            self._sweep(self.now())
+            out = []
+            for b in budgets:
+                c = self._counters.get(b.counter)
+                out.append(c.spent if c is not None else 0)
+                if c is not None:
+                    c.spent, c.exhausted = 0, False
+                    c.fired.clear()
             return out
 
 

@@ -146,6 +146,10 @@ class RedisBudgetStore(StoreBase):
         keys = [self.resq, *(self.key(b) for b in budgets)]
         return ScriptOp(("status", keys, [self._now(), self.grace_ms, self.res_prefix]), _pairs)
 
+    def reset_op(self, budgets: Sequence[AppliedBudget]) -> Op[list[int]]:
+        keys = [self.resq, *(self.key(b) for b in budgets)]
+        return ScriptOp(("reset", keys, [self._now(), self.grace_ms, self.res_prefix]), _ints)
+
     def add_spend_op(self, spend: SpendWrite) -> Op[None]:
         keys, groups, exp = self._spend_parts(spend)
         args = [self._now(), len(groups), exp, spend.day, spend.requests, spend.prompt_tokens]
@@ -181,6 +185,10 @@ def _is_one(raw: Any) -> bool:
 
 def _pairs(raw: list[Any]) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in raw]
+
+
+def _ints(raw: list[Any]) -> list[int]:
+    return [int(v) for v in raw]
 
 
 def _nothing(raw: Any) -> None:

@@ -33,6 +33,10 @@ class BudgetStore(Protocol):
 
     def status_op(self, budgets: Sequence[AppliedBudget]) -> Op[list[tuple[int, int]]]: ...
 
+    def reset_op(self, budgets: Sequence[AppliedBudget]) -> Op[list[int]]:
+        """Spent back to 0 in the budgets' current periods (reservations in flight stay); returns
+        what each had spent."""
+
     def add_spend_op(self, spend: SpendWrite) -> Op[None]: ...
 
     async def reserve(
