@@ -66,6 +66,21 @@ def build_routes(cfg: GatewayConfig, http: HttpClient, env: Mapping[str, str]) -
     return {name: build_route(cfg, name, rc, http, env) for name, rc in cfg.routes.items()}
 
 
+def attach_planners(cfg: GatewayConfig, routes: dict[str, RouteState], *, clock: Any, rng: Any, services: Any) -> Any:
+    """Give the routes whose strategy reads the request (``policy``, ``quality``) their per-request
+    planner. Returns the runtime quality scores (a Redis hash when state is Redis: shared)."""
+    from .policy.planner import Planners
+    from .policy.quality import QualityScores
+
+    st = cfg.state
+    redis = services.client if st.backend == "redis" and st.redis_url else None
+    scores = QualityScores(redis=redis, prefix=st.prefix, now=clock.now)
+    planners = Planners(clock=clock, rng=rng, scores=scores, governance=services.governance)
+    for rs in routes.values():
+        planners.attach(rs)
+    return scores
+
+
 def build_cache(
     cfg: GatewayConfig,
     routes: dict[str, RouteState],
@@ -97,4 +112,4 @@ def build_cache(
     return ResponseCache(backend, embedder=embedder, verifier=verifier, route_ids=route_ids)
 
 
-__all__ = ["build_route", "build_routes", "build_cache"]
+__all__ = ["build_route", "build_routes", "build_cache", "attach_planners"]

@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .governance.config import GovernanceConfig
 from .guardrails.config import GuardrailPolicy, GuardrailsConfig
 from .hedge import HedgeConfig
+from .policy.config import PolicyRule, QualityScore, route_policy_problems
 
 #: provider kinds served by a native adapter, with their wire format and defaults
 NATIVE_KINDS: dict[str, dict[str, str | None]] = {
@@ -52,7 +53,7 @@ NATIVE_KINDS: dict[str, dict[str, str | None]] = {
     },
 }
 
-Strategy = Literal["failover", "weighted", "lowest_latency", "lowest_cost"]
+Strategy = Literal["failover", "weighted", "lowest_latency", "lowest_cost", "policy", "quality"]
 
 
 class _Strict(BaseModel):
@@ -110,6 +111,9 @@ class DeploymentConfig(_Strict):
     function_calling: bool | None = None
     #: default request parameters for this deployment (a request's own values win)
     params: dict[str, Any] = Field(default_factory=dict)
+    #: quality score (0..1) per task for the ``quality`` strategy, e.g. ``{default: 0.8, code: 0.9}``;
+    #: scores set at run time (``Gateway.set_quality``) win
+    quality: dict[str, QualityScore] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -183,8 +187,15 @@ class RouteConfig(_Strict):
     #: ``chat`` (acomplete / astream) or ``embedding`` (aembed)
     kind: Literal["chat", "embedding"] = "chat"
     #: which deployment a request tries first: in order (``failover``), by ``weight``, the fastest (EWMA) or
-    #: the cheapest; the others follow on failure
+    #: the cheapest; the others follow on failure. ``policy``: the first of ``policy``'s rules that matches the
+    #: request; ``quality``: the cheapest deployment scoring within ``quality_margin`` of the best for the task
     strategy: Strategy = "failover"
+    #: ``strategy: policy``: ordered rules (``name``, ``when``, ``use``, ``then``, ``fallback``); the first match wins
+    policy: list[PolicyRule] | None = None
+    #: ``quality``: deployments scoring at least the best minus this (0..1) are equals; the cheapest answers
+    quality_margin: float = Field(default=0.05, ge=0, le=1)
+    #: ``quality``: a request's task is its metadata ``task``, else its caller tag after this prefix (``task:code``)
+    quality_tag_prefix: str = Field(default="task:", min_length=1)
     #: the models that serve this route, at least one
     deployments: list[DeploymentConfig] = Field(min_length=1)
     #: total deadline in seconds for a request, across retries and failover
@@ -554,6 +565,7 @@ def _cross_check(cfg: GatewayConfig) -> list[str]:
             problems.append(
                 f"routes.{rname}.cache.semantic.grey_zone.route: unknown route '{gz.route}'" + suggest(gz.route, set(cfg.routes))
             )
+        problems += route_policy_problems(rname, route)
         if route.strategy == "weighted" and not any(d.weight > 0 for d in route.deployments):
             problems.append(f"routes.{rname}.deployments: strategy 'weighted' needs a weight above 0")
     return problems

@@ -17,11 +17,12 @@ from typing import Any
 from typing_extensions import Unpack
 
 from ._portal import Portal
-from .build import build_cache, build_routes
+from .build import attach_planners, build_cache, build_routes
 from .config import GatewayConfig
 from .external import ExternalCall, ExternalCalls
 from .http import HttpClient
 from .pipeline import CHAT, EMBED, STREAM, Pipeline, RequestContext
+from .policy.api import QualityControls
 from .reads import Reads
 from .routing import Clock, Router, RouteState
 from .services import Services
@@ -39,7 +40,7 @@ from .types import (
 )
 
 
-class Gateway(Reads, ExternalCalls):
+class Gateway(Reads, ExternalCalls, QualityControls):
     """Routes chat and embedding requests across deployments; see ``examples/hyperion.yaml``."""
 
     def __init__(
@@ -60,6 +61,8 @@ class Gateway(Reads, ExternalCalls):
         self.cache = build_cache(self.config, self._routes, gateway=self, verifier=self._verify_same_question)
         secrets = tuple({d.adapter.target.api_key or "" for rs in self._routes.values() for d in rs.deployments})
         self.services = Services(self.config, secrets=secrets)
+        self.quality_scores = attach_planners(self.config, self._routes, clock=self.router.clock, rng=self.router.rng,
+                                              services=self.services)
         self.parts = Parts(self._routes, self.router, self.services, self.cache)
         self.pipeline = Pipeline(build_stages(self.parts), self._routes)
 

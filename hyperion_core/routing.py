@@ -249,10 +249,17 @@ class RouteState:
 
 
 def order(rs: RouteState, rng: random.Random, *, stream: bool = False) -> list[DeploymentState]:
-    """The order in which deployments are tried for one request under the route's strategy."""
-    deps = rs.deployments
-    strategy = rs.cfg.strategy
-    if strategy == "failover" or len(deps) == 1:
+    """The order in which deployments are tried for one request under the route's strategy. The
+    strategies that read the request (``policy``, ``quality``) order through the route's ``planner``
+    (the Call stage); asked here (a context-window fallback, the gateway's own calls) they give the
+    failover order."""
+    return arrange(rs.cfg.strategy, rs.deployments, rng, stream=stream)
+
+
+def arrange(strategy: str, deps: list[DeploymentState], rng: random.Random, *, stream: bool = False) -> list[DeploymentState]:
+    """``deps`` (in failover order) in the order ``strategy`` tries them (a policy rule's ``then``
+    orders its deployment set with it)."""
+    if strategy in _AS_LISTED or len(deps) == 1:
         return deps
     if strategy == "weighted":
         live = [d for d in deps if d.weight > 0]
@@ -269,6 +276,9 @@ def order(rs: RouteState, rng: random.Random, *, stream: bool = False) -> list[D
     if strategy == "lowest_cost":
         return sorted(deps, key=lambda d: d.unit_price)
     raise ValueError(strategy)  # pragma: no cover - config validation rejects others
+
+
+_AS_LISTED = frozenset({"failover", "policy", "quality"})
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random, retry_after: float | None = None) -> float:
@@ -565,6 +575,7 @@ __all__ = [
     "Lease",
     "Router",
     "order",
+    "arrange",
     "backoff",
     "CLOSED",
     "OPEN",
