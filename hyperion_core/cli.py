@@ -40,8 +40,11 @@ def serve_settings(args: argparse.Namespace) -> Any:
         role_map = dict(item.split("=", 1) for item in args.oidc_role or ())
         oidc = OIDCSettings(issuer=args.oidc_issuer, audience=args.oidc_audience, jwks_url=args.oidc_jwks_url,
                             roles_claim=args.oidc_roles_claim, team_claim=args.oidc_team_claim, role_map=role_map)
+    elif args.oidc_model_calls:
+        raise InvalidRequestError("--oidc-model-calls needs --oidc-issuer and --oidc-audience")
     return ServerSettings(require_keys=not args.allow_anonymous, max_body_bytes=args.max_body_bytes,
-                          admin=not args.no_admin, metrics=not args.no_metrics, oidc=oidc, otel=args.otel)
+                          admin=not args.no_admin, metrics=not args.no_metrics, oidc=oidc, otel=args.otel,
+                          oidc_model_calls=args.oidc_model_calls)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -205,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--oidc-team-claim", default="team")
     sv.add_argument("--oidc-role", action="append", metavar="VALUE=ROLE",
                     help="map a roles-claim value to admin|member|viewer (repeat)")
+    sv.add_argument("--oidc-model-calls", action="store_true",
+                    help="accept the issuer's tokens on the model endpoints too (the token's user is the budget subject)")
     sv.add_argument("--log-level", default="info")
     sv.add_argument("--access-log", action="store_true")
     sv.add_argument("--otel", action="store_true",

@@ -159,7 +159,7 @@ class Authorize(Stage):
         vk = caller.virtual_key if caller is not None else None
         sv = self.services
         if not vk:
-            if sv.keys_required and not (caller is not None and caller.internal):
+            if sv.keys_required and not (caller is not None and (caller.internal or caller.authenticated)):
                 raise InvalidKeyError("this gateway requires a virtual key (pass virtual_key='hk-...')", route=req.route)
             return
         assert caller is not None

@@ -36,6 +36,9 @@ class Caller:
     #: a call the gateway makes for itself (the semantic cache's verifier): no virtual key needed.
     #: Only in-process code can set it; a server never lets a client do so
     internal: bool = False
+    #: a door verified who calls by other means than a virtual key (the server's OIDC tokens): no
+    #: virtual key needed; ``key_id`` / ``team`` / ``user`` are the budget subjects as the door set them
+    authenticated: bool = False
 
 
 @dataclass(slots=True, frozen=True)

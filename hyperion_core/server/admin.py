@@ -45,7 +45,7 @@ from ..types import new_request_id
 from ..wire import JSON_CONTENT_TYPE
 from ..wire import openai as openai_wire
 from .app import credential
-from .oidc import OIDCVerifier, looks_like_jwt
+from .oidc import looks_like_jwt
 
 if TYPE_CHECKING:
     from .app import Door
@@ -76,8 +76,7 @@ class Admin:
     def __init__(self, door: Door) -> None:
         self.door = door
         self.gw = door.gw
-        oidc = door.settings.oidc
-        self.oidc = OIDCVerifier(oidc) if oidc is not None else None
+        self.oidc = door.oidc
 
     async def principal(self, request: Request) -> tuple[Principal, Principal]:
         """Who calls: a virtual key's principal, or an OIDC token's (when the server accepts them).

@@ -55,7 +55,7 @@ from ..wire import responses as responses_wire
 from ..wire.common import load_body
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
-from .oidc import OIDCSettings
+from .oidc import OIDCSettings, OIDCVerifier, looks_like_jwt
 from .streams import SSEResponse
 
 log = logging.getLogger("hyperion.server")
@@ -81,6 +81,9 @@ class ServerSettings:
     oidc: OIDCSettings | None = None
     #: OpenTelemetry spans through the global tracer provider (``server/tracing.py``; the ``otel`` extra)
     otel: bool = False
+    #: also accept ``oidc`` tokens on the model endpoints: the token's user (and team) are the budget
+    #: and rate-limit subjects, its roles must include ``call``
+    oidc_model_calls: bool = False
 
 
 def body_error(message: str, status: int) -> RequestBodyError:
@@ -114,9 +117,10 @@ class Door:
         self.metrics = Metrics() if settings.metrics else None
         self.tracing = tracing  # server/tracing.Tracing when configured
         self.inflight = 0
+        self.oidc = OIDCVerifier(settings.oidc) if settings.oidc is not None else None
 
     # -- request reading -------------------------------------------------------------------------------
-    def caller(self, request: Request) -> Caller | None:
+    async def caller(self, request: Request) -> Caller | None:
         key = credential(request)
         if key is None:
             if self.settings.require_keys:
@@ -125,6 +129,10 @@ class Door:
                     "or 'x-api-key: hk-...'"
                 )
             return None
+        if self.oidc is not None and self.settings.oidc_model_calls and looks_like_jwt(key):
+            p = await self.oidc.principal(key)  # 401 naming why a token is refused
+            p.require("call")
+            return Caller(key_id=p.key_id, team=p.team, user=p.user, authenticated=True)
         return Caller(virtual_key=key)  # never internal: that is for the gateway's own calls
 
     async def body(self, request: Request) -> bytes:
@@ -224,7 +232,7 @@ class Door:
         try:
             if wire is anthropic_wire and not request.headers.get("anthropic-version"):
                 raise RequestBodyError("anthropic-version: header is required")
-            caller = self.caller(request)
+            caller = await self.caller(request)
             raw = await self.body(request)
             data = load_body(raw, wire.NOT_JSON, wire.NOT_OBJECT)
             model = data.get("model")
@@ -325,7 +333,7 @@ class Door:
         route, model = "", None
         t0 = time.time_ns()
         try:
-            caller = self.caller(request)
+            caller = await self.caller(request)
             data = load_body(await self.body(request), openai_wire.NOT_JSON, openai_wire.NOT_OBJECT)
             model = data.get("model")
             route = model if isinstance(model, str) else ""
@@ -349,9 +357,12 @@ class Door:
     async def allowed_routes(self, request: Request) -> list[str]:
         key = credential(request)
         if key is None:
-            self.caller(request)  # raises when keys are required
+            await self.caller(request)  # raises when keys are required
             return self.gw.routes
-        principal = await self.gw.keys.authenticate(key)
+        if self.oidc is not None and self.settings.oidc_model_calls and looks_like_jwt(key):
+            principal = await self.oidc.principal(key)
+        else:
+            principal = await self.gw.keys.authenticate(key)
         if "call" not in principal.permissions:
             return []
         return [r for r in self.gw.routes if "*" in principal.routes or r in principal.routes]

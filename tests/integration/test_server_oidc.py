@@ -164,3 +164,62 @@ def test_key_rotation_is_picked_up_without_a_restart(srv, issuer):
     assert issuer.jwks_fetches == fetches + 1
     assert get(srv, "/keys", new).status_code == 200  # cached now
     assert issuer.jwks_fetches == fetches + 1
+
+
+@pytest.fixture
+def sso_calls(mock, tmp_path, issuer):
+    """``oidc_model_calls``: a user's OIDC token on the model endpoints, the user the budget subject."""
+    cfg = {
+        "providers": {"p": {"kind": "openai", "api_key": "sk-upstream", "base_url": mock.base_url("oidc-m", "openai")}},
+        "routes": {"chat": {"deployments": [{"model": "p/gpt-4o-mini"}]}},
+        "keys": {"store": "memory"},
+        "audit": {"sink": f"sqlite:///{tmp_path}/audit.db"},
+        "governance": {"budgets": [{"scope": "user", "id": "*", "period": "daily", "limit_usd": 0.001}]},
+    }
+    oidc = OIDCSettings(issuer=issuer.url, audience=AUD, roles_claim="groups", jwks_refresh_cooldown_s=0,
+                        role_map={"ml-users": "member", "ml-readers": "viewer"})
+    app = create_app(cfg, ServerSettings(oidc=oidc, oidc_model_calls=True))
+    with ServerThread(app) as s:
+        s.gw = app.state.gateway
+        yield s
+
+
+def test_oidc_tokens_on_model_calls_make_the_user_the_budget_subject(sso_calls, issuer):
+    import openai
+
+    srv = sso_calls
+    alice = issuer.token("k1", sub="alice", groups=["ml-users"], team="ml")
+    client = openai.OpenAI(base_url=srv.url + "/v1", api_key=alice, max_retries=0)
+    resp = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=20)
+    assert resp.choices[0].message.content
+    assert [m.id for m in client.models.list()] == ["chat"]
+
+    async def rows():
+        await srv.gw.audit.aflush()
+        return await srv.gw.audit.query(limit=10)
+
+    (event,) = srv.call(rows())
+    assert (event.user, event.team, event.key_id, event.outcome) == ("alice", "ml", "oidc:alice", "ok")
+    (budget,) = srv.call(srv.gw.governance.status({"user": "alice"}))
+    assert budget.spent_usd == pytest.approx(event.cost) and budget.spent_usd > 0
+    # refused tokens: the SDK's own classes, nothing upstream
+    now = int(time.time())
+    refused = {
+        "expired": issuer.token("k1", sub="alice", groups=["ml-users"], exp=now - 3600, iat=now - 7200),
+        "audience": issuer.token("k1", sub="alice", groups=["ml-users"], aud="someone-else"),
+        "alg none": jwt.encode({"iss": issuer.url, "aud": AUD, "sub": "mallory", "exp": now + 600,
+                                "groups": ["ml-users"]}, None, algorithm="none"),
+    }
+    for why, token in refused.items():
+        with pytest.raises(openai.AuthenticationError) as info:
+            openai.OpenAI(base_url=srv.url + "/v1", api_key=token, max_retries=0).chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}])
+        assert "OIDC token refused" in str(info.value), why
+    viewer = issuer.token("k1", sub="bob", groups=["ml-readers"], team="ml")
+    with pytest.raises(openai.PermissionDeniedError, match="'call'"):
+        openai.OpenAI(base_url=srv.url + "/v1", api_key=viewer, max_retries=0).chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}])
+    # alice's own daily budget ($0.001) runs out; bob's would be separate
+    with pytest.raises(openai.RateLimitError, match="user 'alice'"):
+        for _ in range(200):
+            client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=20)

@@ -124,11 +124,18 @@ def test_serve_otel_flag_reaches_the_workers_settings(mock, tmp_path):
     import orjson
 
     from hyperion_core.cli import build_parser, serve_settings
+    from hyperion_core.errors import InvalidRequestError
     from hyperion_core.server.run import settings_from_json
 
     on = serve_settings(build_parser().parse_args(["serve", "--config", "x.yaml", "--otel"]))
     off = serve_settings(build_parser().parse_args(["serve", "--config", "x.yaml"]))
     assert on.otel and not off.otel
+    sso = serve_settings(build_parser().parse_args(["serve", "--config", "x.yaml", "--oidc-issuer", "https://id.example",
+                                                    "--oidc-audience", "gw", "--oidc-model-calls"]))
+    assert sso.oidc_model_calls and sso.oidc.audience == "gw" and not on.oidc_model_calls
+    assert settings_from_json(orjson.dumps(dataclasses.asdict(sso))).oidc_model_calls
+    with pytest.raises(InvalidRequestError, match="--oidc-model-calls needs --oidc-issuer"):
+        serve_settings(build_parser().parse_args(["serve", "--config", "x.yaml", "--oidc-model-calls"]))
     worker = settings_from_json(orjson.dumps(dataclasses.asdict(on)))
     assert worker.otel
     traced_app = create_app(config(mock, "otel-flag", tmp_path), worker)
