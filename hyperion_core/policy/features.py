@@ -18,6 +18,7 @@ from ..types import ChatRequest
 from .config import PolicyRule, PolicyWhen, parse_hours
 
 _window = lru_cache(maxsize=256)(parse_hours)  # validated at config load; parsed once per window
+_zone = lru_cache(maxsize=64)(get_tz)
 
 _IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
 
@@ -76,7 +77,7 @@ class Features:
     def minute_of_day(self, tz: str) -> int:
         m = self._minutes.get(tz)
         if m is None:
-            zone: tzinfo = get_tz(tz)
+            zone: tzinfo = _zone(tz)
             t = datetime.fromtimestamp(self.wall, zone)
             m = self._minutes[tz] = t.hour * 60 + t.minute
         return m

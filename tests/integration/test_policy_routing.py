@@ -227,7 +227,7 @@ QUALITY_DEPS = [("big", 10.0, {"default": 0.90, "code": 0.95}),
                 ("small", 0.5, {"default": 0.70})]
 
 
-def quality_cfg(mock, *, margin: float = 0.05, state: dict | None = None) -> dict:
+def quality_cfg(mock, *, margin: float = 0.05, state: dict | None = None, audit: str | None = None) -> dict:
     cfg = {
         "providers": providers(mock, "big", "mid", "small"),
         "routes": {"chat": {"strategy": "quality", "quality_margin": margin, "retry": {"attempts": 0},
@@ -235,13 +235,16 @@ def quality_cfg(mock, *, margin: float = 0.05, state: dict | None = None) -> dic
     }
     if state is not None:
         cfg["state"] = state
+    if audit is not None:
+        cfg["audit"] = {"sink": f"sqlite:///{audit}"}
     return cfg
 
 
 async def test_quality_picks_the_cheapest_within_the_margin_of_the_best(mock, tmp_path):
-    gw = Gateway(quality_cfg(mock))
+    gw = Gateway(quality_cfg(mock, audit=f"{tmp_path}/audit-q.db"))
     resp = await gw.acomplete("chat", user("hi"))
     assert resp.deployment == "mid" and resp.decision.strategy == "quality"
+    assert (await gw.audit.query(limit=1))[0].metadata["route_reason"] == resp.decision.reason
     assert resp.decision.scores == {"big": 0.90, "mid": 0.87, "small": 0.70}
     assert resp.decision.reason == "task default: mid scores 0.87, within 0.05 of the best 0.9, cheapest at $6/Mtok"
     code = await gw.acomplete("chat", user("hi"), metadata={"task": "code"})
