@@ -1,5 +1,5 @@
-"""``hyperion serve`` as real processes: several workers and two server processes sharing one Redis
-(budgets exact across all of them, revocation immediate everywhere, one intact audit chain, metrics
+"""``hyperion serve`` as real processes: four workers in each of two server processes sharing one Redis
+(budgets and rate limits exact across all of them, revocation immediate everywhere, one intact audit chain, metrics
 summed over workers), and a graceful shutdown that lets a stream in flight finish."""
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ async def make_key(cfg: dict, name: str, **kw) -> str:
 
 
 @pytest.mark.redis
-async def test_two_processes_of_two_workers_share_budgets_keys_audit_and_metrics(mock, redis_url, tmp_path):
+async def test_two_processes_of_four_workers_share_budgets_limits_keys_audit_and_metrics(mock, redis_url, tmp_path):
     dep = f"sp-{uuid.uuid4().hex[:6]}"
     prefix = f"srv{uuid.uuid4().hex[:6]}"
     limit = 0.0002
@@ -75,14 +75,17 @@ async def test_two_processes_of_two_workers_share_budgets_keys_audit_and_metrics
         "providers": {"p": {"kind": "openai", "api_key": "sk-upstream", "base_url": mock.base_url(dep, "openai")}},
         "routes": {"chat": {"deployments": [{"model": "p/gpt-4o-mini"}], "retry": {"attempts": 0}}},
         "state": {"backend": "redis", "redis_url": redis_url, "prefix": prefix, "path": str(tmp_path)},
-        "governance": {"budgets": [{"scope": "team", "id": "t", "period": "daily", "limit_usd": limit}]},
+        "governance": {"budgets": [{"scope": "team", "id": "t", "period": "daily", "limit_usd": limit}],
+                       # burst 6, then one per 10 s: a burst of 30 at once admits exactly 6 across 8 workers
+                       "rate_limits": [{"scope": "team", "id": "r", "rpm": 6}]},
         "audit": {"sink": f"{redis_url}?stream={prefix}-audit"},
     }
     path = write_config(tmp_path, cfg)
     admin = await make_key(cfg, "admin", roles=["admin"])
     member = await make_key(cfg, "member", team="t")
-    a, url_a = start(path, "--workers", "2")
-    b, url_b = start(path, "--workers", "2")
+    limited = await make_key(cfg, "limited", team="r")
+    a, url_a = start(path, "--workers", "4")
+    b, url_b = start(path, "--workers", "4")
     try:
         body = {"model": "chat", "max_tokens": 20, "messages": [{"role": "user", "content": "spend a little"}]}
         sent = {url_a: 0, url_b: 0}
@@ -93,14 +96,14 @@ async def test_two_processes_of_two_workers_share_budgets_keys_audit_and_metrics
                 return await http.post(url + "/v1/chat/completions", json=body,
                                        headers={"authorization": f"Bearer {member}"})
 
-            replies = await asyncio.gather(*(one(i) for i in range(60)))
+            replies = await asyncio.gather(*(one(i) for i in range(80)))
             ok = [r for r in replies if r.status_code == 200]
             refused = [r for r in replies if r.status_code == 429]
-            assert len(ok) + len(refused) == 60, {r.status_code for r in replies}
+            assert len(ok) + len(refused) == 80, {r.status_code for r in replies}
             assert ok and refused
             assert all(r.json()["error"]["code"] == "insufficient_quota" for r in refused)
             paid = sum(float(r.headers["x-hyperion-cost"]) for r in ok)
-            assert paid <= limit + 1e-12  # never overspent, across 4 workers in 2 processes
+            assert paid <= limit + 1e-12  # never overspent, across 8 workers in 2 processes
             h = {"authorization": f"Bearer {admin}"}
             (status,) = (await http.get(url_a + "/admin/v1/budgets", headers=h)).json()["data"]
             assert status["spent_usd"] == pytest.approx(paid, rel=1e-6, abs=1e-12)
@@ -119,15 +122,22 @@ async def test_two_processes_of_two_workers_share_budgets_keys_audit_and_metrics
                 r = await http.post(url_b + "/v1/chat/completions", json=small,
                                     headers={"authorization": f"Bearer {victim}"})
                 assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
-            # one audit chain, written by four workers, intact
+            # one audit chain, written by eight workers, intact
             r = await http.get(url_b + "/admin/v1/audit/verify", headers=h)
-            assert r.status_code == 200 and r.json()["ok"] and r.json()["checked"] >= 72
+            assert r.status_code == 200 and r.json()["ok"] and r.json()["checked"] >= 92
             # metrics: a scrape on any worker adds up every worker's samples
             text = (await http.get(url_a + "/metrics")).text
             total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                         if line.startswith("hyperion_requests_total{"))
             assert total == sent[url_a]
             assert 'hyperion_refusals_total{reason="budget",route="chat"}' in text
+            # a rate limit is exact across both processes: the bucket's burst, not one more
+            lim = {"authorization": f"Bearer {limited}"}
+            burst = await asyncio.gather(*(http.post((url_a, url_b)[i % 2] + "/v1/chat/completions", json=small,
+                                                     headers=lim) for i in range(30)))
+            codes = sorted(r.status_code for r in burst)
+            assert codes.count(200) == 6 and codes.count(429) == 24, codes
+            assert all(r.headers.get("retry-after") for r in burst if r.status_code == 429)
     finally:
         code_a, out_a = stop(a)
         code_b, out_b = stop(b)
