@@ -17,7 +17,7 @@ from typing import Any
 from ..routing import DeploymentState, RouteState, arrange
 from ..types import RouteDecision
 from .config import PolicyRule
-from .features import Features, first_match, needs_budget
+from .features import Features, match
 from .quality import QualityScores, pick, score_of, task_of
 
 log = logging.getLogger("hyperion.policy")
@@ -110,14 +110,21 @@ class Planners:
         sets = {r.name: [by_name[n] for n in r.use] for r in rules}
         rests = {r.name: [d for d in rs.deployments if d.name not in r.use] if r.fallback == "rest" else []
                  for r in rules}
-        budget = needs_budget(rules)
+        budget = [r.when is not None and r.when.team_budget_used_gte is not None for r in rules]
 
         async def plan(ctx: Any) -> tuple[list[DeploymentState], RouteDecision]:
             req = ctx.req
             feats = Features(req, self.wall())
-            if budget:
-                feats.budget_used = await self.budgets.used(req.caller.team if req.caller is not None else None)
-            found = first_match(rules, feats)
+            found: tuple[PolicyRule, list[str]] | None = None
+            read = False
+            for i, rule in enumerate(rules):
+                if budget[i] and not read:  # read (cached per team) only when a budget rule is reached
+                    read = True
+                    feats.budget_used = await self.budgets.used(req.caller.team if req.caller is not None else None)
+                why = match(rule.when, feats)
+                if why is not None:
+                    found = rule, why
+                    break
             if found is None:
                 reason = "no rule matched: every deployment in failover order"
                 ctx.note("route_reason", reason)
