@@ -405,7 +405,7 @@ class GuardOut(Stage):
         self.guards = parts.guardrails
 
     def applies(self, rs: RouteState | None, kind: str) -> bool:
-        return self.guards is not None and kind != EXTERNAL and self.guards.applies(rs, kind)
+        return self.guards is not None and kind not in (EXTERNAL, EMBED) and self.guards.applies(rs, kind)
 
     async def before(self, ctx: RequestContext) -> None:
         assert self.guards is not None

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, GuardrailBlockedError
-from ..pipeline import EXTERNAL, STREAM, RequestContext
+from ..pipeline import EMBED, EXTERNAL, STREAM, RequestContext
 from .config import GuardrailPolicy, GuardrailsConfig, InjectionSettings, PiiSettings
 from .injection import UNTRUSTED, InjectionDetector
 from .masking import Masker, StreamGuard
@@ -98,8 +98,8 @@ class Guardrails:
     def applies(self, rs: RouteState | None, kind: str) -> bool:
         if kind == EXTERNAL:
             return self.cfg.external is not None or self.overrides or (rs is not None and rs.name in self._routes)
-        if kind not in ("chat", STREAM):
-            return False  # embeddings: not guarded (the vectors would describe the placeholders)
+        if kind not in ("chat", STREAM, EMBED):
+            return False
         return self.overrides or (rs is not None and rs.name in self._routes)
 
     def policy(self, ctx: RequestContext) -> _Compiled | None:
@@ -124,8 +124,9 @@ class Guardrails:
         external = ctx.kind == EXTERNAL
         log_: list[str] = ctx.guardrails if ctx.guardrails is not None else []
         ctx.guardrails = log_
-        if pol.inj is not None:
-            await self._injection(ctx, pol, log_)
+        embed = ctx.kind == EMBED
+        if pol.inj is not None and not embed:  # text to embed instructs no model: injection is checked
+            await self._injection(ctx, pol, log_)  # where retrieved documents enter a prompt
         masker = None
         if pol.pii is not None and pol.pii_detector is not None:
             channels = set(pol.pii.channels)
@@ -151,6 +152,9 @@ class Guardrails:
                     request_id=req.request_id)
             if new_msgs is not None:
                 ctx.req = replace(req, messages=new_msgs)  # the caller's request object stays as it was
+        if embed:  # what is embedded is what the provider saw: placeholders, never restored into vectors
+            ctx.inputs = [m["content"] for m in ctx.req.messages]
+            return
         if external:
             return
         if masker is not None and masker and pol.pii is not None and pol.pii.restore:
