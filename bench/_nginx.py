@@ -82,9 +82,13 @@ class FixedNginx:
     context manager or call :meth:`start` / :meth:`stop`. ``url`` is ``http://127.0.0.1:<port>``."""
 
     def __init__(
-        self, routes: Mapping[str, Body], *, cpu: int | None = None, binary: str | None = None
+        self, routes: Mapping[str, Body], *, cpu: int | None = None, binary: str | None = None,
+        proxy_to: str | None = None,
     ) -> None:
         self.routes = dict(routes)
+        #: ``http://127.0.0.1:<port>``: every other path is ``proxy_pass``-ed there over pooled keep-alive
+        #: connections (the plain reverse proxy a gateway is measured against)
+        self.proxy_to = proxy_to
         self.cpu = cpu
         self.binary = binary or find_nginx()
         self.port = 0
@@ -104,6 +108,14 @@ class FixedNginx:
         status = (
             "        location = /nginx_status {\n            stub_status;\n        }" if self._status else ""
         )
+        upstream, fallback = "", "        location / {\n            return 404;\n        }"
+        if self.proxy_to:
+            hostport = self.proxy_to.split("://", 1)[-1].rstrip("/")
+            upstream = f"    upstream proxied {{\n        server {hostport};\n        keepalive 512;\n    }}"
+            fallback = (
+                "        location / {\n            proxy_pass http://proxied;\n            proxy_http_version 1.1;\n"
+                '            proxy_set_header Connection "";\n            proxy_buffering off;\n        }'
+            )
         return f"""# written by bench/_nginx.py
 worker_processes 1;
 pid {d}/nginx.pid;
@@ -120,6 +132,7 @@ http {{
     tcp_nodelay on;
     gzip off;
 {temp}
+{upstream}
     server {{
         listen 127.0.0.1:{self.port} backlog=4096;
         location = /health {{
@@ -128,9 +141,7 @@ http {{
         }}
 {status}
 {locs}
-        location / {{
-            return 404;
-        }}
+{fallback}
     }}
 }}
 """

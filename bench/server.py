@@ -1,19 +1,21 @@
-"""``hyperion serve`` throughput and latency: the openai SDK calling the mock provider directly vs calling
-it through one Hyperion server worker.
+"""``hyperion serve`` against a plain reverse proxy: one Hyperion worker vs nginx ``proxy_pass`` vs the
+upstream itself, all driven by ``wrk`` (C, one thread, keep-alive) so the load generator is not the limit.
 
-Three processes: the mock provider (``hyperion mock-provider``), the server (``hyperion serve``, one
-worker, a virtual key required, audit off, governance off — the door and the pipeline's routing only),
-and this load generator (``openai.AsyncOpenAI``, one shared client per target). For each concurrency c
-the two targets alternate in rounds (direct, hyperion, direct, ...; the order flips every round), each
-round sending ``--requests`` chat completions with c in flight; latencies are pooled per target over
-rounds. The server's CPU per request is read from ``/proc/<pid>/stat`` (utime + stime) over its rounds.
-With 2+ CPUs the load generator is pinned to CPU 0 and the mock and the server to the last CPU — so the
-server shares its CPU with the mock, which counts against it, not for it.
+Processes: a fixed nginx upstream answering an OpenAI chat completion (``bench/_nginx.py``), a second
+nginx that ``proxy_pass``-es to it over pooled keep-alive connections (the floor for any proxy), and
+``hyperion serve --workers 1`` (uvloop + httptools; a virtual key required, metrics on; audit and
+governance off: the door, key check, wire codecs and routing) whose one route calls the same upstream.
+With 2+ CPUs ``wrk`` runs on CPU 0 and everything else on the last CPU, so a proxy shares its CPU with
+the upstream. For each concurrency the three targets alternate (order rotated per round); req/s is
+requests over seconds summed over rounds; p50/p99 are wrk's, averaged over rounds; CPU per request is
+the proxy process's utime + stime over its rounds (``/proc``) divided by the requests wrk counted.
+Streaming: the server's CPU per streamed chunk vs the library's (``Gateway.astream`` in this process,
+``time.process_time``) against the same SSE upstream.
 
-Not a timed test: a figure for the README. Usage::
+Not a timed test: figures for the README. Usage::
 
-    .venv/bin/python bench/server.py                       # c = 1, 16, 64; 3 rounds of 400 requests
-    .venv/bin/python bench/server.py --quick               # c = 1, 16; 2 rounds of 150
+    .venv/bin/python bench/server.py                          # c = 1, 16, 64, 256; 2 rounds of 5 s
+    .venv/bin/python bench/server.py --quick                  # c = 1, 64; 1 round of 3 s
     .venv/bin/python bench/server.py --json bench/results/server.json
 """
 
@@ -23,6 +25,8 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,9 +35,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, _proc_ticks, free_port, pin_to_cpu0, summary  # noqa: E402
+from _common import ROOT, _proc_ticks, free_port  # noqa: E402
+from _nginx import INSTALL_HINT, Body, FixedNginx  # noqa: E402
+from overhead import API_KEY, MODEL, N_STREAM_CHUNKS, plain_body, sse_body  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+TICK = os.sysconf("SC_CLK_TCK")
+LITELLM_PROXY_REQ_S = 100.0  # the LiteLLM proxy per worker, measured on this machine earlier (README)
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def _wait(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -42,7 +50,7 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[3]} exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -51,131 +59,208 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     raise TimeoutError(url)
 
 
-def _start(args: list[str], cpu: int | None) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "hyperion_core.cli", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if cpu is not None:
-        os.sched_setaffinity(proc.pid, {cpu})
-    return proc
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
 
 
-async def _round(client, model: str, n: int, c: int) -> list[int]:
-    sem = asyncio.Semaphore(c)
-    lat: list[int] = []
-
-    async def one(i: int) -> None:
-        async with sem:
-            t0 = time.perf_counter_ns()
-            r = await client.chat.completions.create(model=model, max_tokens=16,
-                                                     messages=[{"role": "user", "content": f"question {i % 50}"}])
-            lat.append(time.perf_counter_ns() - t0)
-            if not r.choices[0].message.content:
-                raise RuntimeError("empty answer")
-
-    await asyncio.gather(*(one(i) for i in range(n)))
-    return lat
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
-async def run(opts: argparse.Namespace, mock_url: str, hyp_url: str, key: str, server_pid: int) -> dict:
-    import httpx
-    import openai
+def _ms(value: str, unit: str) -> float:
+    return float(value) * _UNITS[unit]
 
+
+def wrk(url: str, c: int, seconds: float, script: str) -> dict[str, float]:
+    cmd = ["wrk", "-t1", f"-c{c}", f"-d{seconds}s", "--latency", "--timeout", "10s", "-s", script, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    if m is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    requests, secs = int(m.group(1)), float(m.group(2)) * (0.001 if m.group(3) == "ms" else 1.0)
+    lat = {int(p): _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"requests": requests, "seconds": secs, "p50_ms": lat[50], "p99_ms": lat[99],
+            "errors": (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)}
+
+
+def lua(path: Path, key: str, body: dict) -> str:
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    )
+    return str(path)
+
+
+def measure(opts: argparse.Namespace, targets: dict[str, tuple[str, str, int | None]]) -> dict:
     out: dict = {}
+    names = list(targets)
     for c in opts.concurrency:
-        limits = httpx.Limits(max_connections=max(c, 1), max_keepalive_connections=max(c, 1))
-        direct = openai.AsyncOpenAI(base_url=f"{mock_url}/bench/v1", api_key="sk-mock", max_retries=0,
-                                    http_client=httpx.AsyncClient(limits=limits, timeout=60))
-        hyper = openai.AsyncOpenAI(base_url=f"{hyp_url}/v1", api_key=key, max_retries=0,
-                                   http_client=httpx.AsyncClient(limits=limits, timeout=60))
-        await _round(direct, "gpt-4o-mini", min(opts.requests, 50), c)  # warm-up
-        await _round(hyper, "chat", min(opts.requests, 50), c)
-        lat = {"direct": [], "hyperion": []}
-        wall = {"direct": 0.0, "hyperion": 0.0}
-        ticks = 0
+        for url, script, _ in targets.values():  # warm-up
+            wrk(url, min(c, 8), 1, script)
+        acc = {n: {"requests": 0, "seconds": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "errors": 0, "ticks": 0}
+               for n in names}
         for r in range(opts.rounds):
-            order = ("direct", "hyperion") if r % 2 == 0 else ("hyperion", "direct")
-            for name in order:
-                client, model = (direct, "gpt-4o-mini") if name == "direct" else (hyper, "chat")
-                t0, k0 = time.perf_counter(), _proc_ticks(server_pid)
-                lat[name] += await _round(client, model, opts.requests, c)
-                wall[name] += time.perf_counter() - t0
-                if name == "hyperion":
-                    ticks += _proc_ticks(server_pid) - k0
-        n = opts.requests * opts.rounds
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                url, script, pid = targets[name]
+                k0 = _proc_ticks(pid) if pid else 0
+                res = wrk(url, c, opts.seconds, script)
+                a = acc[name]
+                a["ticks"] += (_proc_ticks(pid) - k0) if pid else 0
+                for k in ("requests", "seconds", "p50_ms", "p99_ms", "errors"):
+                    a[k] += res[k]
         row = {}
-        for name in lat:
-            s = summary(lat[name], "ms", 3)
-            row[name] = {"req_per_s": round(n / wall[name], 1), **{k: v for k, v in s.items() if k != "n"}}
-        row["hyperion"]["server_cpu_ms_per_request"] = round(ticks / TICK * 1000 / n, 3)
-        row["p50_overhead_ms"] = round(row["hyperion"]["p50_ms"] - row["direct"]["p50_ms"], 3)
+        for name, a in acc.items():
+            row[name] = {
+                "req_per_s": round(a["requests"] / a["seconds"], 1),
+                "p50_ms": round(a["p50_ms"] / opts.rounds, 3),
+                "p99_ms": round(a["p99_ms"] / opts.rounds, 3),
+                "errors": a["errors"],
+            }
+            if targets[name][2]:
+                row[name]["cpu_ms_per_request"] = round(a["ticks"] / TICK * 1000 / max(a["requests"], 1), 4)
         out[f"c={c}"] = row
-        print(f"c={c:<4} direct {row['direct']['req_per_s']:>8} req/s p50 {row['direct']['p50_ms']:.2f} ms "
-              f"p99 {row['direct']['p99_ms']:.2f} ms | hyperion {row['hyperion']['req_per_s']:>8} req/s "
-              f"p50 {row['hyperion']['p50_ms']:.2f} ms p99 {row['hyperion']['p99_ms']:.2f} ms "
-              f"cpu {row['hyperion']['server_cpu_ms_per_request']} ms/req", flush=True)
-        for cl in (direct, hyper):
-            await cl.close()
+        print(f"c={c:<4} " + " | ".join(
+            f"{n}: {v['req_per_s']:>8} req/s p50 {v['p50_ms']:.2f} p99 {v['p99_ms']:.2f} ms"
+            + (f" cpu {v['cpu_ms_per_request']} ms/req" if "cpu_ms_per_request" in v else "")
+            for n, v in row.items()), flush=True)
     return out
+
+
+async def library_cpu_per_chunk(upstream: str, n: int) -> float:
+    from hyperion_core import Gateway
+
+    gw = Gateway({"providers": {"p": {"kind": "openai", "api_key": API_KEY, "base_url": f"{upstream}/sse/v1"}},
+                  "routes": {"chat": {"deployments": [{"model": f"p/{MODEL}"}]}}})
+    msgs = [{"role": "user", "content": "hi"}]
+    for _ in range(20):
+        async for _chunk in gw.astream("chat", msgs):
+            pass
+    t0, chunks = time.process_time(), 0
+    for _ in range(n):
+        async for _chunk in gw.astream("chat", msgs):
+            chunks += 1
+    cpu = time.process_time() - t0
+    await gw.aclose()
+    return cpu * 1000 / chunks
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--requests", type=int, default=None, help="requests per round and target")
+    ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--concurrency", type=int, nargs="*", default=None)
     ap.add_argument("--json", default=None, help="write the results here")
-    ap.add_argument("--no-pin", action="store_true")
     opts = ap.parse_args(argv)
-    opts.requests = opts.requests or (150 if opts.quick else 400)
-    opts.rounds = opts.rounds or (2 if opts.quick else 3)
-    opts.concurrency = opts.concurrency or ([1, 16] if opts.quick else [1, 16, 64])
-    cpus, pinned = pin_to_cpu0(opts.no_pin)
-    helper_cpu = cpus - 1 if pinned else None
+    opts.seconds = opts.seconds or (3 if opts.quick else 5)
+    opts.rounds = opts.rounds or (1 if opts.quick else 2)
+    opts.concurrency = opts.concurrency or ([1, 64] if opts.quick else [1, 16, 64, 256])
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    cpus = os.cpu_count() or 1
+    helper = cpus - 1 if cpus >= 2 else None
+    if helper is not None:
+        os.sched_setaffinity(0, {0})  # wrk inherits CPU 0
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    mock_port, hyp_port = free_port(), free_port()
-    mock = _start(["mock-provider", "--port", str(mock_port)], helper_cpu)
-    mock_url = f"http://127.0.0.1:{mock_port}"
     tmp = Path(tempfile.mkdtemp(prefix="hyperion-bench-server-"))
+    routes = {"/v1/chat/completions": Body("application/json", plain_body()),
+              "/sse/v1/chat/completions": Body("text/event-stream", sse_body())}
     import yaml
 
-    cfg = {
-        "providers": {"p": {"kind": "openai", "api_key": "sk-mock", "base_url": f"{mock_url}/bench/v1"}},
-        "routes": {"chat": {"deployments": [{"model": "p/gpt-4o-mini"}]}},
-        "state": {"path": str(tmp)},
-        "keys": {"required": True, "store": "sqlite"},
-    }
-    (tmp / "hyperion.yaml").write_text(yaml.safe_dump(cfg))
+    from hyperion_core import Gateway
+
     server = None
     try:
-        _wait(f"{mock_url}/_mock/health", mock)
+        with FixedNginx(routes, cpu=helper) as upstream, \
+                FixedNginx({}, cpu=helper, proxy_to=upstream.url) as proxy:
+            cfg = {
+                "providers": {"p": {"kind": "openai", "api_key": API_KEY, "base_url": f"{upstream.url}/v1"},
+                              "s": {"kind": "openai", "api_key": API_KEY, "base_url": f"{upstream.url}/sse/v1"}},
+                "routes": {"chat": {"deployments": [{"model": f"p/{MODEL}"}]},
+                           "stream": {"deployments": [{"model": f"s/{MODEL}"}]}},
+                "state": {"path": str(tmp)},
+                "keys": {"required": True, "store": "sqlite"},
+            }
+            (tmp / "hyperion.yaml").write_text(yaml.safe_dump(cfg))
 
-        from hyperion_core import Gateway
+            async def make_key() -> str:
+                gw = Gateway(cfg)
+                key, _ = await gw.keys.create("bench")
+                await gw.aclose()
+                return key
 
-        async def make_key() -> str:
-            gw = Gateway(cfg)
-            key, _ = await gw.keys.create("bench")
-            await gw.aclose()
-            return key
-
-        key = asyncio.run(make_key())
-        server = _start(["serve", "--config", str(tmp / "hyperion.yaml"), "--port", str(hyp_port),
-                         "--log-level", "warning", "--no-metrics"], helper_cpu)
-        hyp_url = f"http://127.0.0.1:{hyp_port}"
-        _wait(f"{hyp_url}/healthz", server)
-        results = asyncio.run(run(opts, mock_url, hyp_url, key, server.pid))
+            key = asyncio.run(make_key())
+            port = free_port()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "hyperion_core.cli", "serve", "--config", str(tmp / "hyperion.yaml"),
+                 "--port", str(port), "--log-level", "warning"],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if helper is not None:
+                os.sched_setaffinity(server.pid, {helper})
+            hyp = f"http://127.0.0.1:{port}"
+            _wait(f"{hyp}/healthz", server)
+            proxy_worker = (_children(proxy.proc.pid) or [proxy.proc.pid])[0] if proxy.proc else None
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
+            direct = lua(tmp / "direct.lua", API_KEY, body)
+            hyper = lua(tmp / "hyper.lua", key, {**body, "model": "chat"})
+            targets = {
+                "upstream (direct)": (f"{upstream.url}/v1/chat/completions", direct, None),
+                "nginx proxy_pass": (f"{proxy.url}/v1/chat/completions", direct, proxy_worker),
+                "hyperion serve": (f"{hyp}/v1/chat/completions", hyper, server.pid),
+            }
+            results = measure(opts, targets)
+            rss = _rss_mb(server.pid)
+            # streaming: the server's CPU per chunk vs the library's
+            sse = lua(tmp / "sse.lua", key, {**body, "model": "stream", "stream": True})
+            k0 = _proc_ticks(server.pid)
+            streamed = wrk(f"{hyp}/v1/chat/completions", 16, opts.seconds, sse)
+            server_chunk_ms = (_proc_ticks(server.pid) - k0) / TICK * 1000 / (streamed["requests"] * N_STREAM_CHUNKS)
+            library_chunk_ms = asyncio.run(library_cpu_per_chunk(upstream.url, 300))
     finally:
-        for p in (server, mock):
-            if p is not None:
-                p.terminate()
-                p.wait(30)
-    meta = {"cpus": cpus, "pinned": pinned, "requests_per_round": opts.requests, "rounds": opts.rounds,
-            "python": sys.version.split()[0]}
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    verdict = {}
+    for level, row in results.items():
+        h, n = row["hyperion serve"], row["nginx proxy_pass"]
+        verdict[level] = {
+            "x_litellm_proxy": round(h["req_per_s"] / LITELLM_PROXY_REQ_S, 1),
+            "cpu_vs_nginx": round(h["cpu_ms_per_request"] / max(n["cpu_ms_per_request"], 1e-9), 1),
+            "req_s_vs_nginx": round(h["req_per_s"] / n["req_per_s"], 2),
+        }
+        print(f"{level}: {verdict[level]['x_litellm_proxy']}x the LiteLLM proxy's req/s (target >= 15), "
+              f"CPU {verdict[level]['cpu_vs_nginx']}x nginx proxy_pass (target <= 4), "
+              f"{verdict[level]['req_s_vs_nginx']}x its req/s")
+    stream = {"server_cpu_ms_per_chunk": round(server_chunk_ms, 4), "library_cpu_ms_per_chunk": round(library_chunk_ms, 4),
+              "ratio": round(server_chunk_ms / library_chunk_ms, 2)}
+    print(f"RSS of the worker: {rss:.0f} MB (target < 150); streaming CPU per chunk: server "
+          f"{stream['server_cpu_ms_per_chunk']} ms vs library {stream['library_cpu_ms_per_chunk']} ms "
+          f"({stream['ratio']}x, target <= 2)")
+    meta = {"cpus": cpus, "pinned": helper is not None, "seconds": opts.seconds, "rounds": opts.rounds,
+            "python": sys.version.split()[0], "load_generator": "wrk -t1"}
     if opts.json:
-        Path(opts.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+        Path(opts.json).write_text(json.dumps({"meta": meta, "results": results, "verdict": verdict,
+                                               "rss_mb": round(rss, 1), "stream": stream}, indent=2) + "\n")
         print(f"wrote {opts.json}")
     return 0
 
 
 if __name__ == "__main__":
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        print(INSTALL_HINT, file=sys.stderr)
+        sys.exit(2)
     sys.exit(main())
