@@ -16,11 +16,13 @@ Roles: ``admin`` manages keys and budgets and reads everything; ``member`` calls
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -292,22 +294,29 @@ class SqliteKeyStore(KeyStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise GovernanceStoreError(f"key store {self.path}: cannot create its folder ({exc.strerror})") from None
+        self._readers = threading.local()  # one open read connection per thread (event loop)
+        self._run("PRAGMA journal_mode=WAL")  # persistent in the file: readers never wait for a writer
         self._run("CREATE TABLE IF NOT EXISTS keys (key_id TEXT PRIMARY KEY, record BLOB NOT NULL)")
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
-            with self._connect() as db:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
                 return db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:  # a read-only or full disk, a locked or damaged file
             raise GovernanceStoreError(f"key store {self.path}: {exc}") from None
 
     async def _load(self, key_id: str) -> KeyRecord | None:
-        rows = await asyncio.to_thread(self._run, "SELECT record FROM keys WHERE key_id = ?", (key_id,))
+        # every request reads the file (a revocation by another process holds at once), on a connection
+        # this thread keeps open: a primary-key lookup in WAL mode is microseconds, cheaper than a hop
+        # to a worker thread plus a connect per request
+        db = getattr(self._readers, "db", None)
+        try:
+            if db is None:
+                db = self._readers.db = sqlite3.connect(self.path, timeout=10)
+            rows = db.execute("SELECT record FROM keys WHERE key_id = ?", (key_id,)).fetchall()
+        except sqlite3.Error as exc:
+            self._readers.db = None
+            raise GovernanceStoreError(f"key store {self.path}: {exc}") from None
         return KeyRecord.loads(rows[0][0]) if rows else None
 
     async def _save(self, record: KeyRecord) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from hyperion_core.errors import (
     AccessError,
+    GovernanceStoreError,
     InvalidKeyError,
     InvalidRequestError,
     KeyExpiredError,
@@ -127,3 +128,21 @@ async def test_sqlite_store_persists_across_instances(tmp_path):
     await s2.revoke(rec.key_id)
     with pytest.raises(KeyRevokedError):
         await s1.authenticate(key)
+
+
+async def test_sqlite_reads_on_a_kept_connection_still_see_other_writers_at_once(tmp_path):
+    """The read connection each thread keeps open (no hop, no connect per request) never serves a
+    stale record: a revocation or rotation written through another store (process) holds on the very
+    next authentication, and a damaged file is a clear store error, not a stack trace."""
+    reader = SqliteKeyStore(tmp_path / "k.db")
+    writer = SqliteKeyStore(tmp_path / "k.db")
+    key, rec = await writer.create("warm", team="t")
+    for _ in range(3):
+        assert (await reader.authenticate(key)).team == "t"  # warm: the kept connection is in use
+    new_key, _ = await writer.rotate(rec.key_id)
+    with pytest.raises(KeyRevokedError):
+        await reader.authenticate(key)
+    assert (await reader.authenticate(new_key)).team == "t"
+    (tmp_path / "bad.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(GovernanceStoreError, match="bad.db"):
+        SqliteKeyStore(tmp_path / "bad.db")
