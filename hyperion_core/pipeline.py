@@ -136,6 +136,10 @@ class Stage:
     always = False
     #: the stage that makes the upstream call (``open`` stops after it for streams)
     is_call = False
+    #: whether ``before`` / ``after`` do anything (set by :class:`Pipeline`: a hook left as the base
+    #: class's no-op is skipped, not awaited — a coroutine per stage and request saved)
+    runs_before = True
+    runs_after = True
 
     def applies(self, rs: RouteState | None, kind: str) -> bool:
         """Whether requests of ``kind`` on route ``rs`` (None: not found yet) pass this stage."""
@@ -153,6 +157,9 @@ class Pipeline:
 
     def __init__(self, stages: list[Stage] | tuple[Stage, ...], routes: dict[str, RouteState]) -> None:
         self.stages = tuple(stages)
+        for stage in self.stages:
+            stage.runs_before = _overrides(stage, "before")
+            stage.runs_after = _overrides(stage, "after")
         self.routes = routes
         self._plans: dict[tuple[str | None, str], tuple[Stage, ...]] = {}
         #: failures inside ``after`` hooks, by stage name (each is also on its request's context)
@@ -259,7 +266,8 @@ class Pipeline:
             while ctx.next < len(stages):
                 stage = stages[ctx.next]
                 ctx.next += 1
-                await stage.before(ctx)
+                if stage.runs_before:
+                    await stage.before(ctx)
                 if stop_at_call and stage.is_call:
                     break
         except BaseException as exc:  # noqa: BLE001 - cancellation too: the afters still settle and audit
@@ -272,8 +280,9 @@ class Pipeline:
         if ctx.done:
             return
         ctx.done = True
+        reached = ctx.next
         for i, stage in enumerate(ctx.stages):
-            if i < ctx.next or stage.always:
+            if stage.runs_after and (i < reached or stage.always):
                 try:
                     await stage.after(ctx)
                 except asyncio.CancelledError:
@@ -291,6 +300,11 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - e.g. a cache lock that could not be released
                 self.failures["exits"] += 1
                 ctx.after_errors = [*(ctx.after_errors or ()), ("exits", exc)]
+
+
+def _overrides(stage: Stage, hook: str) -> bool:
+    """Whether ``stage``'s ``hook`` is its own (its class's or set on the instance), not Stage's no-op."""
+    return hook in getattr(stage, "__dict__", ()) or getattr(type(stage), hook) is not getattr(Stage, hook)
 
 
 async def aclose_quietly(agen: Any) -> None:

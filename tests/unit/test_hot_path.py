@@ -1,0 +1,160 @@
+"""The hot path's cheaper mechanisms keep the behaviour of what they replace: the per-attempt deadline
+(``routing._timeout``, asyncio.timeout's semantics on one timer handle) and the pipeline skipping
+stage hooks that are the base class's no-op."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+from hyperion_core.pipeline import CHAT, Pipeline, Stage
+from hyperion_core.routing import _timeout
+from hyperion_core.types import ChatRequest
+
+needs_311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="the one-handle deadline needs Task.uncancel")
+
+
+# -- the per-attempt deadline -------------------------------------------------------------------
+
+
+@needs_311
+def test_deadline_past_raises_timeout_error_and_leaves_the_task_uncancelled():
+    async def main() -> tuple[str, int]:
+        try:
+            async with _timeout(0):
+                await asyncio.sleep(3600)
+        except TimeoutError:
+            task = asyncio.current_task()
+            assert task is not None
+            return "timeout", task.cancelling()
+        return "finished", -1
+
+    assert asyncio.run(main()) == ("timeout", 0)
+
+
+@needs_311
+def test_deadline_not_reached_returns_the_body_result_and_cancels_its_timer():
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        async with _timeout(3600):
+            await asyncio.sleep(0)
+            value = 42
+        live = [h for h in loop._scheduled if not h.cancelled()]  # noqa: SLF001 - the timer must be gone
+        return value, len(live)
+
+    assert asyncio.run(main()) == (42, 0)
+
+
+@needs_311
+def test_outer_cancellation_stays_a_cancellation():
+    async def body(started: asyncio.Event) -> None:
+        async with _timeout(3600):
+            started.set()
+            await asyncio.sleep(3600)
+
+    async def main() -> bool:
+        started = asyncio.Event()
+        task = asyncio.create_task(body(started))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return task.cancelled()
+
+    assert asyncio.run(main()) is True
+
+
+@needs_311
+def test_outer_cancellation_racing_the_deadline_is_not_turned_into_a_timeout():
+    async def body() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        async with _timeout(0):  # expires on the next loop step ...
+            task.cancel()  # ... and the caller cancels in the same step
+            await asyncio.sleep(3600)
+
+    async def main() -> str:
+        task = asyncio.create_task(body())
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        except TimeoutError:
+            return "timeout"
+        return "finished"
+
+    assert asyncio.run(main()) == "cancelled"
+
+
+@needs_311
+def test_body_errors_pass_through_the_deadline():
+    async def main() -> None:
+        async with _timeout(3600):
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        asyncio.run(main())
+
+
+# -- stage hooks ----------------------------------------------------------------------------------
+
+
+class _Log(Stage):
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.log = log
+
+
+class _BeforeOnly(_Log):
+    async def before(self, ctx):  # type: ignore[no-untyped-def]
+        self.log.append(f"{self.name}.before")
+
+
+class _AfterOnly(_Log):
+    always = True
+
+    async def after(self, ctx):  # type: ignore[no-untyped-def]
+        self.log.append(f"{self.name}.after")
+
+
+class _Refuse(_Log):
+    async def before(self, ctx):  # type: ignore[no-untyped-def]
+        self.log.append(f"{self.name}.before")
+        raise PermissionError("refused")
+
+    async def after(self, ctx):  # type: ignore[no-untyped-def]
+        self.log.append(f"{self.name}.after")
+
+
+def test_pipeline_runs_every_overridden_hook_in_order_and_marks_the_no_ops():
+    log: list[str] = []
+    late = _Log("late", log)
+
+    async def instance_after(ctx):  # type: ignore[no-untyped-def]
+        log.append("late.after (set on the instance)")
+
+    late.after = instance_after  # type: ignore[method-assign]
+    stages = [_BeforeOnly("a", log), _AfterOnly("b", log), late, _BeforeOnly("c", log)]
+    pipe = Pipeline(stages, {})
+    assert [(s.runs_before, s.runs_after) for s in stages] == [(True, False), (False, True), (False, True), (True, False)]
+
+    ctx = asyncio.run(pipe.run(pipe.context(ChatRequest("r", [{"role": "user", "content": "hi"}]), CHAT)))
+    assert ctx.next == 4 and ctx.done
+    assert log == ["a.before", "c.before", "b.after", "late.after (set on the instance)"]
+
+
+def test_pipeline_refusal_runs_afters_of_reached_and_always_stages_only():
+    log: list[str] = []
+    refuse, after_later = _Refuse("r", log), _Log("x", log)
+
+    async def x_after(ctx):  # type: ignore[no-untyped-def]
+        log.append("x.after")
+
+    after_later.after = x_after  # type: ignore[method-assign]
+    pipe = Pipeline([_BeforeOnly("a", log), refuse, after_later, _AfterOnly("audit", log)], {})
+    ctx = pipe.context(ChatRequest("r", [{"role": "user", "content": "hi"}]), CHAT)
+    with pytest.raises(PermissionError, match="refused"):
+        asyncio.run(pipe.run(ctx))
+    assert log == ["a.before", "r.before", "r.after", "audit.after"]  # x was not reached, audit always runs
