@@ -22,6 +22,7 @@ import orjson
 from ..errors import AccessError, BudgetExceededError, HyperionError, RateLimitedError
 from ..events import CACHE_TIERS, OUTCOMES, CacheTier  # one vocabulary (events.py)
 from ..events import Outcome as AuditOutcome
+from ..types import Attempt
 from .scrub import Scrubber
 
 #: error messages longer than this (characters) are cut, with a marker
@@ -57,6 +58,10 @@ class FrozenMap(Mapping[str, str]):
 
     def __reduce__(self):
         return (FrozenMap, (self._d,))
+
+
+#: the metadata of an event without any (immutable: shared)
+_EMPTY_METADATA = FrozenMap()
 
 
 @dataclass(slots=True, frozen=True)
@@ -230,7 +235,10 @@ def event_from_response(
     ``messages`` are stored (scrubbed, as JSON) only with ``store_content``; so is the answer.
     ``time`` defaults to now (epoch seconds). ``secrets`` are extra strings never to store.
     """
-    scrubber = _scrubber(caller, secrets)
+    # the hot path of every answered request: no scrubber unless there is text to scrub, no keyword
+    # dicts merged, the metadata handed over already frozen
+    merged = _merged_metadata(caller, metadata)
+    scrubber = _scrubber(caller, secrets) if store_content or merged else None
     usage = getattr(resp, "usage", None)
     cache = getattr(resp, "cache", None)
     return AuditEvent(
@@ -238,22 +246,27 @@ def event_from_response(
         time=_time.time() if time is None else time,
         outcome="ok",
         request_id=getattr(resp, "request_id", None),
-        **_caller_fields(caller),
+        key_id=_str_or_none(getattr(caller, "key_id", None)),
+        team=_str_or_none(getattr(caller, "team", None)),
+        user=_str_or_none(getattr(caller, "user", None)),
         route=getattr(resp, "route", None),
         deployment=getattr(resp, "deployment", None),
         attempts=_attempts(getattr(resp, "attempts", ())),
-        **_usage_fields(usage),
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_prompt_tokens=int(getattr(usage, "cached_prompt_tokens", 0) or 0),
+        reasoning_tokens=int(getattr(usage, "reasoning_tokens", 0) or 0),
         cost=_num(getattr(resp, "cost", 0.0)) or 0.0,
-        cost_saved=_num(getattr(cache, "cost_saved", 0.0)) or 0.0,
+        cost_saved=_num(getattr(cache, "cost_saved", 0.0)) or 0.0 if cache is not None else 0.0,
         cache_tier=getattr(cache, "tier", None),
         ttft_ms=_num(getattr(resp, "ttft_ms", None)),
         latency_ms=_num(getattr(resp, "latency_ms", None)),
         stream=stream,
         delivered_chunks=delivered_chunks,
-        guardrails=tuple(guardrails),
-        prompt=_prompt(messages, scrubber) if store_content else None,
-        answer=_answer(resp, scrubber) if store_content else None,
-        metadata=_metadata(caller, metadata, scrubber),
+        guardrails=guardrails if type(guardrails) is tuple else tuple(guardrails),
+        prompt=_prompt(messages, scrubber) if scrubber is not None and store_content else None,
+        answer=_answer(resp, scrubber) if scrubber is not None and store_content else None,
+        metadata=FrozenMap(scrubber.metadata(merged)) if scrubber is not None and merged else _EMPTY_METADATA,
     )
 
 
@@ -346,6 +359,13 @@ def _usage_fields(usage: Any) -> dict[str, int]:
 def _attempts(attempts: Iterable[Any]) -> tuple[AuditAttempt, ...]:
     out = []
     for a in attempts:
+        if type(a) is Attempt:  # the gateway's own record (typed): no duck typing needed
+            latency = a.latency_ms
+            out.append(AuditAttempt(
+                str(a.deployment), str(a.outcome), a.error_class, int(a.status) if isinstance(a.status, int) else None,
+                (latency if type(latency) is float and math.isfinite(latency) else _num(latency)) or 0.0,
+            ))
+            continue
         if isinstance(a, AuditAttempt):
             out.append(a)
             continue
@@ -363,12 +383,18 @@ def _attempts(attempts: Iterable[Any]) -> tuple[AuditAttempt, ...]:
 
 
 def _metadata(caller: Any, extra: Mapping[str, Any] | None, scrubber: Scrubber) -> dict[str, str]:
+    return scrubber.metadata(_merged_metadata(caller, extra))
+
+
+def _merged_metadata(caller: Any, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The caller's metadata, its tags and the pipeline's notes, not scrubbed yet."""
     merged: dict[str, Any] = dict(getattr(caller, "metadata", None) or {})
     tags = getattr(caller, "tags", None)
     if tags:
         merged["tags"] = ",".join(map(str, tags))
-    merged.update(extra or {})
-    return scrubber.metadata(merged)
+    if extra:
+        merged.update(extra)
+    return merged
 
 
 def _prompt(messages: Sequence[Mapping[str, Any]] | None, scrubber: Scrubber) -> str | None:

@@ -158,3 +158,46 @@ def test_pipeline_refusal_runs_afters_of_reached_and_always_stages_only():
     with pytest.raises(PermissionError, match="refused"):
         asyncio.run(pipe.run(ctx))
     assert log == ["a.before", "r.before", "r.after", "audit.after"]  # x was not reached, audit always runs
+
+
+# -- the audit event of an answered request ---------------------------------------------------------
+
+
+def _resp(**kw):  # type: ignore[no-untyped-def]
+    from hyperion_core.types import Attempt, ChatResponse, Usage
+
+    base = dict(request_id="req-1", route="chat", deployment="d1", model="m", content="the answer hk-abc.s3cretsecret",
+                tool_calls=(), finish_reason="stop", usage=Usage(5, 7), cost=0.25,
+                attempts=(Attempt("d0", "error", 3.0, "ProviderTimeoutError", None), Attempt("d1", "ok", float("nan"))),
+                latency_ms=12.5)
+    base.update(kw)
+    return ChatResponse(**base)
+
+
+def test_audit_event_of_an_answer_without_metadata_or_content():
+    from hyperion_core.audit import event_from_response
+    from hyperion_core.audit.record import AuditAttempt
+    from hyperion_core.types import Caller
+
+    caller = Caller("hk-abc.s3cretsecret", "abc", "team1", "user1", (), {})
+    ev = event_from_response(_resp(), caller, stream=False, store_content=False,
+                             messages=[{"role": "user", "content": "hi"}], time=7.0)
+    assert (ev.outcome, ev.time, ev.request_id, ev.key_id, ev.team, ev.user) == ("ok", 7.0, "req-1", "abc", "team1", "user1")
+    assert (ev.prompt_tokens, ev.completion_tokens, ev.cost, ev.cost_saved, ev.latency_ms) == (5, 7, 0.25, 0.0, 12.5)
+    assert ev.attempts == (AuditAttempt("d0", "error", "ProviderTimeoutError", None, 3.0), AuditAttempt("d1", "ok", None, None, 0.0))
+    assert dict(ev.metadata) == {} and ev.prompt is None and ev.answer is None
+    assert ev.to_dict()["metadata"] == {}
+
+
+def test_audit_event_of_an_answer_scrubs_metadata_tags_and_content():
+    from hyperion_core.audit import event_from_response
+    from hyperion_core.types import Caller
+
+    caller = Caller("hk-abc.s3cretsecret", "abc", "team1", "user1", ("blue", "x"), {"api_key": "k-1", "app": "demo"})
+    ev = event_from_response(_resp(), caller, stream=True, store_content=True, delivered_chunks=3,
+                             messages=[{"role": "user", "content": "my key is hk-abc.s3cretsecret"}],
+                             metadata={"usage": "estimated"}, guardrails=["in:pii:EMAIL:redact:1"])
+    assert dict(ev.metadata) == {"api_key": "[REDACTED]", "app": "demo", "tags": "blue,x", "usage": "estimated"}
+    assert ev.prompt is not None and "s3cretsecret" not in ev.prompt and "[REDACTED]" in ev.prompt
+    assert ev.answer is not None and "s3cretsecret" not in ev.answer and ev.answer.startswith("the answer")
+    assert (ev.stream, ev.delivered_chunks, ev.guardrails) == (True, 3, ("in:pii:EMAIL:redact:1",))
