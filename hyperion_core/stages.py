@@ -344,7 +344,9 @@ class Call(Stage):
             ctx.rs, lambda d: d.adapter.chat(req), attempts, resolve=self.parts.route, timeout=req.timeout,
             request_id=req.request_id, retries=req.max_retries, ordered=ctx.plan, ctx=ctx,
         )
-        chars = len(resp.content or "") + sum(len(t.arguments) for t in resp.tool_calls)
+        chars = len(resp.content or "")
+        if resp.tool_calls:
+            chars += sum(len(t.arguments) for t in resp.tool_calls)
         usage, note = checked_usage(resp.usage, req, ds.adapter.target.model, chars)
         if note is not None:
             ctx.note("usage", note)

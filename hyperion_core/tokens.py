@@ -161,7 +161,12 @@ def checked_usage(usage: Usage, req: ChatRequest, model: str | None, answer_char
     and cache-write tokens are kept within the prompt and reasoning within the completion. Returns the
     usage and a note for audit (``"estimated..."``, ``"clamped"``, or None when used as given)."""
     p, c = usage.prompt_tokens, usage.completion_tokens
-    fields = (p, c, usage.cached_prompt_tokens, usage.cache_write_tokens, usage.reasoning_tokens)
+    cached, written, reasoning = usage.cached_prompt_tokens, usage.cache_write_tokens, usage.reasoning_tokens
+    if (type(p) is int and type(c) is int and type(cached) is int and type(written) is int and type(reasoning) is int
+            and 0 <= cached and 0 <= written and cached + written <= p <= PLAUSIBLE_TOKENS
+            and 0 <= reasoning <= c <= PLAUSIBLE_TOKENS and (p or c or not answer_chars)):
+        return usage, None  # the common case, decided without building anything
+    fields = (p, c, cached, written, reasoning)
     missing = p == 0 and c == 0 and answer_chars > 0
     absurd = any(type(v) is not int or v < 0 or v > PLAUSIBLE_TOKENS for v in fields)
     if missing or absurd:  # what was sent and received is a better measure than nonsense

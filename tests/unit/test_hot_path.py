@@ -201,3 +201,22 @@ def test_audit_event_of_an_answer_scrubs_metadata_tags_and_content():
     assert ev.prompt is not None and "s3cretsecret" not in ev.prompt and "[REDACTED]" in ev.prompt
     assert ev.answer is not None and "s3cretsecret" not in ev.answer and ev.answer.startswith("the answer")
     assert (ev.stream, ev.delivered_chunks, ev.guardrails) == (True, 3, ("in:pii:EMAIL:redact:1",))
+
+
+# -- usage checked on every answer ---------------------------------------------------------------------
+
+
+def test_checked_usage_keeps_valid_usage_as_given_up_to_the_bounds():
+    from hyperion_core.tokens import PLAUSIBLE_TOKENS, checked_usage
+    from hyperion_core.types import Usage
+
+    req = ChatRequest("r", [{"role": "user", "content": "hi"}])
+    edge = Usage(PLAUSIBLE_TOKENS, PLAUSIBLE_TOKENS, cached_prompt_tokens=PLAUSIBLE_TOKENS - 1, cache_write_tokens=1,
+                 reasoning_tokens=PLAUSIBLE_TOKENS)
+    assert checked_usage(edge, req, None, 10) == (edge, None)
+    assert checked_usage(Usage(0, 0), req, None, 0) == (Usage(0, 0), None)
+    # one past a bound, a float or a bool: never taken as given
+    for bad in (Usage(PLAUSIBLE_TOKENS + 1, 1), Usage(3, 2, cached_prompt_tokens=2, cache_write_tokens=2),
+                Usage(3, 2, reasoning_tokens=3), Usage(3.0, 2), Usage(True, 2)):  # type: ignore[arg-type]
+        fixed, note = checked_usage(bad, req, None, 10)
+        assert note is not None and fixed != bad, bad
