@@ -1,5 +1,5 @@
 """The hot path's cheaper mechanisms keep the behaviour of what they replace: the per-attempt deadline
-(``routing._timeout``, asyncio.timeout's semantics on one timer handle) and the pipeline skipping
+(``deadline.timeout``, asyncio.timeout's semantics on one timer handle) and the pipeline skipping
 stage hooks that are the base class's no-op."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from hyperion_core.deadline import timeout as _timeout
 from hyperion_core.pipeline import CHAT, Pipeline, Stage
-from hyperion_core.routing import _timeout
 from hyperion_core.types import ChatRequest
 
 needs_311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="the one-handle deadline needs Task.uncancel")
