@@ -69,6 +69,9 @@ class Planners:
         self.scores = scores
         self.budgets = BudgetUse(governance, clock.now)
         self._conf: dict[str, dict[str, Mapping[str, float] | None]] = {}  # route -> deployment -> config scores
+        #: (route, deployment set, task) -> (scores version, ranking, reason, scores compared): a ranking
+        #: is recomputed only when the task is new or the route's runtime scores changed
+        self._ranks: dict[tuple[str, str, str], tuple[int, list[DeploymentState], str, dict[str, float]]] = {}
 
     def attach(self, rs: RouteState) -> None:
         """Give ``rs`` its planner when its strategy reads the request."""
@@ -79,22 +82,32 @@ class Planners:
             rs.planner = self._quality(rs)
 
     async def _ranked(
-        self, rs: RouteState, deps: Sequence[DeploymentState], req: Any
+        self, rs: RouteState, deps: Sequence[DeploymentState], req: Any, group: str = ""
     ) -> tuple[list[DeploymentState], str, dict[str, float]]:
-        """``deps`` in quality order for the request's task, the reason and the scores compared."""
+        """``deps`` in quality order for the request's task, the reason and the scores compared
+        (``group`` names ``deps``: "" for the route's deployments, else the policy rule's name)."""
         task = task_of(req, rs.cfg.quality_tag_prefix)
         runtime = await self.scores.get(rs.name)
+        version = self.scores.version(rs.name)
+        key = (rs.name, group, task)
+        hit = self._ranks.get(key)
+        if hit is not None and hit[0] == version:
+            return list(hit[1]), hit[2], dict(hit[3])
         conf = self._conf[rs.name]
         scores = {d.name: score_of(conf.get(d.name), runtime.get(d.name), task) for d in deps}
         margin = rs.cfg.quality_margin
         ordered, chosen, best = pick(deps, scores, margin)
         compared = {k: v for k, v in scores.items() if v is not None}
         if chosen is None:
-            return ordered, f"task {task}: no quality scores, failover order", compared
-        s = scores[chosen.name]
-        reason = (f"task {task}: {chosen.name} scores {s:.3g}, within {margin:g} of the best {best:.3g}, "
-                  f"cheapest at ${chosen.unit_price * 1e6:.4g}/Mtok")
-        return ordered, reason, compared
+            reason = f"task {task}: no quality scores, failover order"
+        else:
+            s = scores[chosen.name]
+            reason = (f"task {task}: {chosen.name} scores {s:.3g}, within {margin:g} of the best {best:.3g}, "
+                      f"cheapest at ${chosen.unit_price * 1e6:.4g}/Mtok")
+        if len(self._ranks) >= 4096:  # tasks come from callers: bounded
+            self._ranks.clear()
+        self._ranks[key] = (version, ordered, reason, compared)
+        return list(ordered), reason, dict(compared)
 
     def _quality(self, rs: RouteState) -> Any:
         async def plan(ctx: Any) -> tuple[list[DeploymentState], RouteDecision]:
@@ -133,7 +146,7 @@ class Planners:
             chosen = sets[rule.name]
             scores = None
             if rule.then == "quality":
-                chosen, how, scores = await self._ranked(rs, chosen, req)
+                chosen, how, scores = await self._ranked(rs, chosen, req, rule.name)
             else:
                 chosen = arrange(rule.then, chosen, self.rng, stream=ctx.stream_mode)
                 how = rule.then

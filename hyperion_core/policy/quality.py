@@ -70,6 +70,12 @@ class QualityScores:
         self._now = now or time.monotonic
         self._local: dict[str, dict[str, dict[str, float]]] = {}  # route -> deployment -> task -> score
         self._expires: dict[str, float] = {}
+        self._versions: dict[str, int] = {}  # route -> bumped on every change of its runtime scores
+
+    def version(self, route: str) -> int:
+        """A number that changes whenever the route's runtime scores (as :meth:`get` returns them) may
+        have changed: a planner reuses a ranking computed at the same version."""
+        return self._versions.get(route, 0)
 
     @property
     def shared(self) -> bool:
@@ -87,6 +93,7 @@ class QualityScores:
             else:
                 await client.hset(self._key(route), field, repr(float(score)))
         table = self._local.setdefault(route, {}).setdefault(deployment, {})
+        self._versions[route] = self._versions.get(route, 0) + 1
         if score is None:
             table.pop(task, None)
         else:
@@ -116,7 +123,9 @@ class QualityScores:
                 table.setdefault(dep, {})[task] = float(v)
             except ValueError:
                 continue
-        self._local[route] = table
+        if table != self._local.get(route):
+            self._local[route] = table
+            self._versions[route] = self._versions.get(route, 0) + 1
 
 
 __all__ = ["QualityScores", "task_of", "score_of", "pick", "REFRESH_S"]

@@ -318,6 +318,10 @@ async def test_a_policy_rule_can_pick_by_quality(mock, tmp_path):
     assert high.decision.scores == {"big": 0.90, "mid": 0.87, "small": 0.70}
     assert high.decision.reason.startswith("rule high: tag quality:high -> big (task default: big scores 0.9")
     assert (await gw.acomplete("chat", user("hi"))).deployment == "small"
+    high.decision.scores["big"] = 0.0  # a caller's change to one response's scores touches no other
+    await gw.aset_quality("chat", "mid", "default", 0.93)  # the rule's ranking is not reused once scores change
+    again = await gw.acomplete("chat", user("hi"), caller=Caller(tags=("quality:high",)))
+    assert again.deployment == "mid" and again.decision.scores == {"big": 0.90, "mid": 0.93, "small": 0.70}
     await gw.aclose()
 
 
