@@ -59,6 +59,44 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiments(args: argparse.Namespace) -> int:
+    """``report`` reads the records (shared through Redis when the config's state is there);
+    ``promote`` prints (``--write``: applies) the config change that makes variant B primary."""
+    from pathlib import Path
+
+    import yaml
+
+    from .experiments.promote import promote_diff, promoted
+    from .gateway import Gateway
+
+    async def read() -> Any:
+        gw = Gateway(args.config)
+        try:
+            return await gw.experiments.report(args.name)
+        finally:
+            await gw.aclose()
+
+    import asyncio
+
+    report = asyncio.run(read())
+    if args.action == "report":
+        print(report.table())
+        if args.html:
+            Path(args.html).write_text(report.html(), encoding="utf-8")
+            print(f"wrote {args.html}")
+        return 0
+    raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+    print(f"verdict: {report.verdict}")
+    if not report.promote and not args.force:
+        print("hyperion: the report does not favour B; --force promotes anyway", file=sys.stderr)
+        return 1
+    print(promote_diff(raw, args.name, args.config), end="")
+    if args.write:
+        Path(args.config).write_text(yaml.safe_dump(promoted(raw, args.name), sort_keys=False), encoding="utf-8")
+        print(f"wrote {args.config} (YAML comments are not kept)")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from .config import GatewayConfig
 
@@ -215,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--otel", action="store_true",
                     help="OpenTelemetry request spans through the global tracer provider (the 'otel' extra)")
     sv.set_defaults(func=_serve)
+    ex = sub.add_parser("experiments", help="shadow / split experiments: report, promote")
+    ex.add_argument("action", choices=["report", "promote"])
+    ex.add_argument("name", help="the experiment (a route's split/shadow name, default '<route>-split' / '-shadow')")
+    ex.add_argument("--config", required=True, help="gateway YAML")
+    ex.add_argument("--html", default=None, help="report: also write an HTML page with the plots here")
+    ex.add_argument("--write", action="store_true", help="promote: rewrite the config file (comments are lost)")
+    ex.add_argument("--force", action="store_true", help="promote even when the report favours A")
+    ex.set_defaults(func=_experiments)
     c = sub.add_parser("check", help="validate a gateway config file")
     c.add_argument("config")
     c.set_defaults(func=_check)

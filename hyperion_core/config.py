@@ -30,6 +30,7 @@ from ._text import suggest
 from .audit.config import AuditConfig
 from .cache.config import CacheSettings, CacheTuning
 from .errors import ConfigError
+from .experiments.config import ShadowConfig, SplitConfig, experiment_problems
 from .governance.config import GovernanceConfig
 from .guardrails.config import GuardrailPolicy, GuardrailsConfig
 from .hedge import HedgeConfig
@@ -111,6 +112,8 @@ class DeploymentConfig(_Strict):
     function_calling: bool | None = None
     #: default request parameters for this deployment (a request's own values win)
     params: dict[str, Any] = Field(default_factory=dict)
+    #: the application's current direct path (experiment reports label it ``direct``)
+    direct: bool = False
     #: quality score (0..1) per task for the ``quality`` strategy, e.g. ``{default: 0.8, code: 0.9}``;
     #: scores set at run time (``Gateway.set_quality``) win
     quality: dict[str, QualityScore] | None = None
@@ -234,6 +237,10 @@ class RouteConfig(_Strict):
     #: hedged requests: race the next deployment when the first has not answered (streams: no first
     #: chunk) after ``after_ms`` (absent = no hedging); see ``hyperion_core.hedge.HedgeConfig``
     hedge: HedgeConfig | None = None
+    #: mirror a sample to another route in the background (``hyperion_core.experiments``)
+    shadow: ShadowConfig | None = None
+    #: send a sticky share of traffic to variant B, a deployment or a route (``hyperion_core.experiments``)
+    split: SplitConfig | None = None
 
 
 class StateConfig(_Strict):
@@ -565,7 +572,7 @@ def _cross_check(cfg: GatewayConfig) -> list[str]:
             problems.append(
                 f"routes.{rname}.cache.semantic.grey_zone.route: unknown route '{gz.route}'" + suggest(gz.route, set(cfg.routes))
             )
-        problems += route_policy_problems(rname, route)
+        problems += route_policy_problems(rname, route) + experiment_problems(rname, route, cfg.routes)
         if route.strategy == "weighted" and not any(d.weight > 0 for d in route.deployments):
             problems.append(f"routes.{rname}.deployments: strategy 'weighted' needs a weight above 0")
     return problems

@@ -19,6 +19,8 @@ from typing_extensions import Unpack
 from ._portal import Portal
 from .build import attach_planners, build_cache, build_routes
 from .config import GatewayConfig
+from .experiments.api import Experiments
+from .experiments.stage import Experiment
 from .external import ExternalCall, ExternalCalls
 from .http import HttpClient
 from .pipeline import CHAT, EMBED, STREAM, Pipeline, RequestContext
@@ -65,6 +67,11 @@ class Gateway(Reads, ExternalCalls, QualityControls):
                                               services=self.services)
         self.parts = Parts(self._routes, self.router, self.services, self.cache)
         self.pipeline = Pipeline(build_stages(self.parts), self._routes)
+        #: shadow / split experiments: records, kill switch, reports (``hyperion_core.experiments``)
+        self.experiments = Experiments(self)
+        for stage in self.pipeline.stages:
+            if isinstance(stage, Experiment):
+                stage.api = self.experiments
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kw: Any) -> Gateway:
@@ -202,6 +209,7 @@ class Gateway(Reads, ExternalCalls, QualityControls):
 
     async def aclose(self) -> None:
         """Flush the audit log; close the connection pool, cache and governance connections."""
+        await self.experiments.flush()  # shadow calls in flight finish (and are audited) first
         await self.services.aclose()
         await self.http.aclose()
         if self.cache is not None:

@@ -7,6 +7,8 @@ Authorize   a virtual key is authenticated (a warm key from memory, re-read duri
             may call the route; a gateway with ``keys.required`` refuses requests without one
 GuardIn     input guardrails: prompt injection blocked or flagged; PII redacted into placeholders
             (what cache, provider and audit see), blocked or flagged. Before admission: a block is free
+Experiment  a split's variant (a deployment put first, or another route) before admission prices it;
+            after the answer, a shadow sample mirrored in the background and a record per variant
 Admit       rate limits and the budget reservation: the worst case the call may cost
 Cache       an exact or semantic hit answers the request; a miss leads (or waits for) the one
             upstream call of identical concurrent requests; the answer is stored afterwards
@@ -38,6 +40,7 @@ from .errors import (
     RouteNotFoundError,
     StreamInterruptedError,
 )
+from .experiments.stage import Experiment
 from .governance.keys import KEY_PREFIX, KeyRecord, check_active, parse_key, verify_secret
 from .pipeline import CHAT, EMBED, EXTERNAL, STREAM, RequestContext, Stage, StreamCancelled
 from .stream_runner import StreamRunner, replay
@@ -540,7 +543,9 @@ class Audit(Stage):
 
 
 #: every stage a request passes, in order; each route and request kind runs the ones that apply
-STAGES: tuple[type[Stage], ...] = (Validate, Authorize, GuardIn, Admit, Cache, Call, GuardOut, Settle, Audit)
+STAGES: tuple[type[Stage], ...] = (
+    Validate, Authorize, GuardIn, Experiment, Admit, Cache, Call, GuardOut, Settle, Audit,
+)
 
 
 def build_stages(parts: Parts) -> list[Stage]:
@@ -549,5 +554,5 @@ def build_stages(parts: Parts) -> list[Stage]:
 
 __all__ = [
     "STAGES", "Parts", "build_stages", "output_cap", "thinking_budget", "answers", "validate_chat", "check_extra",
-    "Validate", "Authorize", "GuardIn", "Admit", "Cache", "Call", "GuardOut", "Settle", "Audit",
+    "Validate", "Authorize", "GuardIn", "Experiment", "Admit", "Cache", "Call", "GuardOut", "Settle", "Audit",
 ]

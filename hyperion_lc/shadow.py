@@ -27,7 +27,6 @@ import contextvars
 import copy
 import itertools
 import random
-import re
 import statistics
 import threading
 import time
@@ -42,10 +41,9 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from hyperion_core.doors import usage_from
+from hyperion_core.experiments.stage import text_agreement
 from hyperion_core.pricing import lookup as price_lookup
 from hyperion_core.types import Usage
-
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(slots=True, frozen=True)
@@ -115,17 +113,6 @@ def answer_text(out: Any) -> str:
     if isinstance(out, str):
         return out
     return repr(out)
-
-
-def text_agreement(a: str, b: str) -> float:
-    """1.0 for the same text (case and whitespace aside), else the Jaccard overlap of their words."""
-    na, nb = " ".join(a.lower().split()), " ".join(b.lower().split())
-    if na == nb:
-        return 1.0
-    wa, wb = set(_WORD.findall(na)), set(_WORD.findall(nb))
-    if not wa and not wb:
-        return 1.0
-    return len(wa & wb) / len(wa | wb)
 
 
 def _cost(out: Any) -> float | None:

@@ -33,7 +33,7 @@ def config(mock, dep: str, tmp_path, **extra) -> dict:
 
 def test_one_list_names_every_stage_in_order():
     assert [s.name for s in STAGES] == [
-        "validate", "authorize", "guard_in", "admit", "cache", "call", "guard_out", "settle", "audit",
+        "validate", "authorize", "guard_in", "experiment", "admit", "cache", "call", "guard_out", "settle", "audit",
     ]
 
 
