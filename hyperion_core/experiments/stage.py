@@ -96,7 +96,7 @@ class Experiment(Stage):
         tag = ctx.notes.get("experiment") if ctx.notes else None
         if tag is not None:
             name, _, variant = tag.rpartition(":")
-            api.record(primary_record(ctx, name, variant, api.labels))
+            api.record(primary_record(ctx, name, variant, api.labels, api.now()))
         rs = self.parts.routes.get(ctx.req.route) if ctx.rs is None else ctx.rs
         sh = rs.cfg.shadow if rs is not None else None
         if sh is None or ctx.error is not None or ctx.response is None or ctx.response.cache is not None:
@@ -108,15 +108,15 @@ class Experiment(Stage):
         api.mirror(shadow_name(rs.name, sh), sh, ctx)
 
 
-def primary_record(ctx: RequestContext, name: str, variant: str, labels: dict[str, str]) -> Record:
+def primary_record(ctx: RequestContext, name: str, variant: str, labels: dict[str, str], at: float) -> Record:
     resp, err = ctx.response, ctx.error
     latency = (time.perf_counter() - ctx.perf) * 1000.0
     if resp is not None and err is None:
-        return Record(name, variant, ctx.started, resp.latency_ms or latency, True, None, resp.ttft_ms,
+        return Record(name, variant, at, resp.latency_ms or latency, True, None, resp.ttft_ms,
                       resp.usage.prompt_tokens, resp.usage.completion_tokens, resp.cost, resp.deployment,
                       labels.get(resp.deployment))
     billed = ctx.billed
-    return Record(name, variant, ctx.started, latency, False, type(err).__name__ if err else "Unknown",
+    return Record(name, variant, at, latency, False, type(err).__name__ if err else "Unknown",
                   cost=billed[1] if billed else 0.0, deployment=billed[2] if billed else None)
 
 
@@ -125,7 +125,7 @@ async def run_shadow(api: Experiments, name: str, cfg: Any, ctx: RequestContext)
     budget subject key ``shadow:<name>``; its record carries the answers' agreement."""
     primary = ctx.response
     assert primary is not None
-    req, started = ctx.req, time.time()
+    req, started = ctx.req, api.now()
     caller = Caller(key_id=f"shadow:{name}", team=None, user=None, tags=("shadow",), internal=True)
     t0 = time.perf_counter()
     try:
@@ -134,19 +134,19 @@ async def run_shadow(api: Experiments, name: str, cfg: Any, ctx: RequestContext)
                                            tools=req.tools, response_format=req.response_format)
     except Exception as exc:  # noqa: BLE001 - a shadow's failure is a record, never the caller's error
         api.record(Record(name, "b", started, (time.perf_counter() - t0) * 1000.0, False, type(exc).__name__))
-        api.record(shadow_primary(name, ctx, api.labels))
+        api.record(shadow_primary(name, ctx, api.labels, started))
         return
     a, b = primary.content or "", resp.content or ""
     agreement = text_agreement(a, b)
-    api.record(shadow_primary(name, ctx, api.labels, agreement, a == b))
+    api.record(shadow_primary(name, ctx, api.labels, started, agreement, a == b))
     api.record(Record(name, "b", started, resp.latency_ms, True, None, resp.ttft_ms, resp.usage.prompt_tokens,
                       resp.usage.completion_tokens, resp.cost, resp.deployment, api.labels.get(resp.deployment),
                       agreement, a == b))
 
 
-def shadow_primary(name: str, ctx: RequestContext, labels: dict[str, str], agreement: float | None = None,
-                   exact: bool | None = None) -> Record:
-    r = primary_record(ctx, name, "a", labels)
+def shadow_primary(name: str, ctx: RequestContext, labels: dict[str, str], at: float,
+                   agreement: float | None = None, exact: bool | None = None) -> Record:
+    r = primary_record(ctx, name, "a", labels, at)
     return Record(r.experiment, r.variant, r.time, r.latency_ms, r.ok, r.error_class, r.ttft_ms, r.prompt_tokens,
                   r.completion_tokens, r.cost, r.deployment, r.label, agreement, exact)
 
