@@ -26,6 +26,10 @@ class ShadowConfig(BaseModel):
     sample: float = Field(default=0.1, ge=0, le=1)
     #: shadow calls in flight at most; beyond that a sample is dropped (and counted), never queued
     max_pending: int = Field(default=64, ge=1)
+    #: a route whose model scores each answer pair's agreement (0..1), billed to ``shadow:<name>``
+    judge: str | None = None
+    #: seconds the judge may take per pair (then the pair has no judge score)
+    judge_timeout: float = Field(default=10.0, gt=0)
 
 
 class SplitConfig(BaseModel):
@@ -62,6 +66,8 @@ def experiment_problems(rname: str, route: Any, routes: Mapping[str, Any]) -> li
             out.append(f"routes.{rname}.shadow.target: a route cannot shadow itself")
         elif routes[sh.target].kind != "chat":
             out.append(f"routes.{rname}.shadow.target: route '{sh.target}' is not a chat route")
+        if sh.judge is not None and sh.judge not in routes:
+            out.append(f"routes.{rname}.shadow.judge: unknown route '{sh.judge}'" + suggest(sh.judge, set(routes)))
     if sp is not None:
         deps = {d.id for d in route.deployments}
         if sp.target not in deps and sp.target not in routes:

@@ -51,6 +51,8 @@ class VariantStats:
     cost_by_day: dict[str, float]
     agreement_mean: float | None
     exact_rate: float | None
+    similarity_mean: float | None
+    judge_mean: float | None
     latencies: tuple[float, ...] = field(repr=False, default=())
     agreements: tuple[float, ...] = field(repr=False, default=())
 
@@ -84,6 +86,10 @@ class ExperimentReport:
         if self.b.agreement_mean is not None:
             rows.append(("agreement with A (mean / exact)", "-",
                          f"{self.b.agreement_mean:.2f} / {self.b.exact_rate or 0:.0%}"))
+        if self.b.similarity_mean is not None:
+            rows.append(("embedding similarity with A (mean)", "-", f"{self.b.similarity_mean:.3f}"))
+        if self.b.judge_mean is not None:
+            rows.append(("judge score (mean)", "-", f"{self.b.judge_mean:.2f}"))
         out = [f"experiment {self.name} ({self.kind} on route {self.route})", "",
                "| | A | B |", "|---|---:|---:|"]
         out += [f"| {k} | {x} | {y} |" for k, x, y in rows]
@@ -132,6 +138,10 @@ class ExperimentReport:
         table = self.table().replace("&", "&amp;").replace("<", "&lt;")
         return (f"<!doctype html><meta charset=utf-8><title>{self.name}</title><pre>{table}</pre>"
                 + "".join(imgs))
+
+
+def _mean(xs: list[float]) -> float | None:
+    return float(np.mean(xs)) if xs else None
 
 
 def _iv(iv: Interval | None, digits: int = 1) -> str:
@@ -198,6 +208,8 @@ def variant_stats(variant: str, rows: list[Record], rng: np.random.Generator, re
         cost_by_day=dict(sorted(days.items())),
         agreement_mean=float(np.mean(agree)) if agree and variant == "b" else None,
         exact_rate=float(np.mean(exact)) if exact and variant == "b" else None,
+        similarity_mean=_mean([r.similarity for r in rows if r.similarity is not None]),
+        judge_mean=_mean([r.judge for r in rows if r.judge is not None]),
         latencies=tuple(lat.tolist()),
         agreements=tuple(agree) if variant == "b" else (),
     )
@@ -252,9 +264,12 @@ def decide(a: VariantStats, b: VariantStats, cost: Interval | None, p95: Interva
         parts.append(f"p95 latency {p95.value:+.1f} ms (CI {p95.low:+.1f} to {p95.high:+.1f})")
     failing = b.error_rate > a.error_rate + 0.01
     parts.append(f"errors {b.error_rate:.1%} vs {a.error_rate:.1%}")
-    disagree = b.agreement_mean is not None and b.agreement_mean < AGREE_OK
-    if b.agreement_mean is not None:
-        parts.append(f"agreement {b.agreement_mean:.2f}")
+    # the strongest measure there is: a judge's score, else embedding similarity, else word overlap
+    measures = (("judge score", b.judge_mean), ("similarity", b.similarity_mean), ("agreement", b.agreement_mean))
+    label, score = next(((k, v) for k, v in measures if v is not None), ("agreement", None))
+    disagree = score is not None and score < AGREE_OK
+    if score is not None:
+        parts.append(f"{label} {score:.2f}")
     promote = cheaper and not slower and not failing and not disagree
     why = [w for w, bad in (("more expensive", not cheaper), ("slower", slower), ("fails more", failing),
                             ("answers differ", disagree)) if bad]

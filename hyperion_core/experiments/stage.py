@@ -3,12 +3,15 @@ and a record per variant (see the package docstring)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import random
 import re
 import time
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..pipeline import CHAT, STREAM, RequestContext, Stage
 from ..types import Caller, RouteDecision
@@ -138,10 +141,54 @@ async def run_shadow(api: Experiments, name: str, cfg: Any, ctx: RequestContext)
         return
     a, b = primary.content or "", resp.content or ""
     agreement = text_agreement(a, b)
+    similarity = await embedded_similarity(api, a, b)
+    judged = await judge(api, name, cfg, req.messages, a, b, caller)
     api.record(shadow_primary(name, ctx, api.labels, started, agreement, a == b))
     api.record(Record(name, "b", started, resp.latency_ms, True, None, resp.ttft_ms, resp.usage.prompt_tokens,
                       resp.usage.completion_tokens, resp.cost, resp.deployment, api.labels.get(resp.deployment),
-                      agreement, a == b))
+                      agreement, a == b, similarity, judged))
+
+
+async def embedded_similarity(api: Experiments, a: str, b: str) -> float | None:
+    """Cosine similarity of the two answers with the response cache's embedder (None without one)."""
+    cache = api.gateway.cache
+    embedder = getattr(cache, "embedder", None) if cache is not None else None
+    if embedder is None or not a or not b:
+        return None
+    try:
+        vecs = np.asarray(await embedder.embed([a, b]), dtype=float)
+    except Exception as exc:  # noqa: BLE001 - a comparison is optional
+        log.warning("shadow similarity not computed: %s: %s", type(exc).__name__, exc)
+        return None
+    na, nb = np.linalg.norm(vecs[0]), np.linalg.norm(vecs[1])
+    return float(np.clip(vecs[0] @ vecs[1] / (na * nb), -1.0, 1.0)) if na and nb else None
+
+
+JUDGE_PROMPT = (
+    "Two assistants answered the same conversation. Reply with one number from 0 to 1: how well answer B "
+    "agrees in substance with answer A (1: same meaning, 0: contradicts or misses the point).\n\n"
+    "Last user turn:\n{question}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}"
+)
+_NUMBER = re.compile(r"\b(?:0(?:\.\d+)?|1(?:\.0+)?)\b")
+
+
+async def judge(api: Experiments, name: str, cfg: Any, messages: list[Any], a: str, b: str,
+                caller: Caller) -> float | None:
+    """The judge route's agreement score for a pair, within ``judge_timeout`` (None: no judge, a
+    timeout, a failure, or a reply without a number in [0, 1])."""
+    if cfg.judge is None:
+        return None
+    question = next((m.get("content") for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), "")
+    prompt = JUDGE_PROMPT.format(question=str(question)[:4000], a=a[:4000], b=b[:4000])
+    try:
+        resp = await asyncio.wait_for(api.gateway.acomplete(cfg.judge, [{"role": "user", "content": prompt}],
+                                                            caller=caller, max_tokens=8, temperature=0),
+                                      cfg.judge_timeout)
+    except Exception as exc:  # noqa: BLE001 - timeouts included: the pair simply has no judge score
+        log.warning("shadow judge %s: %s", cfg.judge, type(exc).__name__)
+        return None
+    m = _NUMBER.search(resp.content or "")
+    return float(m.group(0)) if m else None
 
 
 def shadow_primary(name: str, ctx: RequestContext, labels: dict[str, str], at: float,

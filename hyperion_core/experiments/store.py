@@ -35,6 +35,8 @@ class Record:
     label: str | None = None  # "direct" when the deployment is marked ``direct: true``
     agreement: float | None = None
     exact: bool | None = None
+    similarity: float | None = None  # cosine of the answers' embeddings (the cache's embedder)
+    judge: float | None = None  # the judge route's score
 
     def dumps(self) -> bytes:
         return orjson.dumps(asdict(self))

@@ -215,3 +215,32 @@ async def test_records_and_the_kill_switch_are_shared_through_redis_and_the_cli_
     assert r.deployment == "current"
     await gw1.aclose()
     await gw2.aclose()
+
+
+async def test_a_judge_route_and_the_cache_embedder_score_shadow_pairs(mock):
+    """``shadow.judge``: a model behind the gateway scores each pair (its reply parsed for a number in
+    [0, 1], billed to the shadow's subject); with a cache embedder, the answers' cosine similarity is
+    recorded too; the verdict uses the strongest measure there is (judge, then similarity, then words)."""
+    cfg = config(mock, "xj", shadow={"target": "cand", "sample": 1.0, "judge": "judge"})
+    cfg["providers"]["j"] = {"kind": "openai", "api_key": "sk-t", "base_url": mock.base_url("xj-j", "openai")}
+    cfg["routes"]["judge"] = {"deployments": [{"model": "j/gpt-4o-mini"}], "retry": {"attempts": 0}}
+    # an embedding route as the cache's embedder (a semantic cache on some route makes the gateway build it)
+    cfg["routes"]["emb"] = {"kind": "embedding", "deployments": [{"model": "j/text-embedding-3-small"}]}
+    cfg["routes"]["faq"] = {"deployments": [{"model": "j/gpt-4o-mini"}], "cache": {"semantic": {"enabled": True}}}
+    cfg["cache"] = {"embedder": "route:emb"}
+    mock.script("Two assistants answered", content="0.35", deployment="xj-j")
+    gw = Gateway(cfg)
+    for i in range(30):  # the verdict needs 30 pairs
+        await gw.acomplete("chat", user(f"compare {i}"), max_tokens=8)
+    await gw.experiments.flush()
+    b = [r for r in await gw.experiments.records("chat-shadow") if r.variant == "b"]
+    assert [r.judge for r in b] == [0.35] * 30
+    assert all(r.exact for r in b)  # the mock answers the same prompt alike on both sides ...
+    assert all(r.similarity == pytest.approx(1.0) for r in b)  # ... so their embeddings coincide
+    rep = await gw.experiments.report("chat-shadow")
+    assert rep.b.judge_mean == pytest.approx(0.35) and "judge score 0.35" in rep.verdict
+    assert not rep.promote and "answers differ" in rep.verdict  # 0.35 < 0.8, whatever the words say
+    assert "| judge score (mean) | - | 0.35 |" in rep.table()
+    with pytest.raises(Exception, match="shadow.judge: unknown route 'nobody'"):
+        Gateway(config(mock, "xj", shadow={"target": "cand", "judge": "nobody"}))
+    await gw.aclose()
