@@ -3,6 +3,7 @@ spend and audit reads a virtual key may make, each gated by one permission of it
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidRequestError, PermissionDeniedError
@@ -111,6 +112,32 @@ class Reads:
                 raise PermissionDeniedError(f"key '{p.key_id}' may read its own audit rows only")
             filters["key_id"] = p.key_id
         return await self.services.audit.query(**filters)
+
+    async def audit_tail_for(self, virtual_key: Any, *, after: str | None = None, window: int = 1000,
+                             wait: float = 0.0, poll: float = 0.2) -> tuple[list[Any], bool]:
+        """The newest audit events in write order, as ``virtual_key`` may see them, after the event
+        ``after`` (an event id the caller saw last): ``(events, gap)``. ``gap`` is True when ``after``
+        is no longer among the newest ``window`` events (some may have been missed: query by time).
+        ``wait`` seconds: hold the call until something new was written (long polling)."""
+        if self.services.audit is None:
+            raise InvalidRequestError("no audit log: add an 'audit:' section to the config")
+        p, scope = await self._scope(virtual_key, "audit")
+        if scope == "team" and not p.team:
+            raise PermissionDeniedError(f"key '{p.key_id}' has no team to read the audit of")
+        audit = self.services.audit
+        deadline = asyncio.get_running_loop().time() + max(0.0, min(wait, 60.0))
+        while True:
+            rows = await audit.tail(window)
+            ids = [e.id for e in rows]
+            gap = after is not None and after not in ids
+            new = rows if after is None or gap else rows[ids.index(after) + 1:]
+            if scope == "team":
+                new = [e for e in new if e.team == p.team]
+            elif scope == "own":
+                new = [e for e in new if e.key_id == p.key_id]
+            if new or gap or asyncio.get_running_loop().time() >= deadline:
+                return new, gap
+            await asyncio.sleep(poll)
 
 
 __all__ = ["Reads"]

@@ -14,6 +14,8 @@ team when they have one:
                                    member: its own key)
 ``GET  /admin/v1/audit?...``       audit events (same scopes; filters key_id, team, user, route,
                                    outcome, request_id, since, until, limit)
+``GET  /admin/v1/audit/tail``      events written after ``?after=<event id>`` in write order (same scopes),
+                                   long-polled with ``&wait=<s>``; ``next`` is the following cursor
 ``GET  /admin/v1/audit/verify``    the audit hash chain checked (``audit:read:all``)
 ``GET  /admin/v1/routes``          routes, their deployments and health (breaker, latency EWMA) — the
                                    routes the key may call (admin and viewer: all)
@@ -216,6 +218,22 @@ class Admin:
         except Exception as exc:  # noqa: BLE001 - every failure is an answer in the API's error format
             return self.fail(exc)
 
+    async def audit_tail(self, request: Request) -> Response:
+        """``GET /admin/v1/audit/tail?after=<event id>&wait=<s>&n=<window>``: events written after
+        ``after`` (in write order, scoped like ``/audit``); ``next`` is the cursor for the next call."""
+        try:
+            key, _ = await self.principal(request)
+            q = request.query_params
+            window = _number("n", q.get("n", "1000"), int)
+            if not 1 <= window <= 10_000:
+                raise InvalidRequestError("n: the window must be between 1 and 10000 events")
+            events, gap = await self.gw.audit_tail_for(key, after=q.get("after") or None, window=window,
+                                                       wait=_number("wait", q.get("wait", "0"), float))
+            cursor = events[-1].id if events else q.get("after")
+            return _json({"data": [e.to_dict() for e in events], "next": cursor, "gap": gap})
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer in the API's error format
+            return self.fail(exc)
+
     async def audit_verify(self, request: Request) -> Response:
         try:
             _, p = await self.principal(request)
@@ -324,6 +342,7 @@ def admin_routes(door: Door) -> list[Route]:
         Route(f"{base}/keys/{{key_id}}/rotate", a.rotate_key, methods=["POST"]),
         Route(f"{base}/spend", a.spend, methods=["GET"]),
         Route(f"{base}/audit", a.audit, methods=["GET"]),
+        Route(f"{base}/audit/tail", a.audit_tail, methods=["GET"]),
         Route(f"{base}/audit/verify", a.audit_verify, methods=["GET"]),
         Route(f"{base}/routes", a.routes, methods=["GET"]),
         Route(f"{base}/budgets", a.budgets, methods=["GET"]),

@@ -190,3 +190,32 @@ def test_cache_statistics(srv):
     assert stats["enabled"] and stats["hits"] == {"l1": 1} and stats["misses"] == 1
     assert stats["routes"] == {"cached": {"l1_entries": 1}}
     assert call(srv, "GET", "/cache", member).status_code == 403
+
+
+def test_audit_tail_follows_write_order_scoped_and_long_polled(srv):
+    """The tail's cursor is an event id in write order, scoped like /audit, with a long poll that
+    returns as soon as a row lands, and a gap flag when the cursor left the window."""
+    import threading
+
+    root = key(srv, "root", roles=["admin"])
+    m1 = key(srv, "m1", team="a")
+    m2 = key(srv, "m2", team="b")
+    viewer = key(srv, "v", roles=["viewer"], team="a")
+    chat(srv, m1)
+    chat(srv, m2)
+    first = call(srv, "GET", "/audit/tail", root).json()
+    assert len(first["data"]) == 2 and first["next"] == first["data"][-1]["id"] and not first["gap"]
+    assert call(srv, "GET", f"/audit/tail?after={first['next']}", root).json()["data"] == []
+    for _ in range(2):
+        chat(srv, m1)
+    after = call(srv, "GET", f"/audit/tail?after={first['next']}", root).json()
+    assert len(after["data"]) == 2 and all(e["team"] == "a" for e in after["data"])
+    seen_by_viewer = call(srv, "GET", "/audit/tail", viewer).json()["data"]
+    assert {e["team"] for e in seen_by_viewer} == {"a"} and len(seen_by_viewer) == 3
+    assert [e["team"] for e in call(srv, "GET", "/audit/tail", m2).json()["data"]] == ["b"]  # its own key only
+    gone = call(srv, "GET", "/audit/tail?after=ev-not-in-the-window", root).json()
+    assert gone["gap"] and len(gone["data"]) == 4
+    threading.Timer(0.3, chat, (srv, m2)).start()  # a row lands while the tail waits
+    waited = call(srv, "GET", f"/audit/tail?after={after['next']}&wait=20", root).json()
+    assert [e["team"] for e in waited["data"]] == ["b"]
+    assert call(srv, "GET", "/audit/tail?n=0", root).status_code == 400
