@@ -48,6 +48,7 @@ from ..types import CacheInfo, ChatChunk, ChatRequest, ChatResponse, ToolCallDel
 from .coalesce import Flight, Flights
 from .config import CacheBackendConfig, CacheSettings
 from .exact import CachedAnswer, L1Cache, RedisBackend, RedisExact
+from .generations import Generations
 from .keys import exact_key, scope_hash, scope_of, semantic_partition_key, semantic_text
 from .semantic import MemorySemantic, RedisSemantic, SemanticCandidate, SemanticStore
 
@@ -216,6 +217,7 @@ class ResponseCache:
             self.redis = RedisBackend(backend, on_error=self._on_backend_error)
             self._l2 = RedisExact(self.redis)
         self._flights: Flights[CacheHit] = Flights(self.redis)
+        self.generations = Generations(self.redis)  # invalidation by namespace (generations.py)
         self._l1: dict[str, L1Cache] = {}
         self._sem_memory: dict[str, MemorySemantic] = {}
         self._sem_redis: dict[int, RedisSemantic] = {}  # by vector dimension
@@ -237,7 +239,7 @@ class ResponseCache:
 
     # -- keys
     def keys(self, req: ChatRequest, settings: CacheSettings) -> CacheKeys:
-        scope = scope_of(req.caller, settings.scope)
+        scope = self.generations.scoped(scope_of(req.caller, settings.scope), req.cache)
         return CacheKeys(scope, scope_hash(scope), exact_key(req, scope, self._route_ids.get(req.route)))
 
     # -- lookup

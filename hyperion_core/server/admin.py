@@ -24,6 +24,8 @@ team when they have one:
                                    alerts re-armed, reservations in flight kept (``budgets:manage``; a
                                    team's admin: its team or its keys). Logged with who and how much
 ``GET  /admin/v1/cache``           the response cache's counters in this worker, L1 sizes per route
+``POST /admin/v1/cache/invalidate``  ``{"namespace": ...}``: that namespace's entries unreachable in every
+                                   process (``keys:manage`` without a team)
 =================================  =====================================================================
 
 Errors are OpenAI-style JSON (``{"error": {...}}``) with the statuses of the model endpoints (401,
@@ -324,6 +326,25 @@ class Admin:
         except Exception as exc:  # noqa: BLE001 - every failure is an answer in the API's error format
             return self.fail(exc)
 
+    async def cache_invalidate(self, request: Request) -> Response:
+        """``POST /admin/v1/cache/invalidate`` ``{"namespace": "faq"}`` (``""``: requests without a
+        namespace): its entries become unreachable in every process (``keys:manage``, no team)."""
+        try:
+            _, p = await self.principal(request)
+            if self.team_scope(p) is not None:
+                raise PermissionDeniedError(f"key '{p.key_id}' is scoped to team '{p.team}': cache namespaces "
+                                            "are shared by every team")
+            ns = (await self.body(request)).get("namespace")
+            if not isinstance(ns, str):
+                raise InvalidRequestError("namespace: required, a string ('' for requests that set none)")
+            if self.gw.cache is None:
+                raise InvalidRequestError("no response cache: no route has a 'cache:' section")
+            gen = await self.gw.cache.generations.invalidate(ns)
+            log.warning("cache namespace %r invalidated by %s (generation %d)", ns, p.key_id, gen)
+            return _json({"namespace": ns, "generation": gen})
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer in the API's error format
+            return self.fail(exc)
+
 
 def _number(name: str, raw: str, kind: type) -> Any:
     try:
@@ -348,6 +369,7 @@ def admin_routes(door: Door) -> list[Route]:
         Route(f"{base}/budgets", a.budgets, methods=["GET"]),
         Route(f"{base}/budgets/reset", a.reset_budget, methods=["POST"]),
         Route(f"{base}/cache", a.cache, methods=["GET"]),
+        Route(f"{base}/cache/invalidate", a.cache_invalidate, methods=["POST"]),
     ]
 
 
