@@ -458,9 +458,16 @@ class Scripts:
     def __init__(self, client: Any) -> None:
         from redis.exceptions import RedisError
 
+        from .batch import AutoPipeline
+
         self.client = client
         self._scripts = {name: client.register_script(src) for name, src in SOURCES.items()}
         self._errors = RedisError  # (imported once, not per call)
+        #: concurrent requests' round trips sent as one pipeline per event-loop tick (``batch.py``)
+        self.pipeline = AutoPipeline(self)
+
+    def sha(self, name: str) -> str:
+        return str(self._scripts[name].sha)
 
     async def run(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         RedisError = self._errors  # noqa: N806
@@ -471,30 +478,11 @@ class Scripts:
             raise GovernanceStoreError(f"governance store: {name} failed: {exc}") from exc
 
     async def run_many(self, calls: Sequence[Call], *, reads: Sequence[str] = ()) -> list[Any]:
-        """Run scripts pipelined (one round trip, not a transaction: each script is atomic on its
-        own). A script the server does not know yet is loaded and run again, alone. ``reads``: keys
-        to GET in the same round trip, first (their values lead the returned list)."""
-        if len(calls) == 1 and not reads:
-            return [await self.run(*calls[0])]
-        from redis.exceptions import NoScriptError, RedisError
-
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for key in reads:
-                pipe.get(key)
-            for name, keys, args in calls:
-                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
-            out = await pipe.execute(raise_on_error=False)
-        except RedisError as exc:
-            raise GovernanceStoreError(f"governance store: pipeline failed: {exc}") from exc
-        n = len(reads)
-        for i, r in enumerate(out):
-            if isinstance(r, NoScriptError):
-                out[i] = await self.run(*calls[i - n])
-            elif isinstance(r, Exception):
-                what = f"GET {reads[i]}" if i < n else calls[i - n][0]
-                raise GovernanceStoreError(f"governance store: {what} failed: {r}") from r
-        return out
+        """Run scripts pipelined (not a transaction: each script is atomic on its own), together with
+        what other requests submit in the same event-loop tick: one round trip for all of them
+        (:class:`~.batch.AutoPipeline`). A script the server does not know yet is loaded and run again,
+        alone. ``reads``: keys to GET first (their values lead the returned list)."""
+        return await self.pipeline.submit(calls, reads)
 
 
 def s(v: Any) -> str:

@@ -75,7 +75,7 @@ class ScriptRunner:
         return raw[:n] + [op.parse(r) for op, r in zip(ops, raw[n:])]  # type: ignore[union-attr]
 
     async def one(self, op: Op[T]) -> T:
-        return op.parse(await self.scripts.run(*op.call))  # type: ignore[union-attr]
+        return op.parse((await self.scripts.run_many([op.call]))[0])  # type: ignore[union-attr]
 
 
 #: the memory backends' runner (stateless: one for all)

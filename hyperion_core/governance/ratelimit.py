@@ -215,7 +215,7 @@ class RedisRateStore:
     async def acquire(
         self, limits: Sequence[AppliedLimit], costs: Sequence[float]
     ) -> tuple[int, float] | None:
-        return self.parse_acquire(await self.scripts.run(*self.acquire_call(limits, costs)))
+        return self.parse_acquire((await self.scripts.run_many([self.acquire_call(limits, costs)]))[0])
 
     def acquire_op(self, limits: Sequence[AppliedLimit], costs: Sequence[float]) -> Op[tuple[int, float] | None]:
         return ScriptOp(self.acquire_call(limits, costs), self.parse_acquire)
@@ -231,7 +231,7 @@ class RedisRateStore:
 
     async def adjust(self, limits: Sequence[AppliedLimit], deltas: Sequence[float]) -> None:
         if limits:
-            await self.scripts.run(*self.adjust_call(limits, deltas))
+            await self.scripts.run_many([self.adjust_call(limits, deltas)])
 
     async def aclose(self) -> None:
         return None
