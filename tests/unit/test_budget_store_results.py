@@ -108,15 +108,14 @@ async def test_script_runner_pipelines_and_parses():
             self.batches.append((list(calls), tuple(reads)))
             return ["read"] * len(reads) + [i for i, _ in enumerate(calls)]
 
-        async def run(self, name, keys, args):
-            return 7
-
     fake = FakeScripts()
     runner = ScriptRunner(fake)  # type: ignore[arg-type]
     ops = [ScriptOp(("a", [], []), lambda r: r + 10), ScriptOp(("b", [], []), str)]
     assert await runner.run(ops, reads=["k"]) == ["read", 10, "1"]
     assert len(fake.batches) == 1  # one round trip
-    assert await runner.one(ScriptOp(("c", [], []), lambda r: r * 2)) == 14
+    # one op alone rides the same (auto-pipelined) path: it can share a round trip with other requests'
+    assert await runner.one(ScriptOp(("c", [], []), lambda r: r + 7)) == 7
+    assert fake.batches[-1] == ([("c", [], [])], ())
 
 
 async def test_governance_uses_one_runner_for_every_store():
