@@ -7,6 +7,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from .._text import suggest
 from ..errors import InvalidRequestError
 from .report import ExperimentReport, build_report
 from .stage import run_shadow, shadow_name, split_name
@@ -85,8 +86,6 @@ class Experiments:
     # -- operations -------------------------------------------------------------------------------------
     def _known(self, name: str) -> tuple[str, str, Any]:
         if name not in self.names:
-            from .._text import suggest
-
             raise InvalidRequestError(f"unknown experiment '{name}'" + (suggest(name, self.names) or
                                       f" (experiments: {', '.join(self.names) or 'none configured'})"))
         return self.names[name]

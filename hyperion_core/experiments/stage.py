@@ -9,6 +9,7 @@ import logging
 import random
 import re
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,7 +87,7 @@ class Experiment(Stage):
             else:
                 target = self.parts.route(sp.target)
                 ctx.rs = target
-                ctx.req.route = target.name
+                ctx.req = replace(ctx.req, route=target.name)  # the caller's request object stays as it was
                 reason = f"experiment {name}: variant b (route {sp.target}, share {sp.share:g})"
         else:
             reason = f"experiment {name}: variant a (share of b {sp.share:g})"

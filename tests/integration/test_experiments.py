@@ -89,8 +89,10 @@ async def test_the_kill_switch_sends_everyone_to_a(mock):
 
 async def test_a_split_to_another_route_is_priced_and_served_there(mock):
     gw = Gateway(config(mock, "xr", split={"target": "cand", "share": 1.0, "name": "to-cand"}))
-    r = await gw.acomplete("chat", user("x"), caller=Caller(key_id="k"))
+    req = gw.request("chat", user("x"), caller=Caller(key_id="k"))
+    r = await gw.acomplete(req)
     assert r.deployment == "candidate" and r.decision.reason.startswith("experiment to-cand: variant b (route cand")
+    assert req.route == "chat"  # the caller's request object is not rewritten
     await gw.aclose()
 
 
