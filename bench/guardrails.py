@@ -126,6 +126,74 @@ def prompt_2000_tokens() -> str:
     return text  # ~2,000 tokens
 
 
+def _iban_de(n: int) -> str:
+    bban = f"370400440{n:013d}"[-18:]
+    check = 98 - int("".join(str(int(c, 36)) for c in bban + "DE00")) % 97
+    raw = f"DE{check:02d}{bban}"
+    return " ".join(raw[i : i + 4] for i in range(0, len(raw), 4))
+
+
+def prompt_variants(k: int = 64) -> list[str]:
+    """``k`` prompts of ~2,000 tokens with different personal data (nothing a cache of validation
+    results could have seen): what a guard stage meets on first sight."""
+    base = prompt_2000_tokens()
+    head, tail = base.partition(" Contact ")[0], base.rpartition("00. ")[2]
+    out = []
+    for i in range(k):
+        pii = (f" Contact jane.doe{i}@example{i % 7}.com or +49 30 9018{20 + i:02d} about invoice 2024-{118 + i}; "
+               f"the refund goes to {_iban_de(532013000 + 7919 * i)}. ")
+        out.append(head + pii + tail)
+    return out
+
+
+def bench_stage() -> None:
+    """What the guard stage adds to a request: ``Guardrails.check_input`` with every detector on (PII
+    redaction + injection), one user message of ~2,000 tokens, a different prompt each time."""
+    from hyperion_core.guardrails.config import (
+        GuardrailPolicy,
+        GuardrailsConfig,
+        InjectionSettings,
+        PiiSettings,
+    )
+    from hyperion_core.guardrails.engine import Guardrails
+    from hyperion_core.pipeline import CHAT, RequestContext
+    from hyperion_core.types import Caller, ChatRequest
+
+    cfg = GuardrailsConfig(policies={"all": GuardrailPolicy(pii=PiiSettings(), injection=InjectionSettings())},
+                           keys={"k": "all"})
+    guards = Guardrails({}, cfg)
+    caller = Caller(key_id="k")
+    texts = prompt_variants()
+    ctx = RequestContext(req=ChatRequest("r", [], caller=caller), kind=CHAT)
+
+    bodies = [json.dumps({"messages": [{"role": "user", "content": t}]}) for t in texts]
+
+    def run(body: str) -> float:
+        # the prompt as a door has it: just decoded from the request body (not a string read long ago)
+        ctx.req = ChatRequest("r", json.loads(body)["messages"], caller=caller)
+        ctx.guardrails = None
+        t = time.perf_counter()
+        coro = guards.check_input(ctx)
+        try:
+            coro.send(None)
+        except StopIteration:
+            pass
+        return (time.perf_counter() - t) * 1e6
+
+    run(bodies[0])
+    masked = ctx.req.messages[0]["content"]
+    assert "<EMAIL_1>" in masked and "<IBAN_1>" in masked and "<PHONE_1>" in masked, masked[-300:]
+    base = prompt_2000_tokens()
+    plain = [json.dumps({"messages": [{"role": "user", "content": f"Ticket {i}: " + base.partition(" Contact ")[0]
+                                       + base.rpartition("00. ")[2]}]}) for i in range(len(texts))]
+    for label, batch in (("no personal data in it", plain),
+                         ("with an e-mail, a phone number and an IBAN to redact", bodies)):
+        samples = sorted(run(body) for rnd in range(8) for body in batch)
+        print(f"guard stage (check_input: PII redaction + injection), 2,000-token prompt {label}, "
+              f"{len(batch)} different prompts: p50 {statistics.median(samples):.0f} µs, "
+              f"p90 {samples[int(len(samples) * 0.9)]:.0f} µs")
+
+
 def bench_latency() -> None:
     text = prompt_2000_tokens()
     pii, inj = PiiDetector(), InjectionDetector()
@@ -205,6 +273,7 @@ def main() -> None:
     kw = re.compile(r"(?i)ignore (?:all )?previous instructions|system prompt|jailbreak|developer mode|\bDAN\b")
     score_injection("keyword list", lambda t, ch: bool(kw.search(t)), inj_rows)
     bench_latency()
+    bench_stage()
 
 
 if __name__ == "__main__":

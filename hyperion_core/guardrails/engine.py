@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, GuardrailBlockedError
 from ..pipeline import EMBED, EXTERNAL, STREAM, RequestContext
 from .config import GuardrailPolicy, GuardrailsConfig, InjectionSettings, PiiSettings
-from .injection import UNTRUSTED, InjectionDetector
+from .injection import GRAMS_ALL, UNTRUSTED, InjectionDetector
 from .masking import Masker, StreamGuard
 from .pii import Finding, PiiDetector
+from .scan import Scan
 
 if TYPE_CHECKING:
     from ..routing import RouteState
@@ -125,8 +126,9 @@ class Guardrails:
         log_: list[str] = ctx.guardrails if ctx.guardrails is not None else []
         ctx.guardrails = log_
         embed = ctx.kind == EMBED
+        scans = _Scans()  # each text is read once (numpy pass) for both detectors
         if pol.inj is not None and not embed:  # text to embed instructs no model: injection is checked
-            await self._injection(ctx, pol, log_)  # where retrieved documents enter a prompt
+            await self._injection(ctx, pol, log_, scans)  # where retrieved documents enter a prompt
         masker = None
         if pol.pii is not None and pol.pii_detector is not None:
             channels = set(pol.pii.channels)
@@ -137,7 +139,7 @@ class Guardrails:
                 if not isinstance(msg, dict):
                     continue
                 changed = _map_message(msg, channels, lambda text, ch: self._pii_text(pol, text, masker, counts,
-                                                                                    external))
+                                                                                    external, scans))
                 if changed is not msg:
                     if new_msgs is None:
                         new_msgs = list(req.messages)
@@ -168,8 +170,9 @@ class Guardrails:
             )
 
     def _pii_text(self, pol: _Compiled, text: str, masker: Masker, counts: Counter[tuple[str, str]],
-                  external: bool) -> str:
-        found = pol.pii_detector.detect(text)  # type: ignore[union-attr]
+                  external: bool, scans: _Scans) -> str:
+        det = pol.pii_detector
+        found = det.detect(text, scans.of(text)) if isinstance(det, PiiDetector) else det.detect(text)  # type: ignore[union-attr]
         if not found:
             return text
         redact: list[Finding] = []
@@ -184,7 +187,7 @@ class Guardrails:
                 redact.append(f)
         return masker.mask(text, redact) if redact else text
 
-    async def _injection(self, ctx: RequestContext, pol: _Compiled, log_: list[str]) -> None:
+    async def _injection(self, ctx: RequestContext, pol: _Compiled, log_: list[str], scans: _Scans) -> None:
         inj = pol.inj
         assert inj is not None and pol.inj_detector is not None
         channels = set(inj.channels)
@@ -193,7 +196,7 @@ class Guardrails:
             if not isinstance(msg, dict):
                 continue
             for text, ch in _texts(msg, channels):
-                v = pol.inj_detector.detect(text, ch)
+                v = pol.inj_detector.detect(text, ch, scan=scans.of(text))
                 threshold = inj.untrusted_threshold if ch in UNTRUSTED else inj.threshold
                 score = v.score
                 if pol.classifier is not None and inj.grey_zone <= score < threshold:
@@ -307,6 +310,16 @@ def _output_act(pol: _Compiled, ctx: RequestContext, log_: list[str], *, billed:
         return [None] * len(found)
 
     return act
+
+
+class _Scans(dict[int, Scan]):
+    """One request's :class:`Scan` per text (by identity: the same string object is read once)."""
+
+    def of(self, text: str) -> Scan:
+        sc = self.get(id(text))
+        if sc is None or sc.text is not text:
+            sc = self[id(text)] = Scan(text, GRAMS_ALL)
+        return sc
 
 
 def _channel(msg: dict[str, Any]) -> str:

@@ -21,9 +21,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-import numpy as np
-
-from .scan import INJECTION, Grams, Scan, clusters
+from .pii import ADDRESS_STEMS, NAME_STEMS
+from .scan import ADDRESS, INJECTION, NAME, Grams, Scan, clusters
+from .scan import UNTRUSTED as _UNTRUSTED_STEMS
 
 #: channel -> weight multiplier (the user's own turn is the reference)
 CHANNEL_WEIGHT = {"user": 1.0, "system": 0.7, "assistant": 0.7, "tool": 1.35, "document": 1.35}
@@ -143,8 +143,9 @@ UNTRUSTED_STEMS = (
     "the user", "dem nutzer", "dem benutzer", "utilisateur", "usuario", "when you", "if you", "the model",
 )
 
-GRAMS = Grams({INJECTION: STEMS})
-GRAMS_UNTRUSTED = Grams({INJECTION: STEMS + UNTRUSTED_STEMS})
+GRAMS = Grams({INJECTION: STEMS, _UNTRUSTED_STEMS: UNTRUSTED_STEMS})
+#: every family in one table: the scan the guard stage builds once per text and shares between detectors
+GRAMS_ALL = Grams({INJECTION: STEMS, _UNTRUSTED_STEMS: UNTRUSTED_STEMS, NAME: NAME_STEMS, ADDRESS: ADDRESS_STEMS})
 
 _COMPILED = tuple((rid, w, re.compile(p, re.S)) for rid, w, p in RULES)
 _ZH = re.compile(r"[\u4e00-\u9fff]")
@@ -170,6 +171,8 @@ _HOMOGLYPHS = str.maketrans({
     "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "І": "I", "Ѕ": "S", "Ј": "J", "Ү": "Y", "ү": "y", "Һ": "h", "һ": "h", "α": "a", "ο": "o", "ρ": "p", "ν": "v", "ι": "i", "к": "k",
 })
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+_LEET_DIGITS = re.compile(r"[013457@$!]")
+_DOMAIN_TAIL = re.compile(r"(?:\.[a-z0-9-]+)*\.[a-z]{2,24}\b")
 _LEET_WORD = re.compile(r"\b(?=[a-z]*[0-9@$!][a-z0-9@$!]*\b)(?=[0-9@$!]*[a-z])[a-z0-9@$!]{4,}\b")
 _COMMENT = re.compile(r"<!--(.*?)-->|\[//\]: # \((.*?)\)", re.S)
 _B64 = re.compile(r"^[A-Za-z0-9+/]{16,}={0,2}$")
@@ -200,15 +203,19 @@ def normalise(text: str) -> tuple[str, list[str]]:
 class InjectionDetector:
     """Scores text for prompt injection. ``detect(text, channel)`` -> :class:`Verdict`."""
 
-    def detect(self, text: str, channel: str = "user", *, _depth: int = 0) -> Verdict:
+    def detect(self, text: str, channel: str = "user", *, scan: Scan | None = None, _depth: int = 0) -> Verdict:
+        """``scan``: a :class:`Scan` of ``text`` with the injection families (``GRAMS`` or ``GRAMS_ALL``)
+        that another detector shares; used when normalisation leaves the text as it is."""
         if not text:
             return Verdict(0.0, ())
-        text, undone = normalise(text)
-        scan = Scan(text, GRAMS_UNTRUSTED if channel in UNTRUSTED else GRAMS)
+        norm, undone = normalise(text)
+        if scan is None or norm is not text or scan.text is not text:
+            scan = Scan(norm, GRAMS)
+        text = norm
         low = scan.low
         fired: dict[str, float] = {}
-        windows = self._windows(scan)
         untrusted = channel in UNTRUSTED
+        windows = self._windows(scan, untrusted)
         for a, b in windows:
             self._rules(low, a, b, fired, untrusted)
         if not text.isascii() and _ZH.search(text):
@@ -217,7 +224,10 @@ class InjectionDetector:
                     fired[rid] = w
         # leetspeak: words mixing letters and digits/symbols, decoded and scanned again
         if len(scan.digits) and _depth == 0:
-            words = _leet_words(scan)
+            # words that decode to something else (not "de89", "mp3": nothing in them is leet)
+            # nor e-mail addresses ("doe13@example6.com": personal data, not obfuscation)
+            words = [(a, b) for a, b in _leet_words(scan) if _LEET_DIGITS.search(low, a, b)
+                     and not ("@" in low[a:b] and _DOMAIN_TAIL.match(low, b))]
             if len(words) >= 2:  # decoded and scanned again around the leet words only
                 sub: dict[str, float] = {}
                 n = len(low)
@@ -232,7 +242,7 @@ class InjectionDetector:
                     fired["obfuscation.leet"] = 0.2
         # hidden comments and encoded payloads are scanned as text too
         if _depth == 0:
-            if "<!--" in text or "[//]:" in text:
+            if ("<" in text and "<!--" in text) or ("[" in text and "[//]:" in text):
                 for m in _COMMENT.finditer(text):
                     inner = self.detect(m.group(1) or m.group(2) or "", channel, _depth=1)
                     if inner.score:
@@ -260,8 +270,10 @@ class InjectionDetector:
         return Verdict(round(min(1.0, score), 4), tuple(sorted(fired)))
 
     @staticmethod
-    def _windows(scan: Scan) -> list[tuple[int, int]]:
+    def _windows(scan: Scan, untrusted: bool) -> list[tuple[int, int]]:
         hits = scan.grams.get(INJECTION)
+        if untrusted and _UNTRUSTED_STEMS in scan.grams:
+            hits = sorted((hits or []) + scan.grams[_UNTRUSTED_STEMS])
         if not hits:
             return []
         n = len(scan.low)
@@ -279,30 +291,26 @@ class InjectionDetector:
 
     def _rules_on(self, low: str, untrusted: bool) -> dict[str, float]:
         fired: dict[str, float] = {}
-        scan = Scan(low, GRAMS_UNTRUSTED if untrusted else GRAMS)
-        for a, b in self._windows(scan):
+        scan = Scan(low, GRAMS)
+        for a, b in self._windows(scan, untrusted):
             self._rules(low, a, b, fired, untrusted)
         return fired
 
 
 _LEET_REACH = 300  # characters around leet words that are decoded and scanned again
 _LEET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@$!")
-_LEET_CLASS: np.ndarray = np.zeros(256, dtype=np.uint8)  # 1: letter, 2: digit or @$! (a leet word has a 1 next to a 2)
-_LEET_CLASS[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)] = 1
-_LEET_CLASS[np.frombuffer(b"0123456789@$!", dtype=np.uint8)] = 2
 
 
 def _leet_words(scan: Scan) -> list[tuple[int, int]]:
     """The spans ``_LEET_WORD`` finds in ``scan.low``, searched only in the runs where a letter
-    touches a digit or ``@$!`` (every such word has one; the pair is found in one vectorised pass)."""
-    cls: np.ndarray = _LEET_CLASS.take(scan.arr)
-    touch = np.flatnonzero((cls[:-1] ^ cls[1:]) == 3)
-    if not len(touch):
+    touches a digit or ``@$!`` (every such word has one: :meth:`Scan.touch`)."""
+    touch = scan.touch()
+    if not touch:
         return []
     low, n = scan.low, len(scan.low)
     spans: set[tuple[int, int]] = set()
     done = -1
-    for p in touch.tolist():
+    for p in touch:
         if p < done:
             continue
         a = p
@@ -339,4 +347,4 @@ def _decode(run: str) -> str | None:
     return out if printable >= 0.9 * len(out) and " " in out else None
 
 
-__all__ = ["InjectionDetector", "Verdict", "RULES", "STEMS", "normalise", "CHANNEL_WEIGHT", "UNTRUSTED"]
+__all__ = ["InjectionDetector", "Verdict", "RULES", "STEMS", "GRAMS", "GRAMS_ALL", "normalise", "CHANNEL_WEIGHT", "UNTRUSTED"]

@@ -109,9 +109,12 @@ def iban_ok(compact: str) -> bool:
     """Country length and the ISO 7064 mod-97-10 check (``compact``: no spaces, upper case)."""
     if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact[2:4].isdigit():
         return False
-    moved = compact[4:] + compact[:4]
-    num = "".join(str(int(c, 36)) for c in moved)
-    return int(num) % 97 == 1
+    moved = (compact[4:] + compact[:4]).translate(_IBAN_DIGITS)
+    return moved.isdigit() and int(moved) % 97 == 1
+
+
+#: A -> "10" ... Z -> "35" (ISO 13616: letters become two digits)
+_IBAN_DIGITS = {ord(c): str(10 + i) for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
 
 
 _SSN_AD = {"078051120", "219099999", "123456789"}
@@ -154,6 +157,8 @@ def phone_ok(candidate: str, regions: tuple[str, ...] = ("US", "DE", "FR", "ES",
     s = candidate.strip()
     if s.startswith("00"):
         s = "+" + s[2:]
+    if s.startswith("+") and _intl_valid(pn, s):
+        return True  # the common case without phonenumbers' parser (~3x faster); anything else is parsed
     try:
         if s.startswith("+"):
             return pn.is_valid_number(pn.parse(s, None))
@@ -165,12 +170,35 @@ def phone_ok(candidate: str, regions: tuple[str, ...] = ("US", "DE", "FR", "ES",
     return False
 
 
+def _intl_valid(pn, s: str) -> bool:
+    """``+<country code><national number>`` with separators only, valid for its country: the number is
+    built directly (phonenumbers' parser, ~13 µs, is skipped) and checked by ``is_valid_number``.
+    Country calling codes are prefix-free, so the first known prefix is the code."""
+    digits = "".join(c for c in s[1:] if c.isdigit())
+    if len(digits) + sum(c in " -./()" for c in s[1:]) != len(s) - 1 or "(0)" in s:
+        return False  # letters, extensions, a "(0)" trunk: left to the parser
+    for k in (1, 2, 3):
+        cc = int(digits[:k])
+        if cc in pn.COUNTRY_CODE_TO_REGION_CODE:
+            national = digits[k:]
+            if not national or national[0] == "0":
+                return False  # leading zeros (Italy) are the parser's
+            return bool(pn.is_valid_number(pn.PhoneNumber(country_code=cc, national_number=int(national))))
+    return False
+
+
 # -- recognisers -----------------------------------------------------------------------------------
 
 _EMAIL = re.compile(r"(?<![\w.%+'-])[\w%+'-]+(?:\.[\w%+'-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
                     r"[A-Za-z]{2,24}(?![\w-])")
+#: characters of an e-mail local part (the ``_EMAIL`` class ``[\w%+'-]`` and dots), ASCII and Latin-1 letters
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_%+'-.")
 _CARD = re.compile(r"(?<![\d-])\d{4}(?P<s>[ -]?)\d{4}(?:(?P=s)\d{1,4}){1,3}(?![\d]|-\d)|(?<![\d-])\d{4}[ -]?\d{6}[ -]?\d{5}(?![\d])")
-_IBAN_SEP = frozenset(" -.\u00a0\u202f")
+_IBAN_SEP = " -.\u00a0\u202f"
+_NO_IBAN_SEP = dict.fromkeys(map(ord, _IBAN_SEP))
+#: an IBAN of each length: country, check digits, then alphanumerics with single separators between
+_IBAN_BODY = {k: re.compile(rf"[a-z]{{2}}\d\d(?:[{re.escape(_IBAN_SEP)}]?[a-z0-9]){{{k - 4}}}")
+              for k in set(IBAN_LENGTHS.values())}
 _SSN = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])|(?<!\d)(\d{3})(\d{2})(\d{4})(?!\d)")
 _SSN_CTX = re.compile(r"(?i)\b(?:ssn|social security|soc\.? sec)")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)")
@@ -199,6 +227,7 @@ _DOB_CTX = re.compile(
 )
 #: substrings of every _DOB_CTX match (lower case): no birth word near a number, no date scan
 _DOB_WORDS = ("born", "birth", "b-day", "dob", "d.o.b", "geb", "né", "naissance", "nacid", "nacimiento", "cumplea")
+_DOB_NEAR = re.compile("|".join(map(re.escape, _DOB_WORDS)))
 _MONTH_NUM = {}
 for _i, _names in enumerate((
     "jan january januar janvier enero", "feb february februar févr février fevrier febrero",
@@ -312,7 +341,15 @@ class PiiDetector:
         for i in scan.find_all("@"):
             if i < last:
                 continue
-            m = _EMAIL.search(text, max(0, i - 64), min(len(text), i + 256))
+            # the local part's start: back over its characters (at most 64), then one anchored match
+            a, floor = i, max(0, i - 64)
+            while a > floor and text[a - 1] in _LOCAL_CHARS:
+                a -= 1
+            while a < i and text[a] == ".":
+                a += 1
+            m = _EMAIL.match(text, a, min(len(text), i + 256)) if a < i else None
+            if m is None:  # an unusual local part: the full search
+                m = _EMAIL.search(text, max(0, i - 64), min(len(text), i + 256))
             while m is not None and m.end() <= i:
                 m = _EMAIL.search(text, m.end(), min(len(text), i + 256))
             if m is None or m.start() > i:
@@ -327,14 +364,23 @@ class PiiDetector:
         t = self.types
         n = len(text)
         ibans = self._ibans(text, scan, found) if "IBAN" in t else []
-        dig = scan.digits
-        breaks = np.flatnonzero(np.diff(dig) > 4)
-        lo = np.concatenate(([0], breaks + 1))
-        hi = np.concatenate((breaks, [len(dig) - 1]))
-        firsts, lasts = dig[lo], dig[hi]
-        # fewer than 4 digits: no number the recognisers validate ("12 percent")
-        keep = np.flatnonzero(((lasts - firsts) >= 3) | ((hi - lo) >= 3))
-        for first, last in zip(firsts[keep].tolist(), lasts[keep].tolist()):
+        # clusters of digits (neighbours at most 4 apart). A number the recognisers validate has at
+        # least 4 digits ("12 percent" has none) ... and lies inside one cluster (its separators are 1-3
+        # characters): each recogniser runs only on clusters with enough digits for it
+        dl = scan.digit_list()
+        brk = np.flatnonzero(scan.steps() > 4)
+        bounds: np.ndarray = np.empty(len(brk) + 2, dtype=np.intp)
+        bounds[0], bounds[1:-1], bounds[-1] = -1, brk, len(dl) - 1
+        counts = np.diff(bounds)
+        dig = scan.digits  # ... or spans 4 characters (an IPv6 address has few decimal digits: "fe80::1")
+        keep = np.flatnonzero((counts >= 4) | (dig[bounds[1:]] - dig[bounds[:-1] + 1] >= 3)).tolist()
+        if not keep:
+            return
+        bl, cl = bounds.tolist(), counts.tolist()
+        for k in keep:
+            first, last, cnt = dl[bl[k] + 1], dl[bl[k + 1]], cl[k]
+            if any(a <= first and last < b for a, b in ibans):
+                continue  # the cluster is an IBAN's digits
             s, e = max(0, first - 40), min(n, last + 6)
             seen: list[tuple[int, int]] = list(ibans)
 
@@ -345,12 +391,12 @@ class PiiDetector:
             def taken(a: int, b: int, seen: list[tuple[int, int]] = seen) -> bool:
                 return any(a < y and x < b for x, y in seen)
 
-            if "CARD" in t:
-                for m in _CARD.finditer(text, s, e):
+            if "CARD" in t and cnt >= 13:
+                for m in _CARD.finditer(text, first, e):
                     d_ = m.group().replace(" ", "").replace("-", "")
                     if not taken(*m.span()) and card_ok(d_):
                         add(m.start(), m.end(), "CARD")
-            if "SSN" in t:
+            if "SSN" in t and cnt >= 9:
                 for m in _SSN.finditer(text, first, e):
                     if taken(*m.span()):
                         continue
@@ -362,7 +408,7 @@ class PiiDetector:
                     if ok:
                         add(m.start(), m.end(), "SSN")
             if "IP" in t:
-                for m in _IPV4.finditer(text, first, e):
+                for m in () if "." not in text[first:e] else _IPV4.finditer(text, first, e):
                     if not taken(*m.span()) and ipv4_ok(m.group()) and not _VERSION.search(
                             text, max(0, m.start() - 10), m.start()):
                         add(m.start(), m.end(), "IP")
@@ -370,7 +416,7 @@ class PiiDetector:
                     for m in _IPV6.finditer(text, max(0, first - 30), e):
                         if not taken(*m.span()) and ipv6_ok(m.group()):
                             add(m.start(), m.end(), "IP")
-            if "DOB" in t and any(w in text[max(0, s - 48) : e].lower() for w in _DOB_WORDS):
+            if "DOB" in t and _DOB_NEAR.search(scan.low, max(0, s - 48), e):
                 for m in _DATE.finditer(text, s, e):
                     if taken(*m.span()) or not _DOB_CTX.search(text, max(0, m.start() - 48), m.start()):
                         continue
@@ -390,7 +436,7 @@ class PiiDetector:
                         continue
                     if _date_ok(y, mo, d):
                         add(m.start(), m.end(), "DOB")
-            if "PHONE" in t:
+            if "PHONE" in t and cnt >= 7:
                 for m in _PHONE.finditer(text, max(0, first - 3), e):
                     a, b = m.span()
                     if taken(a, b):
@@ -418,36 +464,27 @@ class PiiDetector:
         """IBANs start with two letters and two check digits: found from the digit pairs, then read
         char by char (any case; single spaces, dashes or dots between groups, however grouped) up
         to the country's length and checked (length, boundary, mod-97)."""
-        d = scan.digits
-        if len(d) < 2:
-            return []
         low, n = scan.low, len(text)
         out: list[tuple[int, int]] = []
         end = -1
-        for p in d[:-1][np.diff(d) == 1].tolist():
-            if p < 2 or p < end or not ("a" <= low[p - 2] <= "z" and "a" <= low[p - 1] <= "z"):
+        for t in scan.touch():  # a letter at t and a digit at t + 1: maybe the country and check digits
+            p = t + 1
+            if p < end or p < 2 or p + 1 >= n or not low[p].isdigit() or not low[p + 1].isdigit():
+                continue
+            if not ("a" <= low[p - 2] <= "z" and "a" <= low[p - 1] <= "z"):
                 continue
             if p > 2 and (low[p - 3].isalnum() or low[p - 3] == "_"):
                 continue
             want = IBAN_LENGTHS.get(low[p - 2 : p].upper())
             if want is None:
                 continue
-            chars, i = [low[p - 2 : p + 2]], p + 2
-            got = 4
-            while got < want and i < n:
-                c = low[i]
-                if c in _IBAN_SEP and i + 1 < n and low[i + 1].isascii() and low[i + 1].isalnum() and \
-                        low[i - 1] not in _IBAN_SEP:
-                    i += 1
-                    continue
-                if not (c.isascii() and c.isalnum()):
-                    break
-                chars.append(c)
-                got += 1
-                i += 1
-            if got != want or (i < n and (low[i].isalnum() or low[i] == "_")):
+            m = _IBAN_BODY[want].match(low, p - 2)
+            if m is None:
                 continue
-            if iban_ok("".join(chars).upper()):
+            i = m.end()
+            if i < n and (low[i].isalnum() or low[i] == "_"):
+                continue
+            if iban_ok(m.group().translate(_NO_IBAN_SEP).upper()):
                 found.append(Finding(p - 2, i, "IBAN"))
                 out.append((p - 2, i))
                 end = i
@@ -460,7 +497,9 @@ class PiiDetector:
                 if m is not None:
                     found.append(Finding(m.start(), m.end(), "SECRET"))
                     break
-        i = text.find("-----BEGIN")
+        runs = scan.runs(16)
+        # a private-key block has base64 lines (token runs): no run, no block to look for
+        i = text.find("-----BEGIN") if runs else -1
         while i >= 0:
             j = text.find("-----END", i)
             k = text.find("-----", j + 8) if j >= 0 else -1

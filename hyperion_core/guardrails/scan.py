@@ -20,9 +20,10 @@ _MASK = 0xFFFF
 _MULT = np.uint32(0x9E3779B1)
 _SHIFT = np.uint32(16)
 
-#: anchor families (bit flags in the 4-gram table)
-INJECTION, NAME, ADDRESS = 1, 2, 4
-_FAMILIES = (INJECTION, NAME, ADDRESS)
+#: anchor families (bit flags in the 4-gram table); UNTRUSTED: the extra injection stems read only in
+#: tool results and retrieved documents
+INJECTION, NAME, ADDRESS, UNTRUSTED = 1, 2, 4, 8
+_FAMILIES = (INJECTION, NAME, ADDRESS, UNTRUSTED)
 
 #: 4-grams frequent in ordinary prose (en/de/fr/es): a stem is keyed on its rarest 4 characters so
 #: that benign text sends few hits to the Python verification loop
@@ -81,7 +82,7 @@ def _bytes(low: str) -> tuple[bytes, np.ndarray | None]:
 class Scan:
     """Anchors of one text (lower-cased copy in ``low``; positions are ``str`` indices)."""
 
-    __slots__ = ("text", "low", "buf", "cp", "arr", "digits", "grams", "_runs")
+    __slots__ = ("text", "low", "buf", "cp", "arr", "digits", "grams", "_runs", "_touch", "_dl", "_steps")
 
     def __init__(self, text: str, grams: Grams | None = None) -> None:
         self.text = text
@@ -98,13 +99,15 @@ class Scan:
         else:  # a low byte 0x30-0x39 may belong to another code point
             self.digits = np.flatnonzero((cp - np.uint32(48)) < 10)
         self._runs: list[tuple[int, int]] | None = None
+        self._touch: list[int] | None = None
+        self._dl: list[int] | None = None
+        self._steps: np.ndarray | None = None
         self.grams: dict[int, list[int]] = {}
         n = len(buf) - 3
         if grams is not None and n > 0:
             v = np.ndarray((n,), dtype="<u4", buffer=buf, strides=(1,))
-            flags: np.ndarray = grams.table.take((v * _MULT) >> _SHIFT)
-            if flags.any():
-                hits = np.flatnonzero(flags.astype(bool))
+            hits = np.flatnonzero(grams.table.take((v * _MULT) >> _SHIFT).astype(bool))  # bool: fast nonzero
+            if len(hits):
                 stems = grams.stems
                 out = self.grams
                 found: dict[int, set[int]] = {}
@@ -118,6 +121,18 @@ class Scan:
                 for flag in _FAMILIES:
                     if flag in found:
                         out[flag] = sorted(found[flag])
+
+    def digit_list(self) -> list[int]:
+        """``digits`` as a list (read once)."""
+        if self._dl is None:
+            self._dl = self.digits.tolist()
+        return self._dl
+
+    def steps(self) -> np.ndarray:
+        """Distance from each digit to the next (``np.diff(digits)``, computed once)."""
+        if self._steps is None:
+            self._steps = np.diff(self.digits)
+        return self._steps
 
     def find_all(self, ch: str) -> list[int]:
         out, i, text = [], self.text.find(ch), self.text
@@ -136,20 +151,55 @@ class Scan:
         return [(a, b) for a, b in self._runs if b - a >= min_len]
 
     def _token_runs(self, min_len: int) -> list[tuple[int, int]]:
-        arr, cp = self.arr, self.cp
-        if cp is not None:  # only ASCII characters are token characters
-            arr = np.where(cp < 128, cp, 0).astype(np.uint8)
-        sep = np.flatnonzero(_TOKEN.take(arr) == 0)  # non-token characters: runs lie between them
-        bounds = np.concatenate(([-1], sep, [len(arr)]))
-        lens = np.diff(bounds) - 1
-        keep = np.flatnonzero(lens >= min_len)
-        starts = bounds[keep] + 1
-        return list(zip(starts.tolist(), (starts + lens[keep]).tolist()))
+        # a run lies inside a stretch of at least ``min_len`` characters without a space: the few such
+        # stretches come from the space positions, then only they are read (token characters -> "a"
+        # in one C pass, runs found with bytes.find)
+        arr, n = self.arr, len(self.arr)
+        sp = np.flatnonzero(arr == 32)
+        if not len(sp):
+            stretches = [(0, n)]
+        else:
+            wide = np.flatnonzero(np.diff(sp) > min_len)
+            stretches = [(a + 1, b) for a, b in zip(sp[wide].tolist(), sp[wide + 1].tolist())]
+            first, last = int(sp[0]), int(sp[-1])
+            if first >= min_len:
+                stretches.insert(0, (0, first))
+            if n - last - 1 >= min_len:
+                stretches.append((last + 1, n))
+        out: list[tuple[int, int]] = []
+        needle = b"a" * min_len
+        for a, b in stretches:
+            if self.cp is None:
+                marks = self.buf[a:b].translate(_TOKEN_MAP)
+            else:  # only ASCII characters are token characters
+                cp = self.cp[a:b]
+                marks = np.where(cp < 128, cp, 0).astype(np.uint8).tobytes().translate(_TOKEN_MAP)
+            i = marks.find(needle)
+            while i >= 0:
+                j = marks.find(b" ", i + min_len)
+                if j < 0:
+                    j = len(marks)
+                out.append((a + i, a + j))
+                i = marks.find(needle, j)
+        return out
+
+    def touch(self) -> list[int]:
+        """Positions ``p`` where a letter and a digit or ``@$!`` meet (``p`` and ``p + 1``): where
+        leetspeak words and IBANs (two letters, then check digits) are. A few vectorised boolean
+        operations over the text."""
+        if self._touch is None:
+            codes = self.arr if self.cp is None else self.cp  # code points: only ASCII counts
+            digit = (codes - codes.dtype.type(48)) < 10
+            for ch in "@$!":
+                for i in self.find_all(ch):
+                    digit[i] = True
+            letter = (codes - codes.dtype.type(97)) < 26
+            self._touch = np.flatnonzero((letter[:-1] & digit[1:]) | (digit[:-1] & letter[1:])).tolist()
+        return self._touch
 
 
-_TOKEN: np.ndarray = np.zeros(256, dtype=bool)
-for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.+/=":
-    _TOKEN[_c] = True
+_TOKEN_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.+/="
+_TOKEN_MAP = bytes(0x61 if c in _TOKEN_CHARS else 0x20 for c in range(256))
 
 
 def clusters(positions: Iterable[int], gap: int) -> list[tuple[int, int]]:
@@ -167,4 +217,4 @@ def clusters(positions: Iterable[int], gap: int) -> list[tuple[int, int]]:
     return out
 
 
-__all__ = ["Scan", "Grams", "clusters", "INJECTION", "NAME", "ADDRESS"]
+__all__ = ["Scan", "Grams", "clusters", "INJECTION", "NAME", "ADDRESS", "UNTRUSTED"]

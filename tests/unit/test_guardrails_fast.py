@@ -71,3 +71,37 @@ def test_non_latin1_text_keeps_positions() -> None:
     assert InjectionDetector().detect(text).score >= 0.5
     assert _ibans(text) == ["DE89 3704 0044 0532 0130 00"]
     assert Scan(text).runs(16) == []
+
+
+def test_private_key_block_is_one_secret() -> None:
+    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\nMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n"
+    key = f"-----BEGIN RSA PRIVATE KEY-----\n{body}-----END RSA PRIVATE KEY-----"
+    text = f"Here is the deploy key:\n{key}\nplease keep it safe."
+    found = PiiDetector(("SECRET",)).detect(text)
+    assert [(f.type, text[f.start : f.end]) for f in found] == [("SECRET", key)]
+    # a public certificate is not a secret
+    cert = key.replace("RSA PRIVATE KEY", "CERTIFICATE")
+    assert PiiDetector(("SECRET",)).detect(f"cert:\n{cert}\n") == []
+
+
+def test_phone_fast_path_agrees_with_the_parser() -> None:
+    """International numbers skip phonenumbers' parser; the verdict must be the parser's own."""
+    import random
+
+    import phonenumbers as pn
+
+    from hyperion_core.guardrails.pii import phone_ok
+
+    rng = random.Random(7)
+    for region in ("US", "DE", "FR", "ES", "GB", "IT", "NL", "CH", "JP", "BR", "IN", "AU"):
+        example = pn.example_number(region)
+        national = str(example.national_number)
+        for _ in range(60):
+            d = list(national)
+            for _ in range(rng.randint(0, 3)):
+                d[rng.randrange(len(d))] = str(rng.randrange(10))
+            if rng.random() < 0.3:
+                d = d[:-1] if rng.random() < 0.5 else [*d, str(rng.randrange(10))]
+            number = f"+{example.country_code} {''.join(d)}"
+            assert phone_ok(number) == pn.is_valid_number(pn.parse(number, None)), number
+            assert phone_ok("00" + number[1:]) == phone_ok(number), number
