@@ -128,6 +128,37 @@ class Scan:
             self._dl = self.digits.tolist()
         return self._dl
 
+    def number_clusters(self, python_below: int = 400) -> list[tuple[int, int, int]]:
+        """(first, last, digit count) of each group of digits whose neighbours are at most 4 apart,
+        keeping groups of at least 4 digits or spanning at least 4 characters (where a number the
+        recognisers validate can be). Plain Python for a few hundred digits (numpy's per-call cost
+        dominates there), vectorised beyond."""
+        dl = self.digit_list()
+        if not dl:
+            return []
+        if len(dl) < python_below:
+            out: list[tuple[int, int, int]] = []
+            first = prev = dl[0]
+            cnt = 0
+            for p in dl:
+                if p - prev > 4:
+                    if cnt >= 4 or prev - first >= 3:
+                        out.append((first, prev, cnt))
+                    first, cnt = p, 0
+                prev = p
+                cnt += 1
+            if cnt >= 4 or prev - first >= 3:
+                out.append((first, prev, cnt))
+            return out
+        dig = self.digits
+        brk = np.flatnonzero(self.steps() > 4)
+        bounds: np.ndarray = np.empty(len(brk) + 2, dtype=np.intp)
+        bounds[0], bounds[1:-1], bounds[-1] = -1, brk, len(dl) - 1
+        counts = np.diff(bounds)
+        firsts, lasts = dig[bounds[:-1] + 1], dig[bounds[1:]]
+        keep = np.flatnonzero((counts >= 4) | (lasts - firsts >= 3))
+        return list(zip(firsts[keep].tolist(), lasts[keep].tolist(), counts[keep].tolist()))
+
     def steps(self) -> np.ndarray:
         """Distance from each digit to the next (``np.diff(digits)``, computed once)."""
         if self._steps is None:
@@ -151,21 +182,34 @@ class Scan:
         return [(a, b) for a, b in self._runs if b - a >= min_len]
 
     def _token_runs(self, min_len: int) -> list[tuple[int, int]]:
-        # a run lies inside a stretch of at least ``min_len`` characters without a space: the few such
-        # stretches come from the space positions, then only they are read (token characters -> "a"
-        # in one C pass, runs found with bytes.find)
-        arr, n = self.arr, len(self.arr)
-        sp = np.flatnonzero(arr == 32)
-        if not len(sp):
-            stretches = [(0, n)]
-        else:
-            wide = np.flatnonzero(np.diff(sp) > min_len)
-            stretches = [(a + 1, b) for a, b in zip(sp[wide].tolist(), sp[wide + 1].tolist())]
-            first, last = int(sp[0]), int(sp[-1])
-            if first >= min_len:
-                stretches.insert(0, (0, first))
-            if n - last - 1 >= min_len:
-                stretches.append((last + 1, n))
+        # A run of ``min_len`` (>= 16) characters covers at least three whole aligned 4-byte blocks,
+        # none of them holding a space. Such triples (12 characters without a space: rare in prose)
+        # are found with a few vectorised operations over the blocks; only the stretches around them
+        # are read byte by byte (token characters -> "a", then bytes.find).
+        buf, n = self.buf, len(self.buf)
+        if n < min_len:
+            return []
+        if min_len < 16:
+            return self._runs_in([(0, n)], min_len)
+        blocks = np.frombuffer(buf, dtype="<u4", count=n // 4) ^ _SPACES
+        # a zero byte in a block <=> a space in it (the classic has-zero-byte test)
+        clear = ((blocks - _ONES) & ~blocks & _HIGHS) == 0
+        triple = np.flatnonzero(clear[:-2] & clear[1:-1] & clear[2:])
+        if not len(triple):
+            return []
+        stretches: list[tuple[int, int]] = []
+        end = -1
+        for k in triple.tolist():
+            if 4 * k < end:
+                continue
+            a = buf.rfind(b" ", 0, 4 * k) + 1
+            end = buf.find(b" ", 4 * k + 12)
+            if end < 0:
+                end = n
+            stretches.append((a, end))
+        return self._runs_in(stretches, min_len)
+
+    def _runs_in(self, stretches: list[tuple[int, int]], min_len: int) -> list[tuple[int, int]]:
         out: list[tuple[int, int]] = []
         needle = b"a" * min_len
         for a, b in stretches:
@@ -198,6 +242,7 @@ class Scan:
         return self._touch
 
 
+_SPACES, _ONES, _HIGHS = np.uint32(0x20202020), np.uint32(0x01010101), np.uint32(0x80808080)
 _TOKEN_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.+/="
 _TOKEN_MAP = bytes(0x61 if c in _TOKEN_CHARS else 0x20 for c in range(256))
 

@@ -93,10 +93,16 @@ def test_phone_fast_path_agrees_with_the_parser() -> None:
     from hyperion_core.guardrails.pii import phone_ok
 
     rng = random.Random(7)
-    for region in ("US", "DE", "FR", "ES", "GB", "IT", "NL", "CH", "JP", "BR", "IN", "AU"):
-        example = pn.example_number(region)
+    regions = ["US", "CA", "DE", "FR", "ES", "GB", "IT", "NL", "CH", "JP", "BR", "IN", "AU", "GG", "JE", "IM", "RU", "KZ"]
+    regions += sorted(pn.SUPPORTED_REGIONS)[::9]  # and a spread of the rest
+    examples = [pn.example_number_for_type(r, t) for r in regions
+                for t in (pn.PhoneNumberType.FIXED_LINE, pn.PhoneNumberType.MOBILE)]
+    examples += [pn.example_number_for_non_geo_entity(cc) for cc in (800, 808, 870, 882)]
+    for example in examples:
+        if example is None:
+            continue
         national = str(example.national_number)
-        for _ in range(60):
+        for _ in range(40):
             d = list(national)
             for _ in range(rng.randint(0, 3)):
                 d[rng.randrange(len(d))] = str(rng.randrange(10))
@@ -105,3 +111,37 @@ def test_phone_fast_path_agrees_with_the_parser() -> None:
             number = f"+{example.country_code} {''.join(d)}"
             assert phone_ok(number) == pn.is_valid_number(pn.parse(number, None)), number
             assert phone_ok("00" + number[1:]) == phone_ok(number), number
+
+
+def test_number_clusters_same_in_python_and_numpy() -> None:
+    import random
+
+    rng = random.Random(3)
+    pieces = ["7", "42", "2024", " ", "  ", "-", "abc", "x", "+49 30 901820", "1.2.3.4", "fe80::1", "12345"]
+    seen_kept = 0
+    for _ in range(60):
+        scan = Scan("".join(rng.choice(pieces) for _ in range(rng.randint(1, 900))))
+        python, vectorised = scan.number_clusters(python_below=10**9), scan.number_clusters(python_below=0)
+        assert python == vectorised
+        for first, last, cnt in python:  # each cluster: its digits, neighbours at most 4 apart
+            digits = [i for i in range(first, last + 1) if scan.text[i].isdigit()]
+            assert len(digits) == cnt and all(b - a <= 4 for a, b in zip(digits, digits[1:]))
+            assert cnt >= 4 or last - first >= 3
+        seen_kept += len(python)
+    assert seen_kept > 100
+
+
+def test_token_runs_match_a_plain_regex() -> None:
+    """The block prefilter finds exactly the runs a regex over the whole text finds."""
+    import random
+    import re
+
+    rng = random.Random(5)
+    pieces = ["word", " ", "  ", "\n", "sk-proj-", "AbCdEf0123456789", "x" * 15, "y" * 16, "==", "/+", ",", "é", "中",
+              "jane.doe13@example6.com", "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQ=", "-", "_"]
+    rx = re.compile(r"[A-Za-z0-9_\-.+/=]{16,}")
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 60)))
+        want = [m.span() for m in rx.finditer(text.lower())]
+        assert Scan(text).runs(16) == want, text
+        assert Scan(text).runs(20) == [s for s in want if s[1] - s[0] >= 20], text
