@@ -4,7 +4,9 @@ upstream itself, all driven by ``wrk`` (C, one thread, keep-alive) so the load g
 Processes: a fixed nginx upstream answering an OpenAI chat completion (``bench/_nginx.py``), a second
 nginx that ``proxy_pass``-es to it over pooled keep-alive connections (the floor for any proxy), and
 ``hyperion serve --workers 1`` (uvloop + httptools; a virtual key required, metrics on; audit and
-governance off: the door, key check, wire codecs and routing) whose one route calls the same upstream.
+governance off: the door, key check, wire codecs and routing) whose one route calls the same upstream,
+and the bare Python proxy (``bench/_bare_proxy.py``: raw ASGI on the same uvicorn, body forwarded
+through one pooled aiohttp session, nothing else) — the floor for any Python proxy on these parts.
 With 2+ CPUs ``wrk`` runs on CPU 0 and everything else on the last CPU, so a proxy shares its CPU with
 the upstream. For each concurrency the three targets alternate (order rotated per round); req/s is
 requests over seconds summed over rounds; p50/p99 are wrk's, averaged over rounds; CPU per request is
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hyperion_core import Gateway
 
-    server = None
+    server = bare = None
     try:
         with FixedNginx(routes, cpu=helper) as upstream, \
                 FixedNginx({}, cpu=helper, proxy_to=upstream.url) as proxy:
@@ -212,6 +214,16 @@ def main(argv: list[str] | None = None) -> int:
                 os.sched_setaffinity(server.pid, {helper})
             hyp = f"http://127.0.0.1:{port}"
             _wait(f"{hyp}/healthz", server)
+            bare_port = free_port()
+            bare = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "_bare_proxy:app", "--port", str(bare_port), "--loop", "uvloop",
+                 "--http", "httptools", "--workers", "1", "--no-access-log", "--log-level", "warning"],
+                cwd=Path(__file__).resolve().parent, env={**os.environ, "BARE_PROXY_UPSTREAM": upstream.url},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if helper is not None:
+                os.sched_setaffinity(bare.pid, {helper})
+            bare_url = f"http://127.0.0.1:{bare_port}"
+            _wait(f"{bare_url}/healthz", bare)
             proxy_worker = (_children(proxy.proc.pid) or [proxy.proc.pid])[0] if proxy.proc else None
             body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
             direct = lua(tmp / "direct.lua", API_KEY, body)
@@ -219,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             targets = {
                 "upstream (direct)": (f"{upstream.url}/v1/chat/completions", direct, None),
                 "nginx proxy_pass": (f"{proxy.url}/v1/chat/completions", direct, proxy_worker),
+                "bare Python proxy": (f"{bare_url}/v1/chat/completions", direct, bare.pid),
                 "hyperion serve": (f"{hyp}/v1/chat/completions", hyper, server.pid),
             }
             results = measure(opts, targets)
@@ -230,21 +243,25 @@ def main(argv: list[str] | None = None) -> int:
             server_chunk_ms = (_proc_ticks(server.pid) - k0) / TICK * 1000 / (streamed["requests"] * N_STREAM_CHUNKS)
             library_chunk_ms = asyncio.run(library_cpu_per_chunk(upstream.url, 300))
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(30)
+        for proc in (server, bare):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
         shutil.rmtree(tmp, ignore_errors=True)
     verdict = {}
     for level, row in results.items():
-        h, n = row["hyperion serve"], row["nginx proxy_pass"]
+        h, n, b = row["hyperion serve"], row["nginx proxy_pass"], row["bare Python proxy"]
         verdict[level] = {
+            "bare_python_cpu_vs_nginx": round(b["cpu_ms_per_request"] / max(n["cpu_ms_per_request"], 1e-9), 1),
+            "cpu_vs_bare_python": round(h["cpu_ms_per_request"] / max(b["cpu_ms_per_request"], 1e-9), 2),
             "x_litellm_proxy": round(h["req_per_s"] / LITELLM_PROXY_REQ_S, 1),
             "cpu_vs_nginx": round(h["cpu_ms_per_request"] / max(n["cpu_ms_per_request"], 1e-9), 1),
             "req_s_vs_nginx": round(h["req_per_s"] / n["req_per_s"], 2),
         }
         print(f"{level}: {verdict[level]['x_litellm_proxy']}x the LiteLLM proxy's req/s (target >= 15), "
               f"CPU {verdict[level]['cpu_vs_nginx']}x nginx proxy_pass (target <= 4), "
-              f"{verdict[level]['req_s_vs_nginx']}x its req/s")
+              f"{verdict[level]['req_s_vs_nginx']}x its req/s; the bare Python proxy costs "
+              f"{verdict[level]['bare_python_cpu_vs_nginx']}x nginx, hyperion {verdict[level]['cpu_vs_bare_python']}x it")
     stream = {"server_cpu_ms_per_chunk": round(server_chunk_ms, 4), "library_cpu_ms_per_chunk": round(library_chunk_ms, 4),
               "ratio": round(server_chunk_ms / library_chunk_ms, 2)}
     print(f"RSS of the worker: {rss:.0f} MB (target < 150); streaming CPU per chunk: server "
