@@ -306,18 +306,30 @@ class SqliteKeyStore(KeyStore):
             raise GovernanceStoreError(f"key store {self.path}: {exc}") from None
 
     async def _load(self, key_id: str) -> KeyRecord | None:
-        # every request reads the file (a revocation by another process holds at once), on a connection
-        # this thread keeps open: a primary-key lookup in WAL mode is microseconds, cheaper than a hop
-        # to a worker thread plus a connect per request
-        db = getattr(self._readers, "db", None)
+        # Every request asks the file whether it changed (``PRAGMA data_version``: it moves when any
+        # other connection commits, so a revocation by another process or worker holds at once), on a
+        # connection this thread keeps open; while it has not changed, the records this thread already
+        # read are served from memory (records are immutable).
+        readers = self._readers
+        db = getattr(readers, "db", None)
         try:
             if db is None:
-                db = self._readers.db = sqlite3.connect(self.path, timeout=10)
+                db = readers.db = sqlite3.connect(self.path, timeout=10)
+                readers.version, readers.cache = None, {}
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if version != readers.version:
+                readers.version, readers.cache = version, {}
+            cache: dict[str, KeyRecord | None] = readers.cache
+            if key_id in cache:
+                return cache[key_id]
             rows = db.execute("SELECT record FROM keys WHERE key_id = ?", (key_id,)).fetchall()
         except sqlite3.Error as exc:
-            self._readers.db = None
+            readers.db = None
             raise GovernanceStoreError(f"key store {self.path}: {exc}") from None
-        return KeyRecord.loads(rows[0][0]) if rows else None
+        rec = KeyRecord.loads(rows[0][0]) if rows else None
+        if rec is not None or len(cache) < 10_000:  # unknown ids too, within a bound (a key-guessing client)
+            cache[key_id] = rec
+        return rec
 
     async def _save(self, record: KeyRecord) -> None:
         await asyncio.to_thread(

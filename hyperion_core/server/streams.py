@@ -59,21 +59,33 @@ class SSEResponse:
             if self.first is not None:
                 await send({"type": "http.response.body", "body": enc.chunk(self.first), "more_body": True})
             tail = b""
+            pending: list[bytes] = []  # encoded chunks that were ready together: one write, one syscall
+            it = self.stream.__aiter__()
             try:
-                async for chunk in self.stream:
+                while True:
+                    try:
+                        ready, item = _start(it)
+                        if not ready:  # the next chunk is not here yet: send what is, then wait
+                            if pending:
+                                await send({"type": "http.response.body", "body": b"".join(pending),
+                                            "more_body": True})
+                                pending.clear()
+                            item = await item
+                    except StopAsyncIteration:
+                        tail = enc.done()
+                        break
                     if gone.is_set():
                         outcome = "cancelled"
                         break
-                    data = enc.chunk(chunk)
+                    data = enc.chunk(item)
                     if data:
-                        await send({"type": "http.response.body", "body": data, "more_body": True})
-                else:
-                    tail = enc.done()
+                        pending.append(data)
             except Exception as exc:  # noqa: BLE001 - a failure after the first chunk: the wire's error event
                 outcome, error = "error", exc
                 tail = enc.error(exc)
                 if not hasattr(exc, "request_id"):
                     log.exception("stream failed")
+            tail = b"".join((*pending, tail)) if pending else tail
             if gone.is_set() and outcome == "ok":
                 outcome = "cancelled"
             await send({"type": "http.response.body", "body": tail, "more_body": False})
@@ -88,6 +100,48 @@ class SSEResponse:
                 pass
             if self.on_end is not None:
                 self.on_end(outcome, error)
+
+
+def _start(it: Any) -> tuple[bool, Any]:
+    """Run ``it.__anext__()`` up to its first wait: ``(True, chunk)`` when the chunk was already there
+    (the upstream's bytes were buffered), ``(False, awaitable)`` when it must wait — awaiting that
+    resumes the same call. Raises ``StopAsyncIteration`` at the end. Lets the caller batch the chunks
+    that are ready at once into one socket write without ever delaying one that arrives later."""
+    coro = it.__anext__()
+    try:
+        waiting = coro.send(None)
+    except StopIteration as done:
+        return True, done.value
+    return False, _Resume(coro, waiting)
+
+
+class _Resume:
+    """Awaitable continuing a coroutine that has already run up to ``waiting`` (what ``yield from``
+    does): the task waits on the same future, results and exceptions (cancellation too) go back in."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Any, waiting: Any) -> None:
+        self.coro, self.waiting = coro, waiting
+
+    def __await__(self) -> Any:
+        coro, waiting = self.coro, self.waiting
+        while True:
+            try:
+                value = yield waiting
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - cancellation and the future's error go in
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting = coro.send(value)
+                except StopIteration as done:
+                    return done.value
 
 
 __all__ = ["SSEResponse"]

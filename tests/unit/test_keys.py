@@ -146,3 +146,33 @@ async def test_sqlite_reads_on_a_kept_connection_still_see_other_writers_at_once
     (tmp_path / "bad.db").write_bytes(b"not a database" * 100)
     with pytest.raises(GovernanceStoreError, match="bad.db"):
         SqliteKeyStore(tmp_path / "bad.db")
+
+
+async def test_sqlite_cached_records_follow_writes_from_another_process(tmp_path):
+    """Records this thread read are kept while the file is unchanged (``PRAGMA data_version``); a write
+    by another process — a revocation, a key created after an unknown-key attempt — is seen at once."""
+    import subprocess
+    import sys
+
+    reader = SqliteKeyStore(tmp_path / "k.db")
+    key, rec = await reader.create("cached", team="t")
+    for _ in range(3):
+        assert (await reader.authenticate(key)).team == "t"
+    with pytest.raises(InvalidKeyError):
+        await reader.authenticate("hk-nosuchkey.secret")
+    script = (
+        "import sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1])\n"
+        "db.execute('UPDATE keys SET record = ? WHERE key_id = ?', (sys.argv[3].encode(), sys.argv[2]))\n"
+        "db.commit()\n"
+    )
+    from dataclasses import replace
+
+    revoked = replace(rec, revoked_at=123.0).dumps()
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "k.db"), rec.key_id,
+                    revoked.decode() if isinstance(revoked, bytes) else revoked], check=True)
+    with pytest.raises(KeyRevokedError):
+        await reader.authenticate(key)
+    later = SqliteKeyStore(tmp_path / "k.db")
+    new_key, _ = await later.create("later", team="u")
+    assert (await reader.authenticate(new_key)).team == "u"
