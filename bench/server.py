@@ -82,7 +82,8 @@ def _ms(value: str, unit: str) -> float:
 
 
 def wrk(url: str, c: int, seconds: float, script: str) -> dict[str, float]:
-    cmd = ["wrk", "-t1", f"-c{c}", f"-d{seconds}s", "--latency", "--timeout", "10s", "-s", script, url]
+    cmd = ["wrk", "-t1", f"-c{c}", f"-d{max(1, round(seconds))}s",  # wrk takes whole seconds
+           "--latency", "--timeout", "10s", "-s", script, url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
     if m is None:
