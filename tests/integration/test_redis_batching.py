@@ -98,3 +98,38 @@ async def test_scripts_come_back_after_a_flush_and_a_cancelled_waiter_leaves_its
     assert all(not isinstance(d, BaseException) for i, d in enumerate(done) if i != 3)
     (st,) = await gov.status({"team": "t"})
     assert st.reserved_usd >= 0.09  # the nine (and the cancelled one, sent anyway) hold until settled
+
+
+async def test_a_restarted_server_is_reached_on_a_fresh_connection_and_a_hung_one_fails():
+    """The pooled connection a restart closed is retried once on a fresh one (the admission succeeds);
+    a server that accepts but never answers fails the batch with the store error after the socket
+    timeout, and the connection it hung on is not handed out again out of step."""
+    import socket
+
+    from hyperion_core.redis_client import state_client
+    from hyperion_core.redis_server import RedisServer
+
+    server = RedisServer().start()
+    try:
+        client = state_client(server.url, socket_timeout=1.0)
+        gov = governance(client, limit=100.0)
+        subjects = {"key": "k", "team": "t"}
+        await gov.admit("before", subjects, tokens_estimate=1, cost_estimate_usd=0.01)
+        server.stop()
+        server.start()  # same port: the pooled connection is now dead
+        adm = await gov.admit("after", subjects, tokens_estimate=1, cost_estimate_usd=0.01)
+        assert adm.reservation.amount_n > 0
+        await client.aclose()
+    finally:
+        server.stop()
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)  # accepts connections, never answers
+    try:
+        client = state_client(f"redis://127.0.0.1:{mute.getsockname()[1]}/0", socket_timeout=0.5)
+        scripts = Scripts(client)
+        with pytest.raises(GovernanceStoreError):
+            await scripts.run_many([("status", ["q", "b"], ["", 1000, "r:"])])
+        await client.aclose()
+    finally:
+        mute.close()
