@@ -110,3 +110,25 @@ def test_upstream_usage_is_validated_before_it_is_billed():
         assert bad == Usage(estimate_prompt_tokens(r), 2) and bad.completion_tokens < MAX_TOKENS
     over, note = checked_usage(Usage(10, 5, cached_prompt_tokens=50, reasoning_tokens=9), r, None, 5)
     assert note == "clamped" and over == Usage(10, 5, cached_prompt_tokens=10, reasoning_tokens=5)
+
+
+def test_long_texts_are_counted_once_and_exactly():
+    """A text that comes back (a conversation's history, a system prompt) is counted once per encoding;
+    the remembered count is the tokenizer's own, on both sides of the remembered length range."""
+    from hyperion_core import tokens
+
+    enc = encoding_for("gpt-4o-mini")
+    history = "The migration plan covers billing, onboarding and support. " * 40  # ~2,400 characters
+    for text in ("x" * 255, "y" * 256, history, "z" * 32_768, "w" * 32_769):
+        r = req(text)
+        assert prompt_tokens_bound(r, "gpt-4o-mini") == prompt_tokens_bound(req(text + ""), "gpt-4o-mini")
+        assert tokens._text_len(text, enc) == len(enc.encode_ordinary(text))
+    before = tokens._counted.cache_info()
+    again = "".join(["The migration plan covers billing, onboarding and support. "] * 40)  # a new str object
+    assert again is not history
+    tokens._text_len(again, enc)
+    after = tokens._counted.cache_info()
+    assert after.hits == before.hits + 1 and after.misses == before.misses
+    other = encoding_for("gpt-3.5-turbo")  # cl100k: its own entry, its own count
+    if other is not None and other.name != enc.name:
+        assert tokens._text_len(history, other) == len(other.encode_ordinary(history))
