@@ -294,8 +294,10 @@ async def test_a_hung_redis_is_bounded_by_timeouts_and_backoff(prefix):
             rest = time.perf_counter() - started
         finally:
             os.kill(server._proc.pid, signal.SIGCONT)
-        assert first < 0.5  # one bounded wait...
-        assert rest < 0.05  # ...then Redis is left alone during the backoff
+        # one bounded wait (not a hang) ... then Redis is left alone during the backoff: 40 operations that
+        # each waited out the 0.1 s socket timeout would take >= 4 s (the metrics below say it exactly)
+        assert first < 3.0
+        assert rest < 2.0
         m = cache.metrics
         assert m.backend_errors == 1 and m.backend_skipped == 40
         await cache.aclose()

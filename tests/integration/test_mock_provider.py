@@ -151,7 +151,7 @@ def cosine(a: list[float], b: list[float]) -> float:
 def test_start_is_fast_picks_free_ports_and_stops():
     started = time.perf_counter()
     one, two = MockProvider().start(), MockProvider().start()
-    assert time.perf_counter() - started < 0.4  # two servers
+    assert time.perf_counter() - started < 3.0  # two servers, no fixed waits (a loaded CI machine is slow)
     assert one.port > 0 and two.port > 0 and one.port != two.port
     assert one.url == f"http://127.0.0.1:{one.port}"
     assert httpx.get(f"{one.url}/_mock/health").json() == {"status": "ok"}
@@ -687,13 +687,14 @@ async def test_invalid_request_body_is_a_400(provider, http):
 
 
 async def test_latency_only_delays_the_faulted_deployment(provider, http):
-    provider.fault("slow", latency_ms=250)
+    provider.fault("slow", latency_ms=1500)
     started = time.perf_counter()
-    assert (await call(http, provider, "openai", "slow", "x")).status_code == 200
-    assert time.perf_counter() - started >= 0.25
-    started = time.perf_counter()
+    slow = asyncio.create_task(call(http, provider, "openai", "slow", "x"))
+    await asyncio.sleep(0.05)
     assert (await call(http, provider, "openai", "fast", "x")).status_code == 200
-    assert time.perf_counter() - started < 0.2
+    assert not slow.done()  # the other deployment answered while the slow one still waits
+    assert (await slow).status_code == 200
+    assert time.perf_counter() - started >= 1.5
 
 
 async def test_hang_times_out_client_while_server_keeps_serving(provider, http):
@@ -704,7 +705,7 @@ async def test_hang_times_out_client_while_server_keeps_serving(provider, http):
         with pytest.raises(httpx.ReadTimeout):
             await http.post(
                 f"{provider.base_url('hang')}/chat/completions",
-                timeout=0.5,
+                timeout=2.0,
                 headers={"Authorization": "Bearer k"},
                 json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
             )
@@ -712,10 +713,9 @@ async def test_hang_times_out_client_while_server_keeps_serving(provider, http):
 
     task = asyncio.create_task(hung())
     await asyncio.sleep(0.05)
-    started = time.perf_counter()
     ok = await call(http, provider, "openai", "alive", "still there?")
-    assert ok.status_code == 200 and time.perf_counter() - started < 0.3 and not task.done()
-    assert await task >= 0.5
+    assert ok.status_code == 200 and not task.done()  # answered while the hung request still waits
+    assert await task >= 2.0
     assert provider.stats()["hang"]["hung"] == 1 and provider.stats()["hang"]["by_status"] == {}
     provider.clear_faults()
     provider.fault("hang-short", hang=True, hang_s=0.2)
