@@ -67,8 +67,9 @@ async def test_a_slow_shadow_never_slows_the_primary():
     t0 = time.perf_counter()
     for _ in range(3):
         assert sync_shadow.invoke("q").content == "fast"
-    assert time.perf_counter() - t0 < 0.3  # three calls, each shadow sleeping 0.6 s
+    # three calls, each shadow sleeping 0.6 s: all three shadows still pending once the primaries are back
     assert sync_shadow.pending == 3 and sync_shadow.report() == []
+    assert time.perf_counter() - t0 < 0.6  # waiting for even one shadow would take 0.6 s
     assert sync_shadow.drain(5)
     assert [r["shadow_latency_ms"] >= 550 for r in sync_shadow.report()] == [True] * 3
 
@@ -77,7 +78,7 @@ async def test_a_slow_shadow_never_slows_the_primary():
     )
     t0 = time.perf_counter()
     outs = await asyncio.gather(*(async_shadow.ainvoke("q") for _ in range(5)))
-    assert [o.content for o in outs] == ["fast"] * 5 and time.perf_counter() - t0 < 0.3
+    assert [o.content for o in outs] == ["fast"] * 5 and time.perf_counter() - t0 < 0.6
     assert await async_shadow.adrain(5)
     assert {r["shadow_status"] for r in async_shadow.report()} == {"timeout"}
     assert (
