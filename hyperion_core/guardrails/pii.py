@@ -499,9 +499,9 @@ class PiiDetector:
 
     @staticmethod
     def _ibans(text: str, scan: Scan, found: list[Finding]) -> list[tuple[int, int]]:
-        """IBANs start with two letters and two check digits: found from the digit pairs, then read
-        char by char (any case; single spaces, dashes or dots between groups, however grouped) up
-        to the country's length and checked (length, boundary, mod-97)."""
+        """IBANs start with two letters and two check digits: found where a letter touches a digit
+        (:meth:`Scan.touch`), then matched by one pattern per country length (any case; single spaces,
+        dashes or dots between groups, however grouped) and checked (boundary, mod-97)."""
         low, n = scan.low, len(text)
         out: list[tuple[int, int]] = []
         end = -1

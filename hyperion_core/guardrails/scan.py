@@ -82,7 +82,7 @@ def _bytes(low: str) -> tuple[bytes, np.ndarray | None]:
 class Scan:
     """Anchors of one text (lower-cased copy in ``low``; positions are ``str`` indices)."""
 
-    __slots__ = ("text", "low", "buf", "cp", "arr", "digits", "grams", "_runs", "_touch", "_dl", "_steps")
+    __slots__ = ("text", "low", "buf", "cp", "arr", "digits", "grams", "_runs", "_touch", "_dl")
 
     def __init__(self, text: str, grams: Grams | None = None) -> None:
         self.text = text
@@ -101,7 +101,6 @@ class Scan:
         self._runs: list[tuple[int, int]] | None = None
         self._touch: list[int] | None = None
         self._dl: list[int] | None = None
-        self._steps: np.ndarray | None = None
         self.grams: dict[int, list[int]] = {}
         n = len(buf) - 3
         if grams is not None and n > 0:
@@ -151,19 +150,13 @@ class Scan:
                 out.append((first, prev, cnt))
             return out
         dig = self.digits
-        brk = np.flatnonzero(self.steps() > 4)
+        brk = np.flatnonzero(np.diff(dig) > 4)
         bounds: np.ndarray = np.empty(len(brk) + 2, dtype=np.intp)
         bounds[0], bounds[1:-1], bounds[-1] = -1, brk, len(dl) - 1
         counts = np.diff(bounds)
         firsts, lasts = dig[bounds[:-1] + 1], dig[bounds[1:]]
         keep = np.flatnonzero((counts >= 4) | (lasts - firsts >= 3))
         return list(zip(firsts[keep].tolist(), lasts[keep].tolist(), counts[keep].tolist()))
-
-    def steps(self) -> np.ndarray:
-        """Distance from each digit to the next (``np.diff(digits)``, computed once)."""
-        if self._steps is None:
-            self._steps = np.diff(self.digits)
-        return self._steps
 
     def find_all(self, ch: str) -> list[int]:
         out, i, text = [], self.text.find(ch), self.text

@@ -461,16 +461,15 @@ def create_app(
         from .tracing import Tracing
 
         door.tracing = Tracing(door.gw, tracer_provider)
-    routes = [
-        Route("/v1/chat/completions", door.chat_completions, methods=["POST"]),
-        Route("/chat/completions", door.chat_completions, methods=["POST"]),
+    # the model endpoints (POST): served by HotPaths directly, and routed by Starlette as well
+    model_calls = {
+        "/v1/chat/completions": door.chat_completions, "/chat/completions": door.chat_completions,
+        "/v1/messages": door.messages, "/v1/responses": door.responses, "/responses": door.responses,
+        "/v1/completions": door.completions, "/completions": door.completions,
+    }
+    routes = [Route(path, handler, methods=["POST"]) for path, handler in model_calls.items()] + [
         Route("/v1/embeddings", door.embeddings, methods=["POST"]),
         Route("/v1/models", door.models, methods=["GET"]),
-        Route("/v1/messages", door.messages, methods=["POST"]),
-        Route("/v1/responses", door.responses, methods=["POST"]),
-        Route("/responses", door.responses, methods=["POST"]),
-        Route("/v1/completions", door.completions, methods=["POST"]),
-        Route("/completions", door.completions, methods=["POST"]),
         Route("/healthz", door.healthz, methods=["GET"]),
         Route("/readyz", door.readyz, methods=["GET"]),
     ]
@@ -490,11 +489,7 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.door = door
     app.state.gateway = gw
-    return HotPaths(app, {
-        "/v1/chat/completions": door.chat_completions, "/chat/completions": door.chat_completions,
-        "/v1/messages": door.messages, "/v1/completions": door.completions, "/completions": door.completions,
-        "/v1/responses": door.responses, "/responses": door.responses,
-    })
+    return HotPaths(app, model_calls)
 
 
 class HotPaths:
