@@ -9,11 +9,22 @@ in Python on its asyncio connections (its sync client packs with hiredis). A gov
 about seven EVALSHA calls with ~100 arguments, and packing them was the largest single cost of an
 admission + settle (``bench/throughput.py``); the connections here pack with ``hiredis.pack_command``,
 byte-identical output (floats by ``repr``, text as UTF-8), as redis-py's sync client does.
+
+They also bound a command's write and each reply's read by ``socket_timeout`` with Hyperion's shared-slot
+deadline (:mod:`hyperion_core.deadline`) instead of redis-py's ``asyncio.wait_for`` per write (a new task
+and ~4 loop turns: ~12 µs) and ``asyncio.timeout`` per reply (a heap timer each: ~4 µs; a pipeline reads
+one reply per command). Same outcomes: a write or a read that takes longer closes the connection and
+raises redis-py's ``TimeoutError``; a cancelled one closes it too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+from collections.abc import Iterable
 from typing import Any
+
+from .deadline import timeout as _deadline
 
 try:  # redis-py takes hiredis >= 3.2 only; the same rule here
     import hiredis as _hiredis
@@ -38,14 +49,81 @@ def _hiredis_pack_command(self: Any, *args: Any) -> list[bytes]:
         raise DataError(str(exc)) from exc
 
 
+async def _send_packed_command(self: Any, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+    """``Connection.send_packed_command`` without a task per write: the bytes go to the transport at
+    once (as redis-py does); only a full socket buffer waits for ``drain``, within ``socket_timeout``."""
+    if not self.is_connected:
+        await self.connect_check_health(check_health=False)
+    if check_health:
+        await self.check_health()
+    if isinstance(command, str):
+        command = command.encode()
+    if isinstance(command, bytes):
+        command = [command]
+    try:
+        self._writer.writelines(command)
+        if self.socket_timeout:
+            async with _deadline(self.socket_timeout):
+                await self._writer.drain()
+        else:
+            await self._writer.drain()
+    except (asyncio.TimeoutError, TimeoutError):
+        await self.disconnect(nowait=True)
+        raise _errors().TimeoutError("Timeout writing to socket") from None
+    except OSError as e:
+        await self.disconnect(nowait=True)
+        err_no, errmsg = ("UNKNOWN", e.args[0]) if len(e.args) == 1 else (e.args[0], e.args[1])
+        raise _errors().ConnectionError(f"Error {err_no} while writing to socket. {errmsg}.") from e
+    except BaseException:
+        await self.disconnect(nowait=True)  # a half-sent command: the connection is unusable
+        raise
+
+
+async def _read_response(
+    self: Any,
+    disable_decoding: bool = False,
+    timeout: float | None = None,
+    *,
+    disconnect_on_error: bool = True,
+    push_request: bool | None = False,
+) -> Any:
+    """``Connection.read_response``; its default bound (``socket_timeout``) kept by a shared-slot
+    deadline rather than an ``asyncio.timeout`` per reply. An explicit ``timeout`` is redis-py's."""
+    read = _BASE_READ[type(self).__mro__[1]]
+    if timeout is not None or not self.socket_timeout:
+        return await read(self, disable_decoding, timeout, disconnect_on_error=disconnect_on_error,
+                          push_request=push_request)
+    try:
+        async with _deadline(self.socket_timeout):
+            # math.inf: redis-py sets no timer of its own; a cancellation by the deadline closes the
+            # connection (its BaseException path) when disconnect_on_error
+            return await read(self, disable_decoding, math.inf, disconnect_on_error=disconnect_on_error,
+                              push_request=push_request)
+    except (asyncio.TimeoutError, TimeoutError):
+        raise _errors().TimeoutError(f"Timeout reading from {self._host_error()}") from None
+
+
+def _errors() -> Any:
+    import redis.exceptions  # imported with redis.asyncio already: a dict lookup
+
+    return redis.exceptions
+
+
+#: each base connection class's own ``read_response``
+_BASE_READ: dict[type, Any] = {}
 _fast: dict[type, type] = {}
 
 
 def _fast_connection(cls: type) -> type:
-    """``cls`` (TCP, TLS or unix socket) packing with hiredis; one subclass per class."""
+    """``cls`` (TCP, TLS or unix socket) packing with hiredis and bounding I/O with shared-slot
+    deadlines; one subclass per class."""
     sub = _fast.get(cls)
     if sub is None:
-        sub = _fast[cls] = type(f"HiredisPack{cls.__name__}", (cls,), {"pack_command": _hiredis_pack_command})
+        _BASE_READ[cls] = cls.read_response  # type: ignore[attr-defined]
+        ns = {"send_packed_command": _send_packed_command, "read_response": _read_response}
+        if _HIREDIS_PACK:
+            ns["pack_command"] = _hiredis_pack_command
+        sub = _fast[cls] = type(f"Fast{cls.__name__}", (cls,), ns)
     return sub
 
 
@@ -67,8 +145,7 @@ def state_client(
         url, max_connections=max_connections, timeout=pool_timeout, socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout, retry=retry,
     )
-    if _HIREDIS_PACK:
-        pool.connection_class = _fast_connection(pool.connection_class)
+    pool.connection_class = _fast_connection(pool.connection_class)
     return aioredis.Redis(connection_pool=pool, retry=retry)
 
 

@@ -133,3 +133,65 @@ async def test_a_restarted_server_is_reached_on_a_fresh_connection_and_a_hung_on
         await client.aclose()
     finally:
         mute.close()
+
+
+async def test_state_connections_bound_io_without_a_task_per_write(monkeypatch):
+    """Hyperion's Redis connections keep redis-py's timeout outcomes (a reply that never comes raises
+    redis-py's ``TimeoutError`` after ``socket_timeout`` and closes the connection) without redis-py's
+    ``asyncio.wait_for`` per write (a task and several loop turns per command) or an ``asyncio.timeout``
+    per reply (a pipeline of 50 commands set 50 timers); a live server still answers every command and
+    pipeline."""
+    import asyncio
+    import socket
+
+    import redis.exceptions
+
+    from hyperion_core.redis_client import state_client
+    from hyperion_core.redis_server import RedisServer
+
+    def no_wait_for(*a, **kw):  # noqa: ANN002, ANN003
+        raise AssertionError("asyncio.wait_for on the Redis hot path")
+
+    import redis.asyncio.connection as rconn
+
+    timers: list[float] = []
+    real_timeout = rconn.async_timeout
+
+    def counted(delay):  # noqa: ANN001, ANN202
+        timers.append(delay)
+        return real_timeout(delay)
+
+    server = RedisServer().start()
+    try:
+        client = state_client(server.url, socket_timeout=2.0)
+        await client.ping()  # connected (the connect itself may use redis-py's own timers)
+        monkeypatch.setattr(asyncio, "wait_for", no_wait_for)
+        monkeypatch.setattr(rconn, "async_timeout", counted)
+        await client.set("k", "v")
+        assert await client.get("k") == b"v"
+        timers.clear()
+        pipe = client.pipeline(transaction=False)
+        for _ in range(50):
+            pipe.incr("n")
+        assert (await pipe.execute())[-1] == 50
+        assert len(timers) <= 1  # the pool's wait for a connection at most; none per reply (was 50)
+        monkeypatch.undo()
+        await client.aclose()
+    finally:
+        server.stop()
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)  # accepts connections, never answers
+    try:
+        client = state_client(f"redis://127.0.0.1:{mute.getsockname()[1]}/0", socket_timeout=0.3)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(redis.exceptions.TimeoutError, match="Timeout reading"):
+            await client.get("k")
+        assert loop.time() - t0 >= 0.3
+        pool = client.connection_pool
+        conns = [*pool._available_connections, *pool._in_use_connections]  # noqa: SLF001
+        assert conns and not any(c.is_connected for c in conns)  # closed, not pooled half-read
+        await client.aclose()
+    finally:
+        mute.close()

@@ -1,10 +1,11 @@
 """The hot path's cheaper mechanisms keep the behaviour of what they replace: the per-attempt deadline
-(``deadline.timeout``, asyncio.timeout's semantics on one timer handle) and the pipeline skipping
+(``deadline.timeout``, asyncio.timeout's semantics on shared slot timers) and the pipeline skipping
 stage hooks that are the base class's no-op."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 
 import pytest
@@ -35,16 +36,69 @@ def test_deadline_past_raises_timeout_error_and_leaves_the_task_uncancelled():
 
 
 @needs_311
-def test_deadline_not_reached_returns_the_body_result_and_cancels_its_timer():
-    async def main() -> tuple[int, int]:
-        loop = asyncio.get_running_loop()
-        async with _timeout(3600):
-            await asyncio.sleep(0)
-            value = 42
-        live = [h for h in loop._scheduled if not h.cancelled()]  # noqa: SLF001 - the timer must be gone
-        return value, len(live)
+def test_deadline_not_reached_returns_the_body_result_and_lets_go_of_the_task():
+    from hyperion_core import deadline as D
 
-    assert asyncio.run(main()) == (42, 0)
+    async def main() -> tuple[int, int, int]:
+        loop = asyncio.get_running_loop()
+        before = len(loop._scheduled)  # noqa: SLF001 - timers are what deadlines cost
+        for _ in range(1000):  # a thousand sequential attempts share a handful of slot timers
+            async with _timeout(3600):
+                await asyncio.sleep(0)
+                value = 42
+        members = sum(len(m) for m in D._wheels[loop].slots.values())  # noqa: SLF001
+        return value, members, len(loop._scheduled) - before  # noqa: SLF001
+
+    value, members, timers = asyncio.run(main())
+    assert (value, members) == (42, 0)  # nothing holds an ended body's task
+    assert 1 <= timers <= 3
+
+
+@needs_311
+@pytest.mark.parametrize("delay", [0.003, 0.02, 0.2])
+def test_deadline_fires_never_early_and_at_most_its_slot_late(delay: float):
+    from hyperion_core import deadline as D
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            async with _timeout(delay):
+                await asyncio.sleep(3600)
+        except TimeoutError:
+            return loop.time() - t0
+        return -1.0
+
+    elapsed = asyncio.run(main())
+    slot = max(2.0 ** (math.frexp(delay)[1] - D.SLOT_BITS), D.MIN_SLOT_S)
+    assert elapsed >= delay - 1e-6
+    # the timer is due at most one slot after the expiry; a busy loop may run it later still, but a
+    # deadline never waits for a much later slot (e.g. a wrong exponent would double the delay)
+    assert slot <= max(delay / 1000, D.MIN_SLOT_S) + 1e-12
+    assert elapsed < delay * 2 + 0.05
+
+
+@needs_311
+def test_deadlines_in_many_slots_fire_each_its_own_task_only():
+    async def body(delay: float, log: list[float]) -> str:
+        try:
+            async with _timeout(delay):
+                await asyncio.sleep(3600)
+        except TimeoutError:
+            log.append(delay)
+            return "timeout"
+        return "finished"
+
+    async def main() -> tuple[list[str], list[float], str]:
+        log: list[float] = []
+        tasks = [asyncio.create_task(body(d, log)) for d in (0.04, 0.01, 0.02, 0.01)]
+        async with _timeout(3600):  # a live deadline in a far slot is left alone
+            out = await asyncio.gather(*tasks)
+        return out, log, "ok"
+
+    out, log, far = asyncio.run(main())
+    assert out == ["timeout"] * 4 and far == "ok"
+    assert log == sorted(log)  # in order of their delays
 
 
 @needs_311
