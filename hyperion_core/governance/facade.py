@@ -241,6 +241,7 @@ class Governance:
         await self.ledger.record_saving(subjects, saved_usd, **kw)
 
     async def aclose(self) -> None:
+        await self.ledger.store.aclose()
         await self.alerts.aclose()
         if self._owns_client and self._client is not None:
             await self._client.aclose()

@@ -519,3 +519,92 @@ async def test_a_budget_reset_starts_the_period_over_and_keeps_reservations_in_f
         await gov.reset("planet", "x")
     with pytest.raises(InvalidRequestError, match="no weekly budget"):
         await gov.reset("team", "ml", "weekly")
+
+
+# -- the spend queue (Redis): records folded in batches, each exactly once --------------------------
+
+
+def _redis_gov(client, prefix: str, **kw) -> Governance:
+    return Governance({"backend": "redis", "key_prefix": prefix, "alerts": []}, redis=client, sinks=[], **kw)
+
+
+async def _settle_many(gov: Governance, n: int, tag: str, day_of=lambda i: 0) -> None:  # noqa: ANN001
+    for i in range(n):
+        subj = {"key": f"k{i % 7}", "team": f"t{i % 3}", "user": "u", "route": "chat"}
+        adm = await gov.admit(f"{tag}{i}", subj, tokens_estimate=10, cost_estimate_usd=0.02)
+        await gov.settle(adm, 0.001 * (1 + i % 5), prompt_tokens=i, completion_tokens=2, deployment=f"d{i % 2}",
+                         model="m")
+
+
+async def test_spend_records_fold_in_batches_and_count_exactly_once_across_processes(client, redis_url):
+    """Two processes (two clients) settle 150 requests into one namespace: the settling scripts queue
+    the report records and a fold runs per FOLD_AT of them, in the background; whatever is still
+    queued is folded by the report. Every request is counted once — never twice when folds of the two
+    processes overlap, never lost when the report runs between folds."""
+    from hyperion_core.governance._lua import FOLD_AT
+
+    prefix = f"fq{time.time_ns()}"
+    other = aioredis.Redis.from_url(redis_url)
+    a, b = _redis_gov(client, prefix), _redis_gov(other, prefix)
+    try:
+        await asyncio.gather(_settle_many(a, 75, "a"), _settle_many(b, 75, "b"))
+        queue = f"{{{prefix}:ledger}}:spendq"
+        for gov in (a, b):  # the background folds have run (or are running) by now
+            task = gov.ledger.store._folding  # noqa: SLF001
+            if task is not None:
+                await task
+        left = await client.llen(queue)
+        assert left < 150  # folded along the way, not only by the report
+        assert left < FOLD_AT * 2
+        rows = {r.group: r for r in await a.spend_report("key")}
+        assert await client.llen(queue) == 0  # the report folded the rest
+        assert sum(r.requests for r in rows.values()) == 150
+        expected_cost = sum(0.001 * (1 + i % 5) for i in range(75)) * 2
+        assert math.isclose(sum(r.cost_usd for r in rows.values()), expected_cost, rel_tol=0, abs_tol=1e-9)
+        assert sum(r.prompt_tokens for r in rows.values()) == sum(range(75)) * 2
+        assert sum(r.completion_tokens for r in rows.values()) == 300
+        again = {r.group: r for r in await b.spend_report("key")}  # a second fold adds nothing
+        assert again == rows
+        for by in ("team", "user", "route", "deployment", "model"):
+            assert sum(r.requests for r in await b.spend_report(by)) == 150
+    finally:
+        await a.aclose()
+        await b.aclose()
+        await other.aclose()
+
+
+async def test_records_left_by_a_process_that_stopped_are_counted_by_another(client):
+    """A process that settled fewer than FOLD_AT requests and died left its records queued in Redis
+    (nothing in its memory): another process's report counts them."""
+    prefix = f"fd{time.time_ns()}"
+    dead = _redis_gov(client, prefix)
+    await _settle_many(dead, 5, "d")
+    del dead  # no aclose: it just stopped
+    assert await client.llen(f"{{{prefix}:ledger}}:spendq") == 5
+    alive = _redis_gov(client, prefix)
+    try:
+        assert sum(r.requests for r in await alive.spend_report("team")) == 5
+    finally:
+        await alive.aclose()
+
+
+async def test_a_record_the_fold_cannot_read_is_set_aside_and_the_rest_still_count(client):
+    """A queued value that is not a record of this layout (another version, a hand-made entry, a key
+    outside the namespace) neither stops the fold nor is lost: it moves to ``spendq:bad`` untouched."""
+    prefix = f"fb{time.time_ns()}"
+    gov = _redis_gov(client, prefix)
+    queue = f"{{{prefix}:ledger}}:spendq"
+    try:
+        await _settle_many(gov, 3, "x")
+        outside = await client.eval(  # well-formed, but naming a hash outside the namespace
+            "return cmsgpack.pack('2026-11-24', 0, 1, 1, 1, 1, 0, 'elsewhere:spend:x', 'g')", 0)
+        short = await client.eval("return cmsgpack.pack('2026-11-24', 0, 1)", 0)  # too few fields
+        foreign = [b"not msgpack at all \xc1", outside, short]
+        await client.rpush(queue, *foreign)
+        await _settle_many(gov, 2, "y")
+        assert sum(r.requests for r in await gov.spend_report("route")) == 5
+        assert await client.llen(queue) == 0
+        assert await client.lrange(queue + ":bad", 0, -1) == foreign
+        assert await client.exists("elsewhere:spend:x") == 0
+    finally:
+        await gov.aclose()

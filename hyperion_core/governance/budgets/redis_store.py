@@ -6,12 +6,14 @@ the script call, each ``parse_*`` turns its reply into the typed result the memo
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from ...errors import GovernanceStoreError
-from .._lua import Call, Scripts
+from .._lua import FOLD_AT, Call, Scripts
 from .._lua import s as _text
 from ..ops import Op, ScriptOp, ScriptRunner
 from ..periods import UTC
@@ -29,6 +31,8 @@ from .records import (
     SettleResult,
 )
 from .store import StoreBase
+
+log = logging.getLogger("hyperion.governance")
 
 
 class RedisBudgetStore(StoreBase):
@@ -50,6 +54,9 @@ class RedisBudgetStore(StoreBase):
         self.resq = self.base + "resq"
         self.res_prefix = self.base + "res:"
         self.days_key = self.base + "spend:days"
+        self.spend_queue = self.base + "spendq"
+        #: the background fold of the spend queue in flight, if any (one at a time per store)
+        self._folding: asyncio.Task[int] | None = None
         self.clock = clock
         self.grace_ms = int(grace_s * 1000)
         self.retention_s = retention_days * 86_400
@@ -91,7 +98,7 @@ class RedisBudgetStore(StoreBase):
 
     # -- settle -------------------------------------------------------------------------------------
     def _spend_parts(self, w: SpendWrite) -> tuple[list[str], list[str], int]:
-        keys = [f"{self.base}spend:{w.day}:{dim}" for dim, _ in w.groups] + [self.days_key]
+        keys = [f"{self.base}spend:{w.day}:{dim}" for dim, _ in w.groups] + [self.days_key, self.spend_queue]
         groups = [g for _, g in w.groups]
         day_end = datetime.fromisoformat(w.day).replace(tzinfo=UTC).timestamp() + 86_400
         return keys, groups, int(day_end + self.retention_s)
@@ -119,10 +126,11 @@ class RedisBudgetStore(StoreBase):
         args += groups
         return ("settle", keys, args)
 
-    @staticmethod
-    def parse_settle(raw: list[Any]) -> SettleResult:
+    def parse_settle(self, raw: list[Any]) -> SettleResult:
         if int(raw[0]) != 1:
             return NotSettled(HoldState.parse(_text(raw[1])))
+        if len(raw) > 4:
+            self.queued(int(raw[4]))
         fired = []
         for f in raw[3]:
             i, _, label = _text(f).partition(":")
@@ -154,7 +162,45 @@ class RedisBudgetStore(StoreBase):
         keys, groups, exp = self._spend_parts(spend)
         args = [self._now(), len(groups), exp, spend.day, spend.requests, spend.prompt_tokens]
         args += [spend.completion_tokens, spend.cost_n, spend.saved_n, *groups]
-        return ScriptOp(("spend", keys, args), _nothing)
+        return ScriptOp(("spend", keys, args), self._spend_queued)
+
+    def _spend_queued(self, raw: Any) -> None:
+        self.queued(int(raw))
+
+    # -- the spend queue ----------------------------------------------------------------------------
+    def queued(self, n: int) -> None:
+        """A script left ``n`` spend records queued: at :data:`FOLD_AT`, fold them in the background
+        (never on the request's path; a failed fold leaves them queued for the next one or a report)."""
+        if n < FOLD_AT or (self._folding is not None and not self._folding.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # parsed outside a loop: the next settlement or report folds
+        self._folding = loop.create_task(self._fold_quietly(), name="hyperion-spend-fold")
+
+    async def _fold_quietly(self) -> int:
+        try:
+            return await self.fold_spend()
+        except Exception as exc:  # noqa: BLE001 - the records stay queued; a report or the next fold takes them
+            log.warning("governance: folding the spend queue failed (records stay queued): %s", exc)
+            return 0
+
+    async def aclose(self) -> None:
+        """Wait for a fold in flight (its script runs either way; this keeps the task from being
+        destroyed with its loop)."""
+        task, self._folding = self._folding, None
+        if task is not None and not task.done():
+            await asyncio.wait([task])
+
+    async def fold_spend(self) -> int:
+        """Fold every queued spend record into the day hashes (what a report reads); the records folded."""
+        total = 0
+        while True:
+            n = int(await self.scripts.run("fold", [self.spend_queue, self.days_key], [self._now(), _FOLD_MAX]))
+            total += n
+            if n < _FOLD_MAX:
+                return total
 
     async def spend_totals(self, by: str, since: Any, until: Any) -> dict[str, list[int]]:
         from redis.exceptions import RedisError
@@ -164,6 +210,7 @@ class RedisBudgetStore(StoreBase):
         r = self.scripts.client
         keep = day_filter(since, until)
         totals: dict[str, list[int]] = {}
+        await self.fold_spend()
         try:
             days = sorted(d for d in (_text(x) for x in await r.smembers(self.days_key)) if keep(d))
             if not days:
@@ -179,6 +226,10 @@ class RedisBudgetStore(StoreBase):
         return totals
 
 
+#: queued spend records folded per script call when a report drains the queue
+_FOLD_MAX = 1000
+
+
 def _is_one(raw: Any) -> bool:
     return int(raw) == 1
 
@@ -189,10 +240,6 @@ def _pairs(raw: list[Any]) -> list[tuple[int, int]]:
 
 def _ints(raw: list[Any]) -> list[int]:
     return [int(v) for v in raw]
-
-
-def _nothing(raw: Any) -> None:
-    return None
 
 
 __all__ = ["RedisBudgetStore"]
