@@ -20,6 +20,7 @@ raises redis-py's ``TimeoutError``; a cancelled one closes it too.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -88,8 +89,11 @@ async def _read_response(
     push_request: bool | None = False,
 ) -> Any:
     """``Connection.read_response``; its default bound (``socket_timeout``) kept by a shared-slot
-    deadline rather than an ``asyncio.timeout`` per reply. An explicit ``timeout`` is redis-py's."""
+    deadline rather than an ``asyncio.timeout`` per reply, or by the caller's own deadline over a
+    whole pipeline (:data:`BOUNDED`). An explicit ``timeout`` is redis-py's."""
     read = _BASE_READ[type(self).__mro__[1]]
+    if timeout is None and BOUNDED.get():
+        timeout = math.inf  # the caller's one deadline bounds this read
     if timeout is not None or not self.socket_timeout:
         return await read(self, disable_decoding, timeout, disconnect_on_error=disconnect_on_error,
                           push_request=push_request)
@@ -101,6 +105,11 @@ async def _read_response(
                               push_request=push_request)
     except (asyncio.TimeoutError, TimeoutError):
         raise _errors().TimeoutError(f"Timeout reading from {self._host_error()}") from None
+
+
+#: set (in its own task) by a caller that bounds a whole pipeline with one deadline: the replies it
+#: reads then need no deadline each (``governance.batch.AutoPipeline``)
+BOUNDED = contextvars.ContextVar("hyperion_redis_bounded", default=False)
 
 
 def _errors() -> Any:

@@ -307,35 +307,32 @@ async def test_redis_admission_is_one_round_trip_and_revocation_is_still_immedia
     await gw.acomplete("chat", user("warm the key"), virtual_key=key)  # cold: the record is read once
     trips = []
     client = gw.services.client()
-    real_cmd, real_pipe = client.execute_command, client.pipeline
+    real_cmd = client.execute_command
+    conn_cls = client.connection_pool.connection_class
+    real_send = conn_cls.send_packed_command
 
     async def counted_cmd(*args, **kw):
         trips.append(args[0])
         return await real_cmd(*args, **kw)
 
-    def counted_pipe(*args, **kw):
-        pipe = real_pipe(*args, **kw)
-        real_exec = pipe.execute
+    async def counted_send(self, command, *a, **kw):  # every write to Redis, whoever builds it
+        trips.append("WRITE")
+        return await real_send(self, command, *a, **kw)
 
-        async def execute(*a, **k):
-            trips.append("PIPELINE")
-            return await real_exec(*a, **k)
-
-        pipe.execute = execute
-        return pipe
-
-    client.execute_command, client.pipeline = counted_cmd, counted_pipe
     from hyperion_core.pipeline import EXTERNAL
     from hyperion_core.types import Caller, ChatRequest
 
-    # the Authorize and Admit stages alone (as for a call made outside the gateway)
-    ctx = gw.pipeline.context(ChatRequest("chat", user("x"), caller=Caller(virtual_key=key), max_tokens=20), EXTERNAL)
-    ctx.priced = [(d.adapter.target.price, d.adapter.target.model) for d in gw.route("chat").deployments]
-    await gw.pipeline.enter(ctx)
-    assert trips == ["PIPELINE"]  # key check + rate limit + budget reservation: one round trip
+    client.execute_command = counted_cmd
+    conn_cls.send_packed_command = counted_send
+    try:  # the Authorize and Admit stages alone (as for a call made outside the gateway)
+        ctx = gw.pipeline.context(ChatRequest("chat", user("x"), caller=Caller(virtual_key=key), max_tokens=20), EXTERNAL)
+        ctx.priced = [(d.adapter.target.price, d.adapter.target.model) for d in gw.route("chat").deployments]
+        await gw.pipeline.enter(ctx)
+        assert trips == ["WRITE"]  # key check + rate limit + budget reservation: one write, one round trip
+    finally:
+        client.execute_command, conn_cls.send_packed_command = real_cmd, real_send
     assert ctx.admission.subjects.team == "fast"
     await gw.governance.release(ctx.admission)
-    client.execute_command, client.pipeline = real_cmd, real_pipe
 
     await gw.keys.revoke(rec.key_id)  # e.g. from another process
     with pytest.raises(KeyRevokedError):

@@ -64,6 +64,7 @@ def test_redis_replies_parse_into_the_same_records():
     assert parse_r([2, b"s"]) == AlreadyHeld(HoldState.SETTLED)
     assert parse_r([0, 2, 10, 20, 1]) == Refused(index=1, spent_n=10, reserved_n=20, first=True)
     assert parse_s([1, 1, [5, -1], [b"2:0.8"]]) == Settled(late=True, spent_n=(5, -1), fired=((1, "0.8"),))
+    assert parse_s([1, 0, [5], [], 12]) == Settled(late=False, spent_n=(5,), fired=())  # + spend records queued
     assert parse_s([0, b"missing"]) == NotSettled(HoldState.MISSING)
     assert parse_s([0, "l"]) == NotSettled(HoldState.RELEASED)
     with pytest.raises(GovernanceStoreError, match="unknown reservation state"):

@@ -126,11 +126,10 @@ class RedisBudgetStore(StoreBase):
         args += groups
         return ("settle", keys, args)
 
-    def parse_settle(self, raw: list[Any]) -> SettleResult:
+    @staticmethod
+    def parse_settle(raw: list[Any]) -> SettleResult:
         if int(raw[0]) != 1:
             return NotSettled(HoldState.parse(_text(raw[1])))
-        if len(raw) > 4:
-            self.queued(int(raw[4]))
         fired = []
         for f in raw[3]:
             i, _, label = _text(f).partition(":")
@@ -140,7 +139,12 @@ class RedisBudgetStore(StoreBase):
     def settle_op(
         self, request_id: str, budgets: Sequence[AppliedBudget], actual_n: int, spend: SpendWrite | None
     ) -> Op[SettleResult]:
-        return ScriptOp(self.settle_call(request_id, budgets, actual_n, spend), self.parse_settle)
+        return ScriptOp(self.settle_call(request_id, budgets, actual_n, spend), self._settled)
+
+    def _settled(self, raw: list[Any]) -> SettleResult:
+        if int(raw[0]) == 1 and len(raw) > 4:
+            self.queued(int(raw[4]))  # the spend records queued so far
+        return self.parse_settle(raw)
 
     # -- release, status, spend ---------------------------------------------------------------------
     def release_call(self, request_id: str, budgets: Sequence[AppliedBudget]) -> Call:
