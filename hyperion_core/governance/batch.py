@@ -68,9 +68,9 @@ class AutoPipeline:
         cmds: list[tuple[Any, ...]] = []
         for calls, reads, _ in batch:
             for key in reads:
-                cmds.append(("GET", key))
+                cmds.append((b"GET", key))
             for name, keys, args in calls:
-                cmds.append(("EVALSHA", scripts.sha(name), len(keys), *keys, *args))
+                cmds.append((b"EVALSHA", scripts.sha(name), len(keys), *keys, *args))
         self.round_trips += 1
         self.submitted += len(batch)
         try:

@@ -63,11 +63,16 @@ class AppliedBudget:
     expire_at: int  # Unix seconds when the store may drop the counter; 0 = never
     #: ``(label, nano-USD)`` per soft threshold; the label is the fraction's ``repr`` (derived)
     thresholds: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    #: ``thresholds`` as the settle script reads them, ``"label=nano,..."`` (derived)
+    threshold_spec: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not self.thresholds and self.config.alert_thresholds:
             t = tuple((repr(t), round(t * self.limit_n)) for t in self.config.alert_thresholds)
             object.__setattr__(self, "thresholds", t)
+        if self.thresholds and not self.threshold_spec:
+            spec = ",".join(f"{label}={thr}" for label, thr in self.thresholds)
+            object.__setattr__(self, "threshold_spec", spec)
 
     def alert(self, kind: str, threshold: float | None, spent_usd: float, t: float) -> BudgetAlert:
         c = self.config

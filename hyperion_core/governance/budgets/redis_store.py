@@ -122,7 +122,7 @@ class RedisBudgetStore(StoreBase):
             len(budgets),
             *head,
         ]
-        args += [",".join(f"{label}={thr}" for label, thr in b.thresholds) for b in budgets]
+        args += [b.threshold_spec for b in budgets]
         args += groups
         return ("settle", keys, args)
 
