@@ -58,7 +58,9 @@ async def closed_loop(call: Any, c: int, n: int, flush: Any = None) -> float:
     return (time.process_time() - c0) / n * 1e6
 
 
-async def own_cost(kind: str, redis_url: str, c: int, n: int) -> float:
+def gateway_from_memory(kind: str, redis_url: str | None) -> Any:
+    """A Gateway of ``kind`` whose shared HTTP client answers every POST from memory with the body
+    nginx serves (the adapter still decodes, prices and types it)."""
     import multidict
 
     from hyperion_core import Gateway
@@ -70,9 +72,14 @@ async def own_cost(kind: str, redis_url: str, c: int, n: int) -> float:
         return 200, headers, body
 
     gw = Gateway(gateway_config("http://127.0.0.1:9", kind, tempfile.mkdtemp(), redis_url))
+    gw.http.post_json = from_memory
+    return gw
+
+
+async def own_cost(kind: str, redis_url: str, c: int, n: int) -> float:
+    gw = gateway_from_memory(kind, redis_url)
     try:
         keys = await make_keys(gw) if kind != PLAIN else []
-        gw.http.post_json = from_memory  # type: ignore[method-assign]
 
         async def call(i: int) -> None:
             kw = {"virtual_key": keys[i % len(keys)]} if keys else {}
@@ -109,20 +116,10 @@ async def plain_layers(n: int) -> dict[str, float]:
     """CPU µs per call of each layer of the plain route, upstream in memory, sequential: the adapter
     (build the body, decode, type the answer), + the attempt (deadline, breaker, latency window,
     lease), + the router (order, fallback), + the pipeline (context, stages, typed response)."""
-    import multidict
-
-    from hyperion_core import Gateway
     from hyperion_core.types import ChatRequest
 
-    body = plain_body().encode()
-    headers = multidict.CIMultiDictProxy(multidict.CIMultiDict({"content-type": "application/json"}))
-
-    async def from_memory(url: str, payload: dict[str, Any], hdrs: dict[str, str]) -> tuple[int, Any, bytes]:
-        return 200, headers, body
-
-    gw = Gateway(gateway_config("http://127.0.0.1:9", PLAIN, tempfile.mkdtemp(), None))
+    gw = gateway_from_memory(PLAIN, None)
     try:
-        gw.http.post_json = from_memory  # type: ignore[method-assign]
         rs = gw._routes["chat"]  # noqa: SLF001 - the layers under the facade
         ds = rs.deployments[0]
         call = next(st for st in gw.pipeline.stages if st.name == "call")

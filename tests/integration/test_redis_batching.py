@@ -6,7 +6,10 @@ break its batch, and the budget race stays exact with batching on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -104,8 +107,6 @@ async def test_a_restarted_server_is_reached_on_a_fresh_connection_and_a_hung_on
     """The pooled connection a restart closed is retried once on a fresh one (the admission succeeds);
     a server that accepts but never answers fails the batch with the store error after the socket
     timeout, and the connection it hung on is not handed out again out of step."""
-    import socket
-
     from hyperion_core.redis_client import state_client
     from hyperion_core.redis_server import RedisServer
 
@@ -122,17 +123,13 @@ async def test_a_restarted_server_is_reached_on_a_fresh_connection_and_a_hung_on
         await client.aclose()
     finally:
         server.stop()
-    mute = socket.socket()
-    mute.bind(("127.0.0.1", 0))
-    mute.listen(8)  # accepts connections, never answers
-    try:
-        client = state_client(f"redis://127.0.0.1:{mute.getsockname()[1]}/0", socket_timeout=0.5)
+    with _mute_server() as url:
+        client = state_client(url, socket_timeout=0.5)
         scripts = Scripts(client)
         with pytest.raises(GovernanceStoreError):
             await scripts.run_many([("status", ["q", "b"], ["", 1000, "r:"])])
         await client.aclose()
-    finally:
-        mute.close()
+
 
 
 async def test_state_connections_bound_io_without_a_task_per_write(monkeypatch):
@@ -141,9 +138,6 @@ async def test_state_connections_bound_io_without_a_task_per_write(monkeypatch):
     ``asyncio.wait_for`` per write (a task and several loop turns per command) or an ``asyncio.timeout``
     per reply (a pipeline of 50 commands set 50 timers); a live server still answers every command and
     pipeline."""
-    import asyncio
-    import socket
-
     import redis.exceptions
 
     from hyperion_core.redis_client import state_client
@@ -179,11 +173,8 @@ async def test_state_connections_bound_io_without_a_task_per_write(monkeypatch):
         await client.aclose()
     finally:
         server.stop()
-    mute = socket.socket()
-    mute.bind(("127.0.0.1", 0))
-    mute.listen(8)  # accepts connections, never answers
-    try:
-        client = state_client(f"redis://127.0.0.1:{mute.getsockname()[1]}/0", socket_timeout=0.3)
+    with _mute_server() as url:
+        client = state_client(url, socket_timeout=0.3)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         with pytest.raises(redis.exceptions.TimeoutError, match="Timeout reading"):
@@ -193,5 +184,15 @@ async def test_state_connections_bound_io_without_a_task_per_write(monkeypatch):
         conns = [*pool._available_connections, *pool._in_use_connections]  # noqa: SLF001
         assert conns and not any(c.is_connected for c in conns)  # closed, not pooled half-read
         await client.aclose()
+
+
+@contextlib.contextmanager
+def _mute_server() -> Iterator[str]:
+    """The URL of a server that accepts connections and never answers (a hung Redis)."""
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)
+    try:
+        yield f"redis://127.0.0.1:{mute.getsockname()[1]}/0"
     finally:
         mute.close()
