@@ -62,12 +62,14 @@ async def _send_packed_command(self: Any, command: bytes | str | Iterable[bytes]
     if isinstance(command, bytes):
         command = [command]
     try:
-        self._writer.writelines(command)
-        if self.socket_timeout:
-            async with _deadline(self.socket_timeout):
-                await self._writer.drain()
-        else:
-            await self._writer.drain()
+        writer = self._writer
+        writer.writelines(command)
+        if writer.transport.get_write_buffer_size():  # the socket took it all: nothing to wait for
+            if self.socket_timeout:
+                async with _deadline(self.socket_timeout):
+                    await writer.drain()
+            else:
+                await writer.drain()
     except (asyncio.TimeoutError, TimeoutError):
         await self.disconnect(nowait=True)
         raise _errors().TimeoutError("Timeout writing to socket") from None
